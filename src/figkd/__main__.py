@@ -1,0 +1,7 @@
+"""``python -m figkd`` (also what ``torchrun -m figkd`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""Run configuration: one flat dataclass whose defaults are the paper's recipe.
+
+Every field can be set from a YAML file (``--config``), from a dedicated command-line flag
+(``--epochs 10``) or with ``--set key=value`` (the value is parsed as YAML, so ``--set
+lr_milestones=[30,60]`` and ``--set objective=kd`` both work). Later sources override earlier
+ones: defaults < YAML file < flags < ``--set``. The resolved configuration is written to the run
+directory as ``config.yaml`` and is what ``--resume`` compares against.
+
+Sources of the defaults: the paper, Section 4.2 ("SGD with a momentum of 0.9 and a weight decay of
+5e-4 ... 240 epochs with a batch size of 64. The initial learning rate is set to 0.05, except for
+ShuffleNet-V1/V2 and MobileNet-V2, which use 0.01 ... decayed by a factor of 0.1 at epochs 150, 180,
+and 210"), which is also mdistiller's CIFAR-100 recipe (``mdistiller/engine/cfg.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the CLI prints it on one line and exits with 2."""
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: yaml.safe_load(yaml.safe_dump(d)),
+                     metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+#: Substrings of model names that get the paper's smaller learning rate (Section 4.2).
+SMALL_LR_MODELS = ("shufflenet", "shufflev", "mobilenet")
+#: The paper's learning rates (Section 4.2).
+PAPER_LR = 0.05
+PAPER_LR_SMALL_MODELS = 0.01
+
+
+@dataclass
+class RunConfig:
+    """Everything a ``train`` or ``distill`` run needs. Field docs are the ``--help`` text."""
+
+    # What to train on and with.
+    dataset: str = _f("digits", "dataset name (figkd.data.list_datasets())")
+    data_root: str | None = _f(None, "folder holding the dataset in its official layout")
+    model: str | None = _f(None, "model to train alone (figkd train)")
+    teacher: str | None = _f(None, "teacher architecture (figkd distill)")
+    teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth")
+    student: str | None = _f(None, "student architecture (figkd distill)")
+    objective: Any = _f(None, "loss: a preset (vanilla, kd, dkd, mlkd, dist, figkd, mlkd+figkd) or a term "
+                        "list; default vanilla for train, figkd for distill")
+    # The recipe (paper Section 4.2).
+    epochs: int = _f(240, "training epochs (paper: 240)")
+    batch_size: int = _f(64, "training batch size per process (paper: 64)")
+    lr: float | None = _f(None, "initial learning rate; default 0.05, or 0.01 for ShuffleNet/MobileNet "
+                          "students (paper Section 4.2)")
+    momentum: float = _f(0.9, "SGD momentum (paper: 0.9)")
+    weight_decay: float = _f(5e-4, "SGD weight decay (paper: 5e-4)")
+    lr_milestones: list = _f([150, 180, 210], "epochs after which the learning rate is multiplied by "
+                             "lr_decay (paper: 150, 180, 210)")
+    lr_decay: float = _f(0.1, "learning-rate decay factor at each milestone (paper: 0.1)")
+    seed: int = _f(0, "seed of initialisation, data order and augmentation")
+    # Where and how.
+    device: str = _f("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
+    out: str | None = _f(None, "run directory; default runs/<command>/<dataset>/<name>-s<seed>")
+    amp: str = _f("auto", "autocast dtype: auto (bf16 on CUDA, none on CPU), bf16 or none")
+    channels_last: str = _f("auto", "channels_last memory format: auto (on for CUDA), on, off")
+    compile: bool = _f(False, "torch.compile the student and teacher")
+    eval_batch_size: int = _f(512, "batch size of evaluation")
+    eval_every: int = _f(1, "evaluate on the test split every N epochs (and always after the last)")
+    num_workers: int | None = _f(None, "decoding worker processes for JPEG datasets (default min(8, cpus))")
+    cache_dir: str | None = _f(None, "folder for pre-resized uint8 caches of JPEG datasets")
+    skip_corrupt: bool = _f(False, "skip unreadable images (counted and reported) instead of failing")
+    progress: str = _f("auto", "progress bars: auto (only on a terminal), on, off")
+    tensorboard: bool = _f(True, "write TensorBoard event files to the run directory")
+
+    # ---------------------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def help_table(cls) -> str:
+        """One line per field: name, default, help. Used by ``figkd <cmd> --help``."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            rows.append(f"  {f.name:<16} {yaml.safe_dump(default, default_flow_style=True).strip():<18} "
+                        f"{f.metadata['help']}")
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return apply_overrides(self, changes)
+
+
+def _check_key(key: str) -> None:
+    names = RunConfig.field_names()
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(names)}")
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A copy of ``cfg`` with ``overrides`` applied; unknown keys are a ConfigError."""
+    for key in overrides:
+        _check_key(key)
+    new = dataclasses.replace(cfg, **overrides)
+    _validate(new)
+    return new
+
+
+def _validate(cfg: RunConfig) -> None:
+    def positive(name: str) -> None:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+    for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+        positive(name)
+    if cfg.lr is not None and not (isinstance(cfg.lr, int | float) and cfg.lr > 0):
+        raise ConfigError(f"lr must be a positive number or null, got {cfg.lr!r}")
+    if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
+        raise ConfigError(f"lr_milestones must be a list of epochs, got {cfg.lr_milestones!r}")
+    for name, choices in (("amp", ("auto", "bf16", "none")), ("channels_last", ("auto", "on", "off")),
+                          ("progress", ("auto", "on", "off"))):
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse ``--set key=value`` items; values are YAML (numbers, lists, null, strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        _check_key(key)
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML ({exc})") from exc
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file: a mapping of RunConfig fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
+    for key in data:
+        _check_key(key)
+    return data
+
+
+def default_lr(model_name: str) -> float:
+    """The paper's initial learning rate for a model (Section 4.2)."""
+    name = model_name.lower()
+    return PAPER_LR_SMALL_MODELS if any(s in name for s in SMALL_LR_MODELS) else PAPER_LR
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

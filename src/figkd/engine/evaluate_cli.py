@@ -1,0 +1,48 @@
+"""``figkd eval``: top-1/top-5 of a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError
+from .checkpoint import CheckpointManager
+from .distributed import DistInfo
+from .evaluate import evaluate
+from .trainer import resolve_device
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..data import build_loader, list_datasets
+    from ..models import load_teacher
+
+    ckpt = Path(args.ckpt)
+    model, dataset, data_root = args.model, args.dataset, args.data_root
+    if ckpt.is_dir():
+        cfg_path = ckpt / "config.yaml"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{ckpt} is a folder without config.yaml: pass a figkd run directory or a file")
+        saved = yaml.safe_load(cfg_path.read_text())
+        model = model or saved.get("model") or saved.get("student")
+        dataset = dataset or saved.get("dataset")
+        data_root = data_root or saved.get("data_root")
+        ckpt = CheckpointManager(ckpt).weights_path(args.which)
+    if not model or not dataset:
+        raise ConfigError("figkd eval needs --model and --dataset unless CKPT is a figkd run directory")
+    if dataset not in list_datasets():
+        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(list_datasets())}")
+    device = resolve_device(args.device, DistInfo())
+    loader = build_loader(dataset, data_root, args.split == "train", args.batch_size, device=device,
+                          seed=0, drop_last=False, augment=False)
+    try:
+        net = load_teacher(model, str(ckpt), loader.num_classes)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{model} from {ckpt}: {exc}") from exc
+    net.to(device)
+    result = evaluate(net, loader, device)
+    result.update({"model": model, "checkpoint": str(ckpt), "dataset": dataset, "split": args.split})
+    print(json.dumps(result, indent=2))
+    return 0

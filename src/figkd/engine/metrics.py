@@ -1,0 +1,71 @@
+"""Metrics accumulated on the device and read once per epoch (no host synchronisation per step)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """Number of samples whose target is among the top-k logits, for each k (a tensor of len(ks))."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hit = top.eq(target.unsqueeze(1))
+    return torch.stack([hit[:, : min(k, kmax)].any(dim=1).sum() for k in ks])
+
+
+class EpochAccumulator:
+    """Sums of loss terms, top-1/top-5 hits and sample counts over an epoch, kept on ``device``.
+
+    It also remembers, per term, the first step at which the term was not finite, so that a NaN is
+    reported with its epoch, step and term while the step itself never waits for the host.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.names: list[str] | None = None  # set from the first step's terms ("total" last)
+        self.hits = torch.zeros(2, dtype=torch.int64, device=device)
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+
+    def _start(self, terms: dict[str, torch.Tensor]) -> None:
+        self.names = [k for k in terms if k != "total"] + ["total"]
+        self.loss_sum = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
+        self.first_bad = torch.full((len(self.names),), -1, dtype=torch.int64, device=self.device)
+
+    def add(self, terms: dict[str, torch.Tensor], logits: torch.Tensor, target: torch.Tensor,
+            step: torch.Tensor) -> None:
+        if self.names is None:
+            self._start(terms)
+        values = torch.stack([terms[n].detach().to(torch.float64) for n in self.names])
+        bad = ~torch.isfinite(values)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+        self.loss_sum += torch.where(bad, torch.zeros_like(values), values) * target.shape[0]
+        self.hits += topk_correct(logits.detach(), target)
+        self.count += target.shape[0]
+
+    def first_nonfinite(self) -> tuple[str, int] | None:
+        """(term, step) of the earliest non-finite term, or None. Synchronises with the device."""
+        if self.names is None:
+            return None
+        bad = self.first_bad.tolist()
+        found = [(step, name) for name, step in zip(self.names, bad, strict=True) if step >= 0]
+        if not found:
+            return None
+        step, name = min(found)
+        return name, step
+
+    def all_reduce(self) -> None:
+        """Sum over the processes of a distributed run (no-op otherwise)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for t in (self.loss_sum, self.hits, self.count) if self.names else (self.hits, self.count):
+                torch.distributed.all_reduce(t)
+
+    def result(self) -> dict[str, float]:
+        count = max(int(self.count.item()), 1)
+        hits = self.hits.tolist()
+        out = {}
+        if self.names is not None:
+            sums = self.loss_sum.tolist()
+            out = {f"loss/{n}": s / count for n, s in zip(self.names, sums, strict=True)}
+        out["top1"] = 100.0 * hits[0] / count
+        out["top5"] = 100.0 * hits[1] / count
+        return out

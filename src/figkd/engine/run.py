@@ -1,0 +1,175 @@
+"""Build a run from configurations and execute it: the body of ``figkd train`` and ``figkd distill``.
+
+Everything that can be wrong with a configuration (unknown model, dataset, objective or key, a
+missing dataset or checkpoint, a teacher whose class count differs from the dataset's) is found
+here, before the first step, and raised as :class:`~figkd.config.ConfigError` (the CLI prints it on
+one line and exits with status 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, RunConfig
+from . import distributed as dist_utils
+from . import rundir
+from .trainer import Member, Trainer, resolve_device
+
+#: Fields that may differ between the members of one run (everything else is shared).
+MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
+
+
+def objective_name(spec: Any) -> str:
+    return spec if isinstance(spec, str) else "custom"
+
+
+def member_name(cfg: RunConfig, command: str) -> str:
+    if command == "train":
+        return str(cfg.model)
+    return f"{cfg.student}-{objective_name(cfg.objective)}"
+
+
+def default_run_dir(cfg: RunConfig, command: str) -> Path:
+    return Path("runs") / command / cfg.dataset / f"{member_name(cfg, command)}-s{cfg.seed}"
+
+
+def resolve(cfg: RunConfig, command: str) -> RunConfig:
+    """Fill the command's defaults (objective) and check that the command has what it needs."""
+    if command == "train":
+        if not cfg.model:
+            raise ConfigError("figkd train needs --model (figkd models lists them)")
+        if cfg.objective is None:
+            cfg = cfg.replace(objective="vanilla")
+    elif command == "distill":
+        missing = [f"--{k.replace('_', '-')}" for k in ("teacher", "teacher_ckpt", "student")
+                   if not getattr(cfg, k)]
+        if missing:
+            raise ConfigError(f"figkd distill needs {', '.join(missing)}")
+        if cfg.objective is None:
+            cfg = cfg.replace(objective="figkd")
+    else:
+        raise ValueError(f"unknown command {command!r}")
+    return cfg
+
+
+def _build_objective(spec: Any) -> torch.nn.Module:
+    from ..losses import build_objective
+    try:
+        return build_objective(spec)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"objective {spec!r}: {exc}") from exc
+
+
+def _build_model(name: str, num_classes: int) -> torch.nn.Module:
+    from ..models import build_model
+    try:
+        return build_model(name, num_classes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _teacher_path(path: str) -> str:
+    p = Path(path)
+    if p.is_dir():
+        best = p / "checkpoints" / "best.safetensors"
+        if not best.is_file():
+            raise ConfigError(f"teacher checkpoint {p} is a folder without checkpoints/best.safetensors "
+                              "(a figkd run directory was expected)")
+        return str(best)
+    return path
+
+
+def _load_teacher(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    from ..models import load_teacher
+    try:
+        return load_teacher(cfg.teacher, _teacher_path(cfg.teacher_ckpt), num_classes)
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
+        raise ConfigError(f"teacher {cfg.teacher} from {cfg.teacher_ckpt}: {exc}") from exc
+
+
+def _loaders(cfg: RunConfig, device: torch.device, strong_view: bool, info: dist_utils.DistInfo):
+    from ..data import build_loader, list_datasets
+    if cfg.dataset not in list_datasets():
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(list_datasets())}")
+    common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                  num_workers=cfg.num_workers, cache_dir=cfg.cache_dir)
+    train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view, **common)
+    test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, **common)
+    return train, test
+
+
+def _check_shared(configs: list[RunConfig]) -> None:
+    first = configs[0].to_dict()
+    for other in configs[1:]:
+        d = other.to_dict()
+        diff = [k for k in first if k not in MEMBER_FIELDS and first[k] != d[k]]
+        if diff:
+            raise ConfigError(f"the students of one run must share {', '.join(diff)}")
+
+
+def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = False,
+        overwrite: bool = False, log=print) -> list[dict[str, Any]]:
+    """Train (``command="train"``) or distil (``"distill"``) every configuration in one run.
+
+    Several configurations (differing only in student, objective, lr or out) share one teacher
+    forward per step and the same batches. Returns one summary dict per member; a member whose
+    run directory holds the same finished run is skipped and its stored summary returned.
+    """
+    if isinstance(configs, RunConfig):
+        configs = [configs]
+    configs = [resolve(c, command) for c in configs]
+    _check_shared(configs)
+    cfg = configs[0]
+    info = dist_utils.from_environment()
+    device = resolve_device(cfg.device, info)
+    dist_utils.init(info, device)
+    try:
+        return _run(configs, command, cfg, info, device, resume, overwrite, log)
+    finally:
+        dist_utils.shutdown()
+
+
+def _run(configs, command, cfg, info, device, resume, overwrite, log):
+    # Objectives first: they are cheap and say whether a second (strong) view is needed.
+    objectives = [_build_objective(c.objective) for c in configs]
+    if command == "train" and any(getattr(o, "needs_teacher", False) for o in objectives):
+        raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
+                          "(use figkd distill)")
+    strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in objectives)
+    train_loader, test_loader = _loaders(cfg, device, strong, info)
+    num_classes = train_loader.num_classes
+    teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
+
+    members, done = [], []
+    run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ConfigError("the students of one run need distinct run directories")
+    for c, objective, run_dir in zip(configs, objectives, run_dirs, strict=True):
+        c = c.replace(out=str(run_dir))
+        cfg_dict = c.to_dict()
+        status = rundir.prepare(run_dir, cfg_dict, resume=resume, overwrite=overwrite and info.is_main)
+        dist_utils.barrier()
+        if status == "done":
+            log(f"[{member_name(c, command)}] {run_dir} already holds this finished run: skipped")
+            done.append(rundir.read_summary(run_dir))
+            continue
+        model_name = c.model if command == "train" else c.student
+        torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation
+        model = _build_model(model_name, num_classes)
+        if info.enabled:
+            model = dist_utils.convert_batchnorm(model)
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_config(run_dir, cfg_dict)
+        members.append(Member(name=member_name(c, command), model_name=model_name,
+                              objective_name=objective_name(c.objective), model=model,
+                              objective=objective, run_dir=run_dir, cfg=c, status=status))
+    if not members:
+        return done
+    trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
+                      log=log)
+    trainer.setup()
+    return done + trainer.fit()

@@ -1,0 +1,339 @@
+"""The training loop of ``figkd train`` and ``figkd distill``.
+
+One run trains one or more *members* (a student, its objective and optimizer, its run directory)
+on the same batches. With a teacher, the teacher's logits are computed once per batch and shared by
+every member: several objectives or students cost one teacher forward per step, and they see the
+same data order and augmentation (a paired comparison).
+
+The step (``_train_step``) has static shapes and no host synchronisation: loss terms, hits and the
+first non-finite step are accumulated on the device (:class:`EpochAccumulator`) and read once per
+epoch (and every ``_SYNC_EVERY`` steps while a progress bar is shown).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..config import ConfigError, RunConfig
+from . import distributed as dist_utils
+from . import rundir
+from .checkpoint import CheckpointManager, unwrap
+from .evaluate import autocast_context, evaluate
+from .metrics import EpochAccumulator
+from .recipe import build_optimizer, initial_lr, lr_at_epoch, set_lr
+
+_SYNC_EVERY = 25
+#: Test hook: ``FIGKD_FAULT_AT=E:S`` kills the process (SIGKILL) at step S of epoch E, to test resume.
+FAULT_ENV = "FIGKD_FAULT_AT"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+@dataclass
+class Member:
+    """One student being trained: model, objective, optimizer and where its run is written."""
+
+    name: str
+    model_name: str
+    objective_name: str
+    model: nn.Module
+    objective: nn.Module
+    run_dir: Path
+    cfg: RunConfig
+    optimizer: torch.optim.Optimizer | None = None
+    base_lr: float = 0.0
+    ckpt: CheckpointManager | None = None
+    writer: Any = None
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    start_epoch: int = 1
+    status: str = "fresh"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(spec: str, info: dist_utils.DistInfo) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False")
+        if info.enabled and device.index is None:
+            device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def resolve_amp(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
+    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _fault_point() -> tuple[int, int] | None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return None
+    epoch, step = spec.split(":")
+    return int(epoch), int(step)
+
+
+class Trainer:
+    """Trains ``members`` (optionally distilled from ``teacher``) on ``train_loader``."""
+
+    def __init__(self, cfg: RunConfig, members: list[Member], train_loader, test_loader, *,
+                 teacher: nn.Module | None, device: torch.device, info: dist_utils.DistInfo,
+                 log=print):
+        self.cfg = cfg
+        self.members = members
+        self.train_loader = train_loader
+        self.test_loader = test_loader
+        self.teacher = teacher
+        self.device = device
+        self.info = info
+        self.amp_dtype = resolve_amp(cfg, device)
+        self.channels_last = resolve_channels_last(cfg, device)
+        self.strong_view = any(_needs_strong(m.objective) for m in members)
+        self.log = log if info.is_main else (lambda *a, **k: None)
+        self.fault = _fault_point()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Optimizers, checkpoints, and the state of each member's run directory (fresh/resume)."""
+        mf = torch.channels_last if self.channels_last else torch.contiguous_format
+        if self.teacher is not None:
+            self.teacher.to(self.device, memory_format=mf).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        for m in self.members:
+            m.model.to(self.device, memory_format=mf)
+            m.objective.to(self.device)
+            m.base_lr = initial_lr(m.cfg, m.model_name)
+            m.optimizer = build_optimizer(m.model, m.cfg, m.base_lr, self.device)
+            m.ckpt = CheckpointManager(m.run_dir)
+            if m.status == "resume" and m.ckpt.last_epoch() is not None:
+                weights, state = m.ckpt.load_last()
+                unwrap(m.model).load_state_dict(weights)
+                m.optimizer.load_state_dict(state["optimizer"])
+                m.best_top1, m.best_epoch = state["best_top1"], state["best_epoch"]
+                m.start_epoch = state["epoch"] + 1
+                _set_rng_state(state["rng"], self.device)
+                rundir.truncate_metrics(m.run_dir, state["epoch"])
+                m.history = rundir.read_metrics(m.run_dir)
+                self.log(f"[{m.name}] resuming after epoch {state['epoch']} from {m.run_dir}")
+            elif self.info.is_main:
+                rundir.truncate_metrics(m.run_dir, 0)
+        starts = {m.start_epoch for m in self.members}
+        if len(starts) > 1:
+            raise ConfigError("the students of this run stopped at different epochs "
+                              f"({', '.join(f'{m.name}: {m.start_epoch - 1}' for m in self.members)}); "
+                              "resume them as separate runs")
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            for m in self.members:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                m.model = DDP(m.model, device_ids=ids)
+        if self.cfg.compile:
+            self.log("compiling the models with torch.compile (first steps are slow)")
+            for m in self.members:
+                m.model = torch.compile(m.model)
+            if self.teacher is not None:
+                self.teacher = torch.compile(self.teacher)
+        if self.info.is_main and self.cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            for m in self.members:
+                m.writer = SummaryWriter(str(m.run_dir / "tb"), purge_step=m.start_epoch)
+
+    # -- the step --------------------------------------------------------------------------
+    def _teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast_context(self.device, self.amp_dtype):
+            logits = self.teacher(images)
+        return logits.clone()  # a normal tensor, usable in the students' autograd graphs
+
+    def _train_step(self, images, strong, target, accs, step_t) -> None:
+        teacher_logits = teacher_strong = None
+        if self.teacher is not None:
+            teacher_logits = self._teacher_logits(images)
+            if strong is not None:
+                teacher_strong = self._teacher_logits(strong)
+        for m, acc in zip(self.members, accs, strict=True):
+            extra = {}
+            with autocast_context(self.device, self.amp_dtype):
+                logits = m.model(images)
+                if strong is not None and _needs_strong(m.objective):
+                    extra = {"student_logits_strong": m.model(strong),
+                             "teacher_logits_strong": teacher_strong}
+            terms = m.objective(student_logits=logits, teacher_logits=teacher_logits, target=target,
+                                epoch=self._epoch, **extra)
+            m.optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            m.optimizer.step()
+            acc.add(terms, logits, target, step_t)
+
+    # -- epochs ----------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> list[dict[str, float]]:
+        self._epoch = epoch
+        for m in self.members:
+            m.model.train()
+            set_lr(m.optimizer, lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay))
+        self.train_loader.set_epoch(epoch)
+        accs = [EpochAccumulator(self.device) for _ in self.members]
+        step_t = torch.zeros((), dtype=torch.int64, device=self.device)
+        steps = len(self.train_loader)
+        bar = self._progress(steps, epoch)
+        start = time.perf_counter()
+        for step, batch in enumerate(self.train_loader.iter_from(0)):
+            if self.fault == (epoch, step):
+                os.kill(os.getpid(), signal.SIGKILL)
+            images, target = batch[0], batch[-1]
+            strong = batch[1] if self.strong_view else None
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+                if strong is not None:
+                    strong = strong.contiguous(memory_format=torch.channels_last)
+            self._train_step(images, strong, target, accs, step_t)
+            step_t += 1
+            if bar is not None and (step + 1) % _SYNC_EVERY == 0:
+                self._check_finite(accs, epoch)
+                bar.set_postfix(loss=f"{float(accs[0].loss_sum[-1]) / max(int(accs[0].count), 1):.4f}")
+                bar.update(_SYNC_EVERY)
+        if bar is not None:
+            bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        self._check_finite(accs, epoch)
+        results = []
+        for m, acc in zip(self.members, accs, strict=True):
+            acc.all_reduce()
+            r = {f"train/{k}": v for k, v in acc.result().items()}
+            r["lr"] = lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay)
+            r["train_time_s"] = elapsed
+            r["images_per_s"] = steps * self.cfg.batch_size * self.info.world_size / elapsed
+            results.append(r)
+        return results
+
+    def _check_finite(self, accs: list[EpochAccumulator], epoch: int) -> None:
+        for m, acc in zip(self.members, accs, strict=True):
+            bad = acc.first_nonfinite()
+            if bad is not None:
+                term, step = bad
+                last = m.ckpt.last_epoch() if m.ckpt else None
+                raise NonFiniteLossError(
+                    f"[{m.name}] loss term {term!r} is not finite at epoch {epoch}, step {step}; "
+                    f"the run stopped and its last good checkpoint (epoch {last}) is kept in "
+                    f"{m.run_dir / 'checkpoints'}")
+
+    def _progress(self, steps: int, epoch: int):
+        on = self.cfg.progress == "on" or (self.cfg.progress == "auto" and sys.stderr.isatty())
+        if not (on and self.info.is_main):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=steps, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, unit="step")
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train from each member's start epoch to ``cfg.epochs``; returns each member's summary."""
+        try:
+            for epoch in range(self.members[0].start_epoch, self.cfg.epochs + 1):
+                train_results = self._train_epoch(epoch)
+                do_eval = epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs
+                for m, tr in zip(self.members, train_results, strict=True):
+                    record = {"epoch": epoch, **tr}
+                    if do_eval:
+                        t0 = time.perf_counter()
+                        ev = evaluate(m.model, self.test_loader, self.device, self.amp_dtype,
+                                      self.channels_last)
+                        record.update({"test/top1": ev["top1"], "test/top5": ev["top5"],
+                                       "test/loss": ev["loss"], "eval_time_s": time.perf_counter() - t0})
+                    self._end_epoch(m, epoch, record)
+                self.log(_epoch_line(self.members, epoch, self.cfg.epochs))
+        finally:
+            for m in self.members:
+                if m.writer is not None:
+                    m.writer.close()
+        return [self._finish(m) for m in self.members]
+
+    def _end_epoch(self, m: Member, epoch: int, record: dict[str, Any]) -> None:
+        m.history.append(record)
+        if not self.info.is_main:
+            return
+        rundir.append_metrics(m.run_dir, record)
+        if m.writer is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    m.writer.add_scalar(key, value, epoch)
+            m.writer.flush()
+        top1 = record.get("test/top1")
+        if top1 is not None and top1 > m.best_top1:
+            m.best_top1, m.best_epoch = top1, epoch
+            m.ckpt.save_best(epoch, m.model, top1)
+        state = {"optimizer": m.optimizer.state_dict(), "best_top1": m.best_top1, "best_epoch": m.best_epoch,
+                 "rng": _rng_state(self.device),
+                 "scheduler": {"base_lr": m.base_lr, "milestones": list(m.cfg.lr_milestones),
+                               "decay": m.cfg.lr_decay}}
+        m.ckpt.save(epoch, m.model, state)
+
+    def _finish(self, m: Member) -> dict[str, Any]:
+        last = next((r for r in reversed(m.history) if "test/top1" in r), {})
+        summary = {
+            "name": m.name, "model": m.model_name, "objective": m.objective_name,
+            "dataset": self.cfg.dataset, "epochs": self.cfg.epochs, "seed": self.cfg.seed,
+            "last_top1": last.get("test/top1"), "last_top5": last.get("test/top5"),
+            "best_top1": m.best_top1, "best_epoch": m.best_epoch, "run_dir": str(m.run_dir),
+        }
+        if self.info.is_main:
+            rundir.write_summary(m.run_dir, summary)
+        return summary
+
+
+def _needs_strong(objective: nn.Module) -> bool:
+    return "student_logits_strong" in getattr(objective, "required_inputs", ())
+
+
+def _epoch_line(members: list[Member], epoch: int, epochs: int) -> str:
+    parts = []
+    for m in members:
+        r = m.history[-1]
+        loss = r.get("train/loss/total", math.nan)
+        top1 = r.get("test/top1")
+        parts.append(f"{m.name}: loss {loss:.4f}" + (f" test top-1 {top1:.2f}" if top1 is not None else ""))
+    t = members[0].history[-1]
+    return (f"epoch {epoch}/{epochs} ({t['train_time_s']:.1f}s, {t['images_per_s']:.0f} img/s) "
+            + " | ".join(parts))
+
+
+def summary_json(summaries: list[dict[str, Any]]) -> str:
+    return json.dumps(summaries, indent=2)
