@@ -245,6 +245,18 @@ def test_haar_compiles_fullgraph(mode):
     torch.testing.assert_close(compiled1(x), roundtrip1(x))
 
 
+@pytest.mark.parametrize("mode", ["symmetric", "periodization"])
+def test_filter_bank_path_compiles_fullgraph(mode):
+    torch._dynamo.reset()
+    x = torch.randn(2, 9, 12)
+
+    def roundtrip(x):
+        return W.waverec2(W.wavedec2(x, "db2", mode), "db2", mode)
+
+    compiled = torch.compile(roundtrip, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), roundtrip(x))
+
+
 @pytest.mark.slow
 def test_haar_dwt2_compiles_with_inductor():
     torch._dynamo.reset()
@@ -338,6 +350,21 @@ def test_float32_stays_float32_and_matches_pywt():
         for a, b in zip(_flat2(t), _flat2(c), strict=True):
             assert a.dtype == torch.float32
             np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+def test_autocast_does_not_lower_the_precision(wavelet):
+    # the filter-bank path runs convolutions, which autocast would otherwise compute in bfloat16
+    x = torch.randn(2, 9, 10)
+    ref = W.wavedec2(x, wavelet, "symmetric")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = W.wavedec2(x, wavelet, "symmetric")
+        rec = W.waverec2(out, wavelet, "symmetric")
+    for a, b in zip(_flat2(out), _flat2(ref), strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert rec.dtype == torch.float32
+    torch.testing.assert_close(rec[..., :9, :10], x, rtol=1e-5, atol=1e-5)
 
 
 def test_mixed_dtypes_promote_like_pywt():

@@ -59,6 +59,7 @@ Filter coefficients come from pywt (``pywt.Wavelet(name).dec_lo`` etc.); the tra
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -250,6 +251,14 @@ def _filters(bank: _Bank, kind: str, device: torch.device, dtype: torch.dtype) -
     return w
 
 
+def _autocast_off(device: torch.device):
+    """Convolutions are on autocast's lower-precision list; the transform keeps its float32/float64
+    promise (DESIGN.md: losses are computed in float32 or wider even under bf16 autocast)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _source_index(t: int, n: int, mode: str) -> int:
     """Which sample of an ``n``-sample signal sits at position ``t`` of its extension (pywt rules)."""
     if 0 <= t < n:
@@ -356,7 +365,8 @@ def _dwt_filter_bank(x: torch.Tensor, bank: _Bank, mode: str) -> tuple[torch.Ten
     left, total = _analysis_extension(n, L, mode)
     xe = _extend(x, -1, left, total, mode)
     filt = _filters(bank, "dec", x.device, x.dtype)  # (2, 1, L): [lo, hi]
-    y = F.conv1d(xe.reshape(math.prod(x.shape[:-1]), 1, total), filt, stride=2)
+    with _autocast_off(x.device):
+        y = F.conv1d(xe.reshape(math.prod(x.shape[:-1]), 1, total), filt, stride=2)
     y = y.reshape(*x.shape[:-1], 2, m)
     return y[..., 0, :], y[..., 1, :]
 
@@ -367,7 +377,8 @@ def _idwt_filter_bank(ca: torch.Tensor, cd: torch.Tensor, bank: _Bank, mode: str
     c = torch.stack((ca, cd), dim=-2).reshape(math.prod(ca.shape[:-1]), 2, m)
     if a:
         c = _extend(c, -1, a, m + 2 * a, "periodic")
-    y = F.conv_transpose1d(c, _filters(bank, "rec", ca.device, ca.dtype), stride=2)
+    with _autocast_off(ca.device):
+        y = F.conv_transpose1d(c, _filters(bank, "rec", ca.device, ca.dtype), stride=2)
     return y[..., start : start + length].reshape(*ca.shape[:-1], length)
 
 
@@ -379,9 +390,10 @@ def _dwt2_filter_bank(x: torch.Tensor, bank: _Bank, mode: str):
     xe = _extend(_extend(x, -1, left_w, total_w, mode), -2, left_h, total_h, mode)
     filt = _filters(bank, "dec", x.device, x.dtype)  # (2, 1, L)
     y = xe.reshape(math.prod(x.shape[:-2]), 1, total_h, total_w)
-    y = F.conv2d(y, filt.unsqueeze(2), stride=(1, 2))
-    # channels [lo_w, hi_w] -> each filtered along H by [lo, hi]: [aa, da, ad, dd] = cA, cH, cV, cD
-    y = F.conv2d(y, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
+    with _autocast_off(x.device):
+        y = F.conv2d(y, filt.unsqueeze(2), stride=(1, 2))
+        # channels [lo_w, hi_w] -> each filtered along H by [lo, hi]: [aa, da, ad, dd] = cA, cH, cV, cD
+        y = F.conv2d(y, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
     y = y.reshape(*x.shape[:-2], 4, mh, mw)
     return y[..., 0, :, :], (y[..., 1, :, :], y[..., 2, :, :], y[..., 3, :, :])
 
@@ -395,9 +407,10 @@ def _idwt2_filter_bank(ca, ch, cv, cd, bank: _Bank, mode: str) -> torch.Tensor:
         c = _extend(_extend(c, -1, a_w, mw + 2 * a_w, "periodic"), -2, a_h, mh + 2 * a_h, "periodic")
     filt = _filters(bank, "rec", ca.device, ca.dtype)  # (2, 1, L)
     # along H: groups (cA, cH) -> approximation along W, (cV, cD) -> detail along W
-    y = F.conv_transpose2d(c, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
-    y = y[..., start_h : start_h + len_h, :]
-    y = F.conv_transpose2d(y, filt.unsqueeze(2), stride=(1, 2))
+    with _autocast_off(ca.device):
+        y = F.conv_transpose2d(c, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
+        y = y[..., start_h : start_h + len_h, :]
+        y = F.conv_transpose2d(y, filt.unsqueeze(2), stride=(1, 2))
     y = y[..., start_w : start_w + len_w]
     return y.reshape(*ca.shape[:-2], len_h, len_w)
 
