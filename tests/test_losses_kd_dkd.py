@@ -99,8 +99,11 @@ def test_zero_when_student_equals_teacher():
 @pytest.mark.parametrize("name", ["kd", "dkd", "ce"])
 def test_precision_float32_or_wider(name):
     ls, lt, y = _inputs()
-    fns = {"kd": lambda s, t: kd_loss(s, t), "dkd": lambda s, t: dkd_loss(s, t, y), "ce": lambda s, t: ce_loss(s, y)}
-    fn = fns[name]
+    fn = {
+        "kd": lambda s, t: kd_loss(s, t),
+        "dkd": lambda s, t: dkd_loss(s, t, y),
+        "ce": lambda s, t: ce_loss(s, y),
+    }[name]
     # float64 stays float64; bf16 / fp16 inputs are computed in float32.
     assert fn(ls, lt).dtype == torch.float64
     sb, tb = ls.bfloat16(), lt.bfloat16()

@@ -189,12 +189,29 @@ def figkd_loss(
     opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
                             criterion=criterion, grid=grid, noise_std=noise_std, temperature=temperature)
     check_logits(student_logits, teacher_logits, name="figkd_loss")
-    shape = _grid_shape(student_logits.shape[1], opts) if opts["dims"] == 2 else None
+    shape = _grid_shape(student_logits.shape[1], opts)
     return _detail_loss(student_logits, teacher_logits, shape, opts, generator)
 
 
-def _grid_shape(num_classes: int, opts: dict[str, Any]) -> tuple[int, int]:
-    return tuple(_grid.grid_shape(num_classes, opts["grid"]))  # type: ignore[return-value]
+def _grid_shape(num_classes: int, opts: dict[str, Any]) -> tuple[int, int] | None:
+    """The grid of ``num_classes`` logits (None for dims=1), after checking that ``level`` fits it."""
+    return _plan(num_classes, opts["wavelet"], opts["level"], opts["dims"], opts["grid"])
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(num_classes: int, wavelet: str, level: int, dims: int, grid: str | tuple[int, int]):
+    shape = tuple(_grid.grid_shape(num_classes, grid)) if dims == 2 else None
+    sizes = shape if dims == 2 else (num_classes,)
+    filter_len = pywt.Wavelet(wavelet).dec_len
+    max_level = min(_wavelets.dwt_max_level(n, filter_len) for n in sizes)
+    if level > max_level:
+        where = (f"the {shape[0]} x {shape[1]} grid of {num_classes} classes (grid={grid!r})" if dims == 2
+                 else f"the {num_classes} logits (dims=1)")
+        raise ValueError(
+            f"figkd: level {level} is too high for {where} with wavelet {wavelet!r} (filter length "
+            f"{filter_len}): the maximum is {max_level} (pywt.dwt_max_level)"
+        )
+    return shape
 
 
 class FiGKDLoss(nn.Module):
@@ -228,7 +245,7 @@ class FiGKDLoss(nn.Module):
         self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
                                         criterion=criterion, grid=grid, noise_std=noise_std,
                                         temperature=temperature)
-        self.grid_shape = _grid_shape(num_classes, self.options) if self.options["dims"] == 2 else None
+        self.grid_shape = _grid_shape(num_classes, self.options)
         self.generator = generator
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -105,9 +105,8 @@ class _FiGKDTerm(nn.Module):
         super().__init__()
         self.options = validate_options(**options)
         self.num_classes = num_classes
-        self._shapes: dict[int, tuple[int, int]] = {}
-        if num_classes is not None and self.options["dims"] == 2:
-            self._shapes[num_classes] = _grid_shape(num_classes, self.options)
+        if num_classes is not None:
+            _grid_shape(num_classes, self.options)  # level and grid checked at build time
 
     def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         s, t = inputs["student_logits"], inputs["teacher_logits"]
@@ -116,12 +115,7 @@ class _FiGKDTerm(nn.Module):
         if self.num_classes is not None and c != self.num_classes:
             raise ValueError(f"figkd term: objective built for num_classes={self.num_classes}, "
                              f"logits have {c} classes")
-        shape = None
-        if self.options["dims"] == 2:
-            shape = self._shapes.get(c)
-            if shape is None:
-                shape = self._shapes[c] = _grid_shape(c, self.options)
-        return _detail_loss(s, t, shape, self.options, None)
+        return _detail_loss(s, t, _grid_shape(c, self.options), self.options, None)
 
 
 # --------------------------------------------------------------------------- registry
