@@ -85,11 +85,11 @@ REFERENCE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("c", [100, 67, 200])
 def _case_id(case):
     return ",".join(f"{k}={v}" for k, v in case.items()) or "default"
 
 
+@pytest.mark.parametrize("c", [100, 67, 200])
 @pytest.mark.parametrize("case", REFERENCE_CASES, ids=_case_id)
 def test_matches_pywt_reference(case, c):
     s, t = _logits(5, c, seed=c)
