@@ -46,7 +46,10 @@ def full_precision(fn: F) -> F:
 
         args = tuple(up(a) for a in args)
         kwargs = {k: up(v) for k, v in kwargs.items()}
-        with torch.autocast(device_type=floats[0].device.type, enabled=False):
+        device_type = floats[0].device.type
+        if not torch.amp.is_autocast_available(device_type):  # e.g. "meta": nothing to switch off
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type=device_type, enabled=False):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -105,8 +105,11 @@ class _FiGKDTerm(nn.Module):
         super().__init__()
         self.options = validate_options(**options)
         self.num_classes = num_classes
+        # grid per number of classes; filled at build time when num_classes is known (then the
+        # forward pass is a dict lookup, which torch.compile(fullgraph=True) traces)
+        self._shapes: dict[int, tuple[int, int] | None] = {}
         if num_classes is not None:
-            _grid_shape(num_classes, self.options)  # level and grid checked at build time
+            self._shapes[num_classes] = _grid_shape(num_classes, self.options)  # checks level/grid now
 
     def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
         s, t = inputs["student_logits"], inputs["teacher_logits"]
@@ -115,7 +118,9 @@ class _FiGKDTerm(nn.Module):
         if self.num_classes is not None and c != self.num_classes:
             raise ValueError(f"figkd term: objective built for num_classes={self.num_classes}, "
                              f"logits have {c} classes")
-        return _detail_loss(s, t, _grid_shape(c, self.options), self.options, None)
+        if c not in self._shapes:
+            self._shapes[c] = _grid_shape(c, self.options)
+        return _detail_loss(s, t, self._shapes[c], self.options, None)
 
 
 # --------------------------------------------------------------------------- registry
