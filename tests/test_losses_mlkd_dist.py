@@ -139,6 +139,16 @@ def test_mlkd_other_options_match_reference():
         assert _rel(out[k], ref[k]) < 1e-9, k
 
 
+def test_mlkd_ties_in_the_confidence_median():
+    # duplicated teacher rows: many confidences equal the median, so more than half is kept
+    sw, tw, ss, ts, y = _inputs()
+    tw = tw[:8].repeat(8, 1)
+    ref = _mlkd_reference(*_np(sw, tw, ss, ts, y))
+    out = mlkd_loss(sw, tw, ss, ts, y)
+    for k in ref:
+        assert _rel(out[k], ref[k]) < 1e-9, k
+
+
 def test_dist_pinned():
     s, t, *_ = _inputs()
     assert _rel(dist_loss(s, t), PINNED["dist_b1_g1_T1"]) < 1e-9

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -86,6 +87,7 @@ def test_dkd_warmup_ramp_python_and_tensor_epoch():
     for epoch, factor in ramp:
         out = _run(obj, epoch=epoch)
         assert _close(out["dkd"], factor * full), epoch
+        assert _close(_run(obj, epoch=np.float64(epoch))["dkd"], factor * full)
         tensor_out = _run(obj, epoch=torch.tensor(epoch, dtype=torch.float32))
         assert math.isclose(float(tensor_out["dkd"]), factor * float(full), rel_tol=1e-7), epoch
         assert _close(out["total"], out["ce"] + out["dkd"])
@@ -101,6 +103,8 @@ def test_warmup_on_any_term_and_epoch_only_needed_with_warmup():
     assert _close(out["total"], F.cross_entropy(ls, y) + 2 * figkd_loss(ls, lt))
     with pytest.raises(TypeError, match="epoch"):
         obj(student_logits=ls, teacher_logits=lt, target=y)
+    with pytest.raises(TypeError, match="epoch"):
+        obj(student_logits=ls, teacher_logits=lt, target=y, epoch="3")
 
 
 def test_required_inputs_and_flags():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -303,7 +304,7 @@ def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor) -> float
     """min(epoch / warmup, 1), clamped at 0; torch ops for a tensor epoch (no host sync)."""
     if isinstance(epoch, torch.Tensor):
         return torch.clamp(epoch.to(like.dtype) / warmup, min=0.0, max=1.0)
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or math.isnan(epoch):
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real) or math.isnan(epoch):
         raise TypeError(f"epoch must be a number or a 0-dim tensor, got {epoch!r}")
     return min(max(float(epoch) / warmup, 0.0), 1.0)
 
