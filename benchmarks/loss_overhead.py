@@ -121,6 +121,8 @@ def main(argv=None):
     p.add_argument("--inner", type=int, default=50, help="calls per timed repeat")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's); 1 is stable on a shared machine")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON path (default: benchmarks/results/loss_overhead_<device>.json per device)")
     args = p.parse_args(argv)
@@ -130,6 +132,8 @@ def main(argv=None):
     devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else (
         ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     dtype = getattr(torch, args.dtype)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     all_results = []
     for name in devices:
         device = torch.device(name)
