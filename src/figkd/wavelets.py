@@ -59,6 +59,8 @@ Filter coefficients come from pywt (``pywt.Wavelet(name).dec_lo`` etc.); the tra
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -249,6 +251,14 @@ def _filters(bank: _Bank, kind: str, device: torch.device, dtype: torch.dtype) -
     return w
 
 
+def _autocast_off(device: torch.device):
+    """Convolutions are on autocast's lower-precision list; the transform keeps its float32/float64
+    promise (DESIGN.md: losses are computed in float32 or wider even under bf16 autocast)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _source_index(t: int, n: int, mode: str) -> int:
     """Which sample of an ``n``-sample signal sits at position ``t`` of its extension (pywt rules)."""
     if 0 <= t < n:
@@ -354,7 +364,9 @@ def _dwt_filter_bank(x: torch.Tensor, bank: _Bank, mode: str) -> tuple[torch.Ten
     m = _coeff_len(n, L, mode)
     left, total = _analysis_extension(n, L, mode)
     xe = _extend(x, -1, left, total, mode)
-    y = F.conv1d(xe.reshape(-1, 1, total), _filters(bank, "dec", x.device, x.dtype), stride=2)
+    filt = _filters(bank, "dec", x.device, x.dtype)  # (2, 1, L): [lo, hi]
+    with _autocast_off(x.device):
+        y = F.conv1d(xe.reshape(math.prod(x.shape[:-1]), 1, total), filt, stride=2)
     y = y.reshape(*x.shape[:-1], 2, m)
     return y[..., 0, :], y[..., 1, :]
 
@@ -362,10 +374,11 @@ def _dwt_filter_bank(x: torch.Tensor, bank: _Bank, mode: str) -> tuple[torch.Ten
 def _idwt_filter_bank(ca: torch.Tensor, cd: torch.Tensor, bank: _Bank, mode: str) -> torch.Tensor:
     m, L = ca.shape[-1], bank.length
     a, start, length = _synthesis_setup(m, L, mode, "idwt")
-    c = torch.stack((ca, cd), dim=-2).reshape(-1, 2, m)
+    c = torch.stack((ca, cd), dim=-2).reshape(math.prod(ca.shape[:-1]), 2, m)
     if a:
         c = _extend(c, -1, a, m + 2 * a, "periodic")
-    y = F.conv_transpose1d(c, _filters(bank, "rec", ca.device, ca.dtype), stride=2)
+    with _autocast_off(ca.device):
+        y = F.conv_transpose1d(c, _filters(bank, "rec", ca.device, ca.dtype), stride=2)
     return y[..., start : start + length].reshape(*ca.shape[:-1], length)
 
 
@@ -376,9 +389,11 @@ def _dwt2_filter_bank(x: torch.Tensor, bank: _Bank, mode: str):
     left_w, total_w = _analysis_extension(w, L, mode)
     xe = _extend(_extend(x, -1, left_w, total_w, mode), -2, left_h, total_h, mode)
     filt = _filters(bank, "dec", x.device, x.dtype)  # (2, 1, L)
-    y = F.conv2d(xe.reshape(-1, 1, total_h, total_w), filt.unsqueeze(2), stride=(1, 2))
-    # channels [lo_w, hi_w] -> each filtered along H by [lo, hi]: [aa, da, ad, dd] = cA, cH, cV, cD
-    y = F.conv2d(y, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
+    y = xe.reshape(math.prod(x.shape[:-2]), 1, total_h, total_w)
+    with _autocast_off(x.device):
+        y = F.conv2d(y, filt.unsqueeze(2), stride=(1, 2))
+        # channels [lo_w, hi_w] -> each filtered along H by [lo, hi]: [aa, da, ad, dd] = cA, cH, cV, cD
+        y = F.conv2d(y, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
     y = y.reshape(*x.shape[:-2], 4, mh, mw)
     return y[..., 0, :, :], (y[..., 1, :, :], y[..., 2, :, :], y[..., 3, :, :])
 
@@ -387,14 +402,15 @@ def _idwt2_filter_bank(ca, ch, cv, cd, bank: _Bank, mode: str) -> torch.Tensor:
     (mh, mw), L = ca.shape[-2:], bank.length
     a_h, start_h, len_h = _synthesis_setup(mh, L, mode, "idwt2")
     a_w, start_w, len_w = _synthesis_setup(mw, L, mode, "idwt2")
-    c = torch.stack((ca, ch, cv, cd), dim=-3).reshape(-1, 4, mh, mw)
+    c = torch.stack((ca, ch, cv, cd), dim=-3).reshape(math.prod(ca.shape[:-2]), 4, mh, mw)
     if a_h:
         c = _extend(_extend(c, -1, a_w, mw + 2 * a_w, "periodic"), -2, a_h, mh + 2 * a_h, "periodic")
     filt = _filters(bank, "rec", ca.device, ca.dtype)  # (2, 1, L)
     # along H: groups (cA, cH) -> approximation along W, (cV, cD) -> detail along W
-    y = F.conv_transpose2d(c, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
-    y = y[..., start_h : start_h + len_h, :]
-    y = F.conv_transpose2d(y, filt.unsqueeze(2), stride=(1, 2))
+    with _autocast_off(ca.device):
+        y = F.conv_transpose2d(c, filt.repeat(2, 1, 1).unsqueeze(3), stride=(2, 1), groups=2)
+        y = y[..., start_h : start_h + len_h, :]
+        y = F.conv_transpose2d(y, filt.unsqueeze(2), stride=(1, 2))
     y = y[..., start_w : start_w + len_w]
     return y.reshape(*ca.shape[:-2], len_h, len_w)
 
