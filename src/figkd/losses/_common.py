@@ -1,0 +1,104 @@
+"""Shared helpers of the loss functions: precision policy and input checks.
+
+Every loss in `figkd.losses` is computed in float32 or wider (DESIGN.md, "Conventions"): floating
+inputs are cast up to a common dtype (float64 if any input is float64, float32 otherwise) and the
+computation runs with autocast disabled, so that a bf16/fp16 autocast region around the training
+step never lowers the precision of a loss (CPU autocast would otherwise run `mm` in bf16).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float64 if any floating input is float64, else float32 (bf16/fp16 inputs are cast up)."""
+    for t in tensors:
+        if t.dtype == torch.float64:
+            return torch.float64
+    return torch.float32
+
+
+def full_precision(fn: F) -> F:
+    """Decorator: cast floating tensor arguments up (see `compute_dtype`), run with autocast off.
+
+    Integer tensors (class targets) and non-tensor arguments pass through unchanged.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        floats = [a for a in (*args, *kwargs.values())
+                  if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        if not floats:
+            return fn(*args, **kwargs)
+        dtype = compute_dtype(*floats)
+
+        def up(a):
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != dtype:
+                return a.to(dtype)
+            return a
+
+        args = tuple(up(a) for a in args)
+        kwargs = {k: up(v) for k, v in kwargs.items()}
+        device_type = floats[0].device.type
+        if not torch.amp.is_autocast_available(device_type):  # e.g. "meta": nothing to switch off
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type=device_type, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None = None, *,
+                 name: str = "loss") -> None:
+    """Shape checks shared by the logit losses: (B, C) floating tensors, teacher of the same shape."""
+    if not isinstance(student_logits, torch.Tensor) or not student_logits.is_floating_point():
+        raise TypeError(f"{name}: student_logits must be a floating-point tensor, "
+                        f"got {type(student_logits)!r}")
+    if student_logits.ndim != 2:
+        raise ValueError(f"{name}: logits must have shape (batch, num_classes), "
+                         f"got {tuple(student_logits.shape)}")
+    if teacher_logits is not None:
+        if not isinstance(teacher_logits, torch.Tensor) or not teacher_logits.is_floating_point():
+            raise TypeError(f"{name}: teacher_logits must be a floating-point tensor, "
+                            f"got {type(teacher_logits)!r}")
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(
+                f"{name}: student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+                f"{tuple(teacher_logits.shape)}"
+            )
+
+
+def check_target(target: torch.Tensor, logits: torch.Tensor, *, name: str = "loss") -> None:
+    """A target is a (B,) integer tensor of class indices (checked by shape only: no host sync)."""
+    if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                     torch.int8, torch.uint8):
+        raise TypeError(f"{name}: target must be an integer tensor of class indices, got {target!r}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"{name}: target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
+
+
+def check_positive(value: float, what: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (or >= 0); returned as float. Booleans are rejected."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    v = float(value)
+    if not (v >= 0.0 if allow_zero else v > 0.0) or v != v or v == float("inf"):
+        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+    return v
+
+
+def check_real(value: float, what: str) -> float:
+    """A finite real number; returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    v = float(value)
+    if v != v or abs(v) == float("inf"):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return v

@@ -1,0 +1,87 @@
+"""Decoupled knowledge distillation (Zhao et al., CVPR 2022).
+
+Same values as the official code (megvii-research/mdistiller, `mdistiller/distillers/DKD.py`,
+`dkd_loss`), computed in a numerically safer way:
+
+- TCKD: KL between the binary distributions (p_target, 1 - p_target) of teacher and student at
+  temperature T. The official code forms these by summing softmax probabilities and taking
+  `torch.log`; here the log-probabilities come from log-sum-exp over the target / non-target
+  logits (identical values, no log(0)).
+- NCKD: KL between the distributions over the non-target classes only. The official code removes
+  the target class by subtracting 1000 from its scaled logit before the softmax; here it is
+  excluded exactly (masked log-sum-exp), which gives the same numbers in float32 and float64.
+- Both are summed over classes, averaged over the batch and multiplied by T^2; the loss is
+  alpha * TCKD + beta * NCKD.
+
+The linear warm-up of the DKD weight (20 epochs on CIFAR-100, `CFG.DKD.WARMUP`) is not part of the
+loss: it is a property of the objective term (`build_objective`, `"warmup": 20`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import check_logits, check_positive, check_real, check_target, full_precision
+
+
+def _log_binary_and_nontarget(z: torch.Tensor, gt: torch.Tensor, target: torch.Tensor):
+    """For scaled logits z (B, C): log of (p_target, 1 - p_target) as (B, 2), and the log-softmax
+    over the non-target classes as (B, C) (its value at the target position is meaningless)."""
+    lse_all = torch.logsumexp(z, dim=1, keepdim=True)
+    lse_nt = torch.logsumexp(z.masked_fill(gt, float("-inf")), dim=1, keepdim=True)
+    z_gt = z.gather(1, target[:, None])
+    log_binary = torch.cat([z_gt - lse_all, lse_nt - lse_all], dim=1)
+    return log_binary, z - lse_nt
+
+
+@full_precision
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+) -> torch.Tensor:
+    """DKD loss alpha * TCKD + beta * NCKD (see the module docstring).
+
+    Args:
+        student_logits, teacher_logits: (B, C) logits, C >= 2; the teacher is detached.
+        target: (B,) ground-truth class indices.
+        alpha, beta, temperature: mdistiller's CIFAR-100 defaults `CFG.DKD.ALPHA = 1.0`,
+            `CFG.DKD.BETA = 8.0`, `CFG.DKD.T = 4.0` (`mdistiller/engine/cfg.py`).
+    """
+    check_logits(student_logits, teacher_logits, name="dkd_loss")
+    check_target(target, student_logits, name="dkd_loss")
+    if student_logits.shape[1] < 2:
+        raise ValueError("dkd_loss: needs at least 2 classes (NCKD is over the non-target classes)")
+    a = check_real(alpha, "dkd_loss: alpha")
+    b = check_real(beta, "dkd_loss: beta")
+    t = check_positive(temperature, "dkd_loss: temperature")
+    target = target.long()
+    gt = torch.zeros_like(student_logits, dtype=torch.bool).scatter_(1, target[:, None], True)
+    bin_s, nt_s = _log_binary_and_nontarget(student_logits / t, gt, target)
+    bin_t, nt_t = _log_binary_and_nontarget(teacher_logits.detach() / t, gt, target)
+    tckd = F.kl_div(bin_s, bin_t, reduction="none", log_target=True).sum(1).mean()
+    nckd_terms = F.kl_div(nt_s, nt_t, reduction="none", log_target=True)
+    nckd = torch.where(gt, torch.zeros_like(nckd_terms), nckd_terms).sum(1).mean()
+    return (a * tckd + b * nckd) * (t * t)
+
+
+class DKDLoss(nn.Module):
+    """`dkd_loss` as a module: `DKDLoss(alpha=1.0, beta=8.0, temperature=4.0)(s, t, target)`."""
+
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> None:
+        super().__init__()
+        self.alpha = check_real(alpha, "DKDLoss: alpha")
+        self.beta = check_real(beta, "DKDLoss: beta")
+        self.temperature = check_positive(temperature, "DKDLoss: temperature")
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                target: torch.Tensor) -> torch.Tensor:
+        return dkd_loss(student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}"

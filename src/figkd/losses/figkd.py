@@ -1,0 +1,277 @@
+"""FiGKD's detail loss (Kim, ESWA 2026, Section 3.3, Eq. 6) and the ablations of Section 5.
+
+The C logits of each sample are zero-padded to an H x W grid (`figkd.grid`), decomposed with a
+J-level 2D discrete wavelet transform (`figkd.wavelets.wavedec2`, PyWavelets' conventions) and the
+student is pulled towards the teacher on the chosen subbands:
+
+    L_detail = sum_{k in K} crit(S_k, T_k)
+
+- K (``bands``): ``"high"`` = the detail subbands (cH, cV, cD) of every level 1..J (the paper's
+  choice, Table 10 "High"), ``"low"`` = the approximation cA_J, ``"both"`` = all of them.
+- crit (``criterion``), per subband, over the batch B and the n_k coefficients of the subband:
+  ``"mse"`` (default): 1/(B n_k) sum_b sum_i (S_k[b,i] - T_k[b,i])^2;
+  ``"l1"``: 1/(B n_k) sum_b sum_i |S_k[b,i] - T_k[b,i]|;
+  ``"kl"``: T^2/B sum_b KL(softmax(T_k[b]/T) || softmax(S_k[b]/T)), softmax over the subband's
+  coefficients, T = ``temperature``.
+  The paper's formula for Eq. 6 was lost in the text; docs/method.md explains why MSE is the default.
+- ``dims=1`` (Table 13): a 1D transform (`figkd.wavelets.wavedec`) of the unpadded logit vector;
+  the bands are then cD_1..cD_J (high) and cA_J (low).
+- ``noise_std`` (Table 12): Gaussian noise N(0, noise_std^2) added to the teacher's distilled
+  subbands after the transform (``generator`` makes it reproducible).
+- ``level`` (Table 11), ``wavelet`` (Appendix A, Table 16), ``mode`` (boundary extension) and
+  ``grid`` (``"pad"``, ``"factor"`` or an explicit ``(H, W)``; `figkd.grid.grid_shape`).
+
+Eq. 7 with the paper's weights: ``F.cross_entropy(s, y) + 2.0 * FiGKDLoss(C)(s, t)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import pywt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import grid as _grid
+from .. import wavelets as _wavelets
+from ._common import check_logits, check_positive, full_precision
+
+BANDS = ("high", "low", "both")
+CRITERIA = ("mse", "l1", "kl")
+DIMS = (1, 2)
+GRID_POLICIES = ("pad", "factor")
+#: Boundary modes; the transform (`figkd.wavelets`) supports these PyWavelets modes.
+MODES = tuple(getattr(_wavelets, "MODES", ("zero", "constant", "symmetric", "reflect", "periodic",
+                                            "periodization")))
+
+#: The paper's defaults (Section 3.3: Haar, J = 1, 2D; docs/method.md for the rest).
+DEFAULTS: dict[str, Any] = {
+    "wavelet": "haar",
+    "level": 1,
+    "mode": "zero",
+    "bands": "high",
+    "dims": 2,
+    "criterion": "mse",
+    "grid": "pad",
+    "noise_std": 0.0,
+    "temperature": 4.0,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _discrete_wavelets() -> frozenset[str]:
+    return frozenset(pywt.wavelist(kind="discrete"))
+
+
+def _choice(value: Any, valid: Sequence[Any], what: str) -> Any:
+    if isinstance(value, bool) or value not in valid:
+        raise ValueError(f"figkd: unknown {what} {value!r}; valid: {', '.join(map(repr, valid))}")
+    return value
+
+
+def validate_options(
+    *,
+    wavelet: str = "haar",
+    level: int = 1,
+    mode: str = "zero",
+    bands: str = "high",
+    dims: int = 2,
+    criterion: str = "mse",
+    grid: str | Sequence[int] = "pad",
+    noise_std: float = 0.0,
+    temperature: float = 4.0,
+) -> dict[str, Any]:
+    """Check FiGKD options without any logits; return them normalised (grid shape as a tuple).
+
+    Raises ValueError naming the valid values. Whether ``level`` fits the number of classes is
+    checked by the transform when the logits are known.
+    """
+    if not isinstance(wavelet, str) or wavelet not in _discrete_wavelets():
+        raise ValueError(
+            f"figkd: unknown wavelet {wavelet!r}; valid: any discrete wavelet of PyWavelets "
+            f"(pywt.wavelist(kind='discrete')), e.g. 'haar', 'db2', 'bior1.3' (the paper's three)"
+        )
+    if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+        raise ValueError(f"figkd: level must be an integer >= 1, got {level!r}")
+    _choice(mode, MODES, "mode")
+    _choice(bands, BANDS, "bands")
+    _choice(dims, DIMS, "dims")
+    _choice(criterion, CRITERIA, "criterion")
+    if isinstance(grid, str):
+        _choice(grid, GRID_POLICIES, "grid policy")
+    else:
+        if (isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in grid)):
+            raise ValueError(f"figkd: grid must be 'pad', 'factor' or a shape (H, W) of positive ints, "
+                             f"got {grid!r}")
+        grid = (int(grid[0]), int(grid[1]))
+    if dims == 1 and grid != "pad":
+        raise ValueError("figkd: grid applies to dims=2 only (dims=1 transforms the unpadded logit vector); "
+                         "leave grid at 'pad' with dims=1")
+    noise_std = check_positive(noise_std, "figkd: noise_std", allow_zero=True)
+    temperature = check_positive(temperature, "figkd: temperature")
+    return {"wavelet": wavelet, "level": level, "mode": mode, "bands": bands, "dims": dims,
+            "criterion": criterion, "grid": grid, "noise_std": noise_std, "temperature": temperature}
+
+
+def _select(coeffs: list, dims: int, bands: str) -> list[torch.Tensor]:
+    """Subbands of a `wavedec2` / `wavedec` result, in PyWavelets order: [cA_J] then details J..1."""
+    low = [coeffs[0]]
+    if dims == 2:
+        high = [band for details in coeffs[1:] for band in details]
+    else:
+        high = list(coeffs[1:])
+    if bands == "high":
+        return high
+    if bands == "low":
+        return low
+    return low + high
+
+
+def _kl(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * batch mean of KL(softmax(t/T) || softmax(s/T)) over a subband's coefficients."""
+    s = s.reshape(s.shape[0], -1)
+    t = t.reshape(t.shape[0], -1)
+    log_s = F.log_softmax(s / temperature, dim=1)
+    log_t = F.log_softmax(t / temperature, dim=1)
+    kl = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(1).mean()
+    return kl * (temperature * temperature)
+
+
+def _transform(x: torch.Tensor, shape: tuple[int, int] | None, opts: dict[str, Any]) -> list[torch.Tensor]:
+    if opts["dims"] == 2:
+        coeffs = _wavelets.wavedec2(_grid.to_grid(x, shape), wavelet=opts["wavelet"], mode=opts["mode"],
+                                    level=opts["level"])
+    else:
+        coeffs = _wavelets.wavedec(x, wavelet=opts["wavelet"], mode=opts["mode"], level=opts["level"])
+    return _select(coeffs, opts["dims"], opts["bands"])
+
+
+def _noise(like: torch.Tensor, std: float, generator: torch.Generator | None) -> torch.Tensor:
+    return std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+@full_precision
+def _detail_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, shape: tuple[int, int] | None,
+                 opts: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+    teacher_logits = teacher_logits.detach()  # gradients reach the student only
+    noise_std = opts["noise_std"]
+    terms = []
+    if opts["criterion"] in ("mse", "l1"):
+        # The zero padding and the DWT are linear in every boundary mode, so the subbands of the
+        # difference are the differences of the subbands: one transform of s - t instead of two.
+        for band in _transform(student_logits - teacher_logits, shape, opts):
+            if noise_std > 0.0:  # noise on the teacher's subband: S - (T + n)
+                band = band - _noise(band, noise_std, generator)
+            terms.append(band.square().mean() if opts["criterion"] == "mse" else band.abs().mean())
+    else:
+        b = student_logits.shape[0]
+        bands = _transform(torch.cat([student_logits, teacher_logits], dim=0), shape, opts)
+        for band in bands:
+            s_k, t_k = band[:b], band[b:]
+            if noise_std > 0.0:
+                t_k = t_k + _noise(t_k, noise_std, generator)
+            terms.append(_kl(s_k, t_k, opts["temperature"]))
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def figkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    wavelet: str = "haar",
+    level: int = 1,
+    mode: str = "zero",
+    bands: str = "high",
+    dims: int = 2,
+    criterion: str = "mse",
+    grid: str | Sequence[int] = "pad",
+    noise_std: float = 0.0,
+    temperature: float = 4.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """FiGKD detail loss between (B, C) student and teacher logits (see the module docstring).
+
+    Computed in float32 or wider (float64 inputs stay float64; bf16/fp16 are cast up, autocast is
+    off inside); the teacher is detached. ``generator`` seeds the teacher noise (``noise_std > 0``).
+    """
+    opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
+                            criterion=criterion, grid=grid, noise_std=noise_std, temperature=temperature)
+    check_logits(student_logits, teacher_logits, name="figkd_loss")
+    shape = _grid_shape(student_logits.shape[1], opts)
+    return _detail_loss(student_logits, teacher_logits, shape, opts, generator)
+
+
+def _grid_shape(num_classes: int, opts: dict[str, Any]) -> tuple[int, int] | None:
+    """The grid of ``num_classes`` logits (None for dims=1), after checking that ``level`` fits it."""
+    return _plan(num_classes, opts["wavelet"], opts["level"], opts["dims"], opts["grid"])
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(num_classes: int, wavelet: str, level: int, dims: int, grid: str | tuple[int, int]):
+    shape = tuple(_grid.grid_shape(num_classes, grid)) if dims == 2 else None
+    sizes = shape if dims == 2 else (num_classes,)
+    filter_len = pywt.Wavelet(wavelet).dec_len
+    max_level = min(_wavelets.dwt_max_level(n, filter_len) for n in sizes)
+    if level > max_level:
+        where = (f"the {shape[0]} x {shape[1]} grid of {num_classes} classes (grid={grid!r})" if dims == 2
+                 else f"the {num_classes} logits (dims=1)")
+        raise ValueError(
+            f"figkd: level {level} is too high for {where} with wavelet {wavelet!r} (filter length "
+            f"{filter_len}): the maximum is {max_level} (pywt.dwt_max_level)"
+        )
+    return shape
+
+
+class FiGKDLoss(nn.Module):
+    """Drop-in FiGKD detail loss for any training loop.
+
+    ``loss = F.cross_entropy(s, y) + 2.0 * FiGKDLoss(100)(s, t)`` is the paper's Eq. 7 with its
+    default weights (CE 1, detail 2; Section 5.1.2). ``num_classes`` fixes the logit grid once
+    (e.g. 100 -> 10 x 10, 200 -> 15 x 14 with the default ``grid="pad"``) and is checked against
+    the logits of every call. Options as in `figkd_loss`; ``generator`` seeds the teacher noise.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        wavelet: str = "haar",
+        level: int = 1,
+        mode: str = "zero",
+        bands: str = "high",
+        dims: int = 2,
+        criterion: str = "mse",
+        grid: str | Sequence[int] = "pad",
+        noise_std: float = 0.0,
+        temperature: float = 4.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"FiGKDLoss: num_classes must be a positive integer, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
+                                        criterion=criterion, grid=grid, noise_std=noise_std,
+                                        temperature=temperature)
+        self.grid_shape = _grid_shape(num_classes, self.options)
+        self.generator = generator
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        check_logits(student_logits, teacher_logits, name="FiGKDLoss")
+        if student_logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"FiGKDLoss was built for num_classes={self.num_classes} but got logits with "
+                f"{student_logits.shape[1]} classes (shape {tuple(student_logits.shape)})"
+            )
+        return _detail_loss(student_logits, teacher_logits, self.grid_shape, self.options, self.generator)
+
+    def extra_repr(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"num_classes={self.num_classes}, grid_shape={self.grid_shape}, {opts}"

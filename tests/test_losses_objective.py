@@ -1,0 +1,237 @@
+"""Objectives: presets equal their hand-composed sums, warm-up ramps, inputs, errors, no host sync."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from figkd.losses import (
+    build_objective,
+    dist_loss,
+    dkd_loss,
+    figkd_loss,
+    kd_loss,
+    list_presets,
+    list_terms,
+    mlkd_loss,
+    preset_spec,
+    term_defaults,
+)
+
+STRONG = {"student_logits_strong", "teacher_logits_strong"}
+
+
+def _inputs(c=100, b=64):
+    torch.manual_seed(0)
+    ls = torch.randn(b, c, dtype=torch.float64) * 2
+    lt = torch.randn(b, c, dtype=torch.float64) * 4
+    y = torch.randint(0, c, (b,))
+    ls2 = ls + torch.randn(b, c, dtype=torch.float64)
+    lt2 = lt + torch.randn(b, c, dtype=torch.float64) * 2
+    return ls, lt, y, ls2, lt2
+
+
+def _run(obj, epoch=240):
+    ls, lt, y, ls2, lt2 = _inputs()
+    extra = {"student_logits_strong": ls2, "teacher_logits_strong": lt2} if obj.required_inputs else {}
+    return obj(student_logits=ls, teacher_logits=lt, target=y, epoch=epoch, **extra)
+
+
+def _close(a, b):
+    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_registry_lists():
+    assert list_terms() == ["ce", "dist", "dkd", "figkd", "kd", "mlkd"]
+    assert list_presets() == ["vanilla", "kd", "dkd", "mlkd", "dist", "figkd", "mlkd+figkd"]
+    assert term_defaults("dkd") == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}
+    assert term_defaults("figkd")["bands"] == "high"
+    spec = preset_spec("figkd")
+    spec[1]["weight"] = 99.0  # a copy: the preset is unchanged
+    assert preset_spec("figkd")[1]["weight"] == 2.0
+
+
+def test_presets_equal_hand_composed_sums():
+    ls, lt, y, ls2, lt2 = _inputs()
+    ce = F.cross_entropy(ls, y)
+    parts = mlkd_loss(ls, lt, ls2, lt2, y)
+    mlkd = parts["ce"] + parts["kd"] + parts["cc"] + parts["bc"]
+    fig = figkd_loss(ls, lt)
+    expected = {
+        "vanilla": {"ce": ce},
+        "kd": {"ce": 0.1 * ce, "kd": 0.9 * kd_loss(ls, lt, 4.0)},
+        "dkd": {"ce": ce, "dkd": dkd_loss(ls, lt, y, 1.0, 8.0, 4.0)},
+        "mlkd": {"mlkd": mlkd},
+        "dist": {"ce": ce, "dist": 2.0 * dist_loss(ls, lt, 1.0, 1.0, 4.0)},
+        "figkd": {"ce": ce, "figkd": 2.0 * fig},
+        "mlkd+figkd": {"mlkd": mlkd, "figkd": 2.0 * fig},
+    }
+    for name, terms in expected.items():
+        out = _run(build_objective(name), epoch=240)
+        assert set(out) == {*terms, "total"}, name
+        for k, v in terms.items():
+            assert _close(out[k], v), (name, k)
+        assert _close(out["total"], sum(terms.values())), name
+    # the issue's oracle for mdistiller's KD objective
+    assert abs(float(_run(build_objective("kd"))["total"]) - 9.335780381288988) < 1e-9 * 9.34
+
+
+def test_dkd_warmup_ramp_python_and_tensor_epoch():
+    ls, lt, y, *_ = _inputs()
+    full = dkd_loss(ls, lt, y)
+    obj = build_objective("dkd")
+    assert obj.needs_epoch
+    ramp = [(0, 0.0), (1, 1 / 20), (5, 0.25), (19, 0.95), (20, 1.0), (240, 1.0), (7.5, 7.5 / 20)]
+    for epoch, factor in ramp:
+        out = _run(obj, epoch=epoch)
+        assert _close(out["dkd"], factor * full), epoch
+        assert _close(_run(obj, epoch=np.float64(epoch))["dkd"], factor * full)
+        tensor_out = _run(obj, epoch=torch.tensor(epoch, dtype=torch.float32))
+        assert math.isclose(float(tensor_out["dkd"]), factor * float(full), rel_tol=1e-7), epoch
+        assert _close(out["total"], out["ce"] + out["dkd"])
+
+
+def test_warmup_on_any_term_and_epoch_only_needed_with_warmup():
+    ls, lt, y, *_ = _inputs()
+    obj = build_objective([{"term": "ce"}, {"term": "figkd", "weight": 2.0, "warmup": 10}])
+    out = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=torch.tensor(4))
+    assert _close(out["figkd"], 0.4 * 2.0 * figkd_loss(ls, lt))
+    # no warm-up: epoch may be omitted
+    out = build_objective("figkd")(student_logits=ls, teacher_logits=lt, target=y)
+    assert _close(out["total"], F.cross_entropy(ls, y) + 2 * figkd_loss(ls, lt))
+    with pytest.raises(TypeError, match="epoch"):
+        obj(student_logits=ls, teacher_logits=lt, target=y)
+    with pytest.raises(TypeError, match="epoch"):
+        obj(student_logits=ls, teacher_logits=lt, target=y, epoch="3")
+
+
+def test_required_inputs_and_flags():
+    assert build_objective("mlkd").required_inputs == frozenset(STRONG)
+    assert build_objective("mlkd+figkd").required_inputs == frozenset(STRONG)
+    for name in ("vanilla", "kd", "dkd", "dist", "figkd"):
+        assert build_objective(name).required_inputs == frozenset(), name
+    assert build_objective("vanilla").needs_teacher is False
+    assert build_objective([{"term": "ce"}, {"term": "ce", "weight": 0.5}]).needs_teacher is False
+    for name in ("kd", "dkd", "mlkd", "dist", "figkd", "mlkd+figkd"):
+        assert build_objective(name).needs_teacher is True, name
+    assert build_objective([{"term": "figkd"}]).needs_target is False
+    assert build_objective("dkd").needs_target is True
+    # vanilla runs without a teacher; a teacher-free term list runs without a target when none is needed
+    ls, lt, y, *_ = _inputs()
+    out = build_objective("vanilla")(student_logits=ls, target=y)
+    assert _close(out["total"], F.cross_entropy(ls, y))
+    out = build_objective([{"term": "kd"}])(student_logits=ls, teacher_logits=lt)
+    assert _close(out["kd"], kd_loss(ls, lt))
+
+
+def test_missing_and_unexpected_inputs():
+    ls, lt, y, ls2, lt2 = _inputs()
+    with pytest.raises(TypeError, match="student_logits_strong"):
+        build_objective("mlkd")(student_logits=ls, teacher_logits=lt, target=y)
+    with pytest.raises(TypeError, match="teacher_logits"):
+        build_objective("figkd")(student_logits=ls, target=y)
+    with pytest.raises(TypeError, match="target"):
+        build_objective("figkd")(student_logits=ls, teacher_logits=lt)
+    with pytest.raises(TypeError, match="unexpected inputs"):
+        build_objective("figkd")(student_logits=ls, teacher_logits=lt, target=y, student_logits_strong=ls2)
+
+
+def test_term_list_keys_names_and_options():
+    ls, lt, y, *_ = _inputs()
+    obj = build_objective([
+        {"term": "ce", "weight": 1.0},
+        {"term": "figkd", "weight": 2.0, "bands": "high"},
+        {"term": "figkd", "weight": 0.5, "bands": "low"},
+    ])
+    out = obj(student_logits=ls, teacher_logits=lt, target=y)
+    assert list(out) == ["ce", "figkd_1", "figkd_2", "total"]
+    assert _close(out["figkd_2"], 0.5 * figkd_loss(ls, lt, bands="low"))
+    named = build_objective([{"term": "figkd", "name": "detail"},
+                             {"term": "kd", "name": "soft", "temperature": 2}])
+    out = named(student_logits=ls, teacher_logits=lt)
+    assert list(out) == ["detail", "soft", "total"]
+    assert _close(out["soft"], kd_loss(ls, lt, 2.0))
+    # the resolved spec records every option (for run directories)
+    spec = named.spec
+    assert spec[0]["term"] == "figkd" and spec[0]["wavelet"] == "haar" and spec[0]["weight"] == 1.0
+    assert spec[1]["temperature"] == 2
+
+
+def test_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match="valid presets: vanilla, kd, dkd, mlkd, dist, figkd, mlkd\\+figkd"):
+        build_objective("fitnet")
+    with pytest.raises(ValueError, match="valid terms: ce, dist, dkd, figkd, kd, mlkd"):
+        build_objective([{"term": "crd"}])
+    with pytest.raises(ValueError, match="unknown option.*'tau'.*temperature"):
+        build_objective([{"term": "kd", "tau": 4}])
+    with pytest.raises(ValueError, match="'high', 'low', 'both'"):
+        build_objective([{"term": "figkd", "bands": "mid"}])
+    with pytest.raises(ValueError, match="temperature"):
+        build_objective([{"term": "dkd", "temperature": 0}])
+    with pytest.raises(ValueError, match="warmup"):
+        build_objective([{"term": "dkd", "warmup": -1}])
+    with pytest.raises(ValueError, match="warmup"):
+        build_objective([{"term": "dkd", "warmup": 2.5}])
+    with pytest.raises(ValueError, match="weight"):
+        build_objective([{"term": "ce", "weight": "one"}])
+    with pytest.raises(ValueError, match="no 'term'"):
+        build_objective([{"weight": 1.0}])
+    with pytest.raises(ValueError, match="unique"):
+        build_objective([{"term": "ce", "name": "x"}, {"term": "kd", "name": "x"}])
+    with pytest.raises(ValueError, match="unique"):
+        build_objective([{"term": "ce", "name": "total"}])
+    with pytest.raises(ValueError, match="no terms"):
+        build_objective([])
+    with pytest.raises(ValueError, match="preset name"):
+        build_objective({"term": "ce"})
+    with pytest.raises(ValueError, match="too high"):
+        build_objective([{"term": "figkd", "level": 4}], num_classes=100)
+    obj = build_objective("figkd", num_classes=100)
+    ls, lt, y, *_ = _inputs(c=200, b=4)
+    with pytest.raises(ValueError, match="num_classes=100"):
+        obj(student_logits=ls, teacher_logits=lt, target=y)
+
+
+def test_no_host_sync_meta_tensors():
+    # Meta tensors have no data: any .item(), Python branch on a value or host copy would raise.
+    # Every preset runs forward and backward on them with a tensor epoch.
+    for name in list_presets():
+        obj = build_objective(name)
+        s = torch.empty(64, 100, device="meta", requires_grad=True)
+        t = torch.empty(64, 100, device="meta")
+        y = torch.empty(64, dtype=torch.long, device="meta")
+        extra = {k: torch.empty(64, 100, device="meta") for k in obj.required_inputs}
+        epoch = torch.tensor(3.0, device="meta")
+        out = obj(student_logits=s, teacher_logits=t, target=y, epoch=epoch, **extra)
+        assert out["total"].shape == () and out["total"].device.type == "meta"
+        out["total"].backward()
+
+
+def test_bf16_autocast_objective_stays_float32():
+    ls, lt, y, ls2, lt2 = (x.float() if x.is_floating_point() else x for x in _inputs())
+    for name in list_presets():
+        obj = build_objective(name)
+        extra = {"student_logits_strong": ls2, "teacher_logits_strong": lt2} if obj.required_inputs else {}
+        ref = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=5, **extra)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=5, **extra)
+        for k in ref:
+            assert out[k].dtype == torch.float32, (name, k)
+            assert torch.equal(out[k], ref[k]), (name, k)
+
+
+@pytest.mark.slow
+def test_figkd_objective_compiles_fullgraph():
+    obj = build_objective([{"term": "ce"}, {"term": "figkd", "weight": 2.0, "warmup": 5}], num_classes=100)
+    ls, lt, y, *_ = (x.float() if x.is_floating_point() else x for x in _inputs())
+
+    def step(s, t, target, epoch):
+        return obj(student_logits=s, teacher_logits=t, target=target, epoch=epoch)["total"]
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    s = ls.clone().requires_grad_()
+    out = compiled(s, lt, y, torch.tensor(2.0))
+    out.backward()
+    assert torch.allclose(out, step(ls, lt, y, torch.tensor(2.0)), rtol=1e-6)
