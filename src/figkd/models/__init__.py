@@ -1,0 +1,15 @@
+"""figkd.models: the paper's architectures, their complexity, and checkpoint I/O.
+
+``build_model(name, num_classes)`` builds any registered model (``list_models()``); the structure of
+``model(x, return_features=True)`` is documented in :mod:`figkd.models.registry`.
+"""
+
+from .registry import ModelInfo, build_model, canonical_name, get_model_info, list_models
+
+__all__ = [
+    "ModelInfo",
+    "build_model",
+    "canonical_name",
+    "get_model_info",
+    "list_models",
+]
