@@ -4,12 +4,15 @@
 ``model(x, return_features=True)`` is documented in :mod:`figkd.models.registry`.
 """
 
+from .complexity import Complexity, complexity
 from .registry import ModelInfo, build_model, canonical_name, get_model_info, list_models
 
 __all__ = [
+    "Complexity",
     "ModelInfo",
     "build_model",
     "canonical_name",
+    "complexity",
     "get_model_info",
     "list_models",
 ]
