@@ -4,10 +4,12 @@
 ``model(x, return_features=True)`` is documented in :mod:`figkd.models.registry`.
 """
 
+from .checkpoints import CheckpointError, load_state_dict_file, load_teacher, load_weights, save_weights
 from .complexity import Complexity, complexity
 from .registry import ModelInfo, build_model, canonical_name, get_model_info, list_models
 
 __all__ = [
+    "CheckpointError",
     "Complexity",
     "ModelInfo",
     "build_model",
@@ -15,4 +17,8 @@ __all__ = [
     "complexity",
     "get_model_info",
     "list_models",
+    "load_state_dict_file",
+    "load_teacher",
+    "load_weights",
+    "save_weights",
 ]
