@@ -1,0 +1,56 @@
+"""What every figkd model shares: the base class and the helpers that collect stage features.
+
+The structure of the features is documented once, in :mod:`figkd.models.registry`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+Features = dict[str, list[Tensor] | Tensor]
+
+
+class FeatureModel(nn.Module):
+    """Base class of the figkd zoo.
+
+    Subclasses set ``stage_channels`` (the channels of each entry of ``features["feats"]``),
+    ``feature_dim`` (the width of ``features["pooled_feat"]``) and ``classifier_name`` (the module
+    path of the final ``nn.Linear``), and implement ``forward(x, return_features=False)``.
+    """
+
+    stage_channels: tuple[int, ...] = ()
+    feature_dim: int = 0
+    classifier_name: str = ""
+
+    def get_stage_channels(self) -> list[int]:
+        """Channels of each stage feature, in the order of ``features["feats"]``."""
+        return list(self.stage_channels)
+
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer (its ``out_features`` is the number of classes)."""
+        layer = self.get_submodule(self.classifier_name)
+        assert isinstance(layer, nn.Linear)
+        return layer
+
+    @property
+    def num_classes(self) -> int:
+        return self.get_classifier().out_features
+
+
+def forward_stage(stage: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Run a stage; return its output and the pre-activation output of its last block.
+
+    Every block but the last runs its plain ``forward``; the last one runs ``forward_preact``, which
+    returns ``(out, preact)``. The loop is over modules, so it unrolls under ``torch.compile``.
+    """
+    last = len(stage) - 1
+    for index, block in enumerate(stage):
+        if index == last:
+            return block.forward_preact(x)
+        x = block(x)
+    raise ValueError("empty stage")
+
+
+def make_features(feats: list[Tensor], preact_feats: list[Tensor], pooled: Tensor) -> Features:
+    """The features dictionary returned by ``forward(x, return_features=True)``."""
+    return {"feats": feats, "preact_feats": preact_feats, "pooled_feat": pooled}

@@ -1,0 +1,107 @@
+"""The CIFAR-style ResNet50 of the KD literature (registry name ``resnet50``, alias ``ResNet50``).
+
+Architecture, initialisation and parameter names follow HobbitLong/RepDistiller ``models/resnetv2.py``
+(kept in megvii-research/mdistiller ``mdistiller/models/cifar/resnetv2.py``): a 3x3 stride-1 stem of
+64 channels and no max-pool, four stages of bottlenecks [3, 4, 6, 3] (stride on the 3x3 conv),
+projection shortcuts named ``shortcut.0`` / ``shortcut.1``, adaptive average pooling and a linear
+classifier ``linear``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..base import FeatureModel, forward_stage, make_features
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, self.expansion * planes, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(self.expansion * planes)
+        # An empty Sequential is the identity and holds no parameters, as in the reference.
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != self.expansion * planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, self.expansion * planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(self.expansion * planes),
+            )
+
+    def _preact(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        return out + self.shortcut(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        preact = self._preact(x)
+        return F.relu(preact), preact
+
+
+class ResNetV2(FeatureModel):
+    """CIFAR ResNet with bottleneck blocks (RepDistiller's ``ResNet`` in ``resnetv2.py``)."""
+
+    classifier_name = "linear"
+
+    def __init__(self, num_blocks: list[int], num_classes: int, zero_init_residual: bool = False):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = self._make_layer(64, num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(128, num_blocks[1], stride=2)
+        self.layer3 = self._make_layer(256, num_blocks[2], stride=2)
+        self.layer4 = self._make_layer(512, num_blocks[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(512 * Bottleneck.expansion, num_classes)
+        self.stage_channels = (64, 256, 512, 1024, 2048)
+        self.feature_dim = 512 * Bottleneck.expansion
+
+        # Initialisation of the reference (RepDistiller models/resnetv2.py).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+
+    def _make_layer(self, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for block_stride in [stride] + [1] * (num_blocks - 1):
+            layers.append(Bottleneck(self.in_planes, planes, block_stride))
+            self.in_planes = planes * Bottleneck.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, return_features: bool = False):
+        x = F.relu(self.bn1(self.conv1(x)))
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        if not return_features:
+            for stage in stages:
+                x = stage(x)
+            return self.linear(torch.flatten(self.avgpool(x), 1))
+        feats, preacts = [x], [x]
+        for stage in stages:
+            x, preact = forward_stage(stage, x)
+            feats.append(x)
+            preacts.append(preact)
+        pooled = torch.flatten(self.avgpool(x), 1)
+        return self.linear(pooled), make_features(feats, preacts, pooled)
+
+
+def resnet50(num_classes: int, zero_init_residual: bool = False) -> ResNetV2:
+    return ResNetV2([3, 4, 6, 3], num_classes, zero_init_residual=zero_init_residual)

@@ -1,0 +1,1 @@
+"""ImageNet-style models for 224x224 inputs."""

@@ -1,0 +1,214 @@
+"""The model registry: every model of figkd is built from its name.
+
+Names are RepDistiller's and mdistiller's (``resnet8x4``, ``wrn_40_2``, ``vgg13``, ...), their
+CamelCase and ``*_bn`` spellings are aliases (``MobileNetV2``, ``ShuffleV1``, ``ShuffleV2``,
+``ResNet50``, ``vgg13_bn``, ...), and ``*_imagenet`` names the 224x224 models.
+
+Calling a model
+---------------
+``model(x)`` returns the logits, shape ``[N, num_classes]``, and computes nothing else.
+
+``model(x, return_features=True)`` returns ``(logits, features)``; ``features`` is a dict with the
+structure of mdistiller's ``feats`` dict, so feature-based methods ported from mdistiller (FitNet, AT,
+OFD, ReviewKD, CRD, ...) index it the same way:
+
+``features["feats"]`` : list of tensors ``[N, C_i, H_i, W_i]``
+    The output of the stem followed by the output of every stage, after the stage's final ReLU
+    (index 0 is the stem; ``len(feats) == len(model.get_stage_channels())`` and ``C_i`` is
+    ``model.get_stage_channels()[i]``). Exceptions, as in mdistiller: the pre-activation WRNs have
+    no activation at stage outputs (``feats`` are the raw stage outputs); MobileNetV2's stage
+    outputs are linear-bottleneck outputs (no ReLU); ``mobilenetv1_imagenet`` lists no stem.
+``features["preact_feats"]`` : list of tensors, the same length and shapes as ``feats``
+    The same stage outputs before the final ReLU (the residual sum, or the last BN's output), as
+    OFD and ReviewKD need. Index 0 repeats ``feats[0]`` where mdistiller does (CIFAR models). For
+    WRNs it is the batch-normalised value the next ReLU consumes; for MobileNetV2 it is ``feats``.
+``features["pooled_feat"]`` : tensor ``[N, model.feature_dim]``
+    The globally pooled embedding that the classifier receives (t-SNE, CRD, RKD).
+
+Stage layout per family (for a 32x32 input; spatial sizes scale with the input):
+
+=====================  ===========  ================================================
+family                 len(feats)   spatial sizes
+=====================  ===========  ================================================
+CIFAR ResNet, WRN      4            32, 32, 16, 8
+ShuffleNetV1/V2        4            32, 16, 8, 4
+ResNet50 (CIFAR)       5            32, 32, 16, 8, 4
+VGG                    5            32, 16, 8, 4, 4  (at 64x64: 64, 32, 16, 8, 4)
+MobileNetV2            5            16, 16, 8, 4, 2 (input / 2, 2, 4, 8, 16)
+ResNet *_imagenet      5            input / 2, 4, 8, 16, 32
+MobileNetV1 imagenet   4            input / 4, 8, 16, 32
+=====================  ===========  ================================================
+
+Every model also has ``get_stage_channels()`` (channels of ``feats``), ``feature_dim`` (width of
+``pooled_feat``) and ``get_classifier()`` (the final ``nn.Linear``). Unlike mdistiller, whose
+``get_stage_channels`` omits the stem for ResNet50 and is hard-coded for the ImageNet ResNets, here
+it always matches ``feats`` entry for entry.
+
+All models pool adaptively, so CIFAR-style models run on 32x32, 64x64 and larger inputs; they have
+no data-dependent Python control flow (``torch.compile(fullgraph=True)`` traces them), and they work
+with ``channels_last`` and bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .cifar import mobilenetv2, resnet, resnetv2, shufflenetv1, shufflenetv2, vgg, wrn
+from .imagenet import mobilenetv1
+from .imagenet import resnet as imagenet_resnet
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str  # "resnet", "wrn", "vgg", "mobilenet", "shufflenet"
+    style: str  # "cifar" (3x3 stem; 32x32, 64x64, ...) or "imagenet" (224x224)
+    source: str  # the reference implementation whose architecture and parameter names it follows
+
+    @property
+    def input_size(self) -> int:
+        """The input size the model is designed for (32 for CIFAR-style, 224 for ImageNet-style)."""
+        return 32 if self.style == "cifar" else 224
+
+
+_REPDISTILLER = "HobbitLong/RepDistiller models/{} (= megvii-research/mdistiller mdistiller/models/cifar/{})"
+
+
+def _cifar(name: str, builder: Callable[..., nn.Module], family: str, file: str) -> ModelInfo:
+    return ModelInfo(name, builder, family, "cifar", _REPDISTILLER.format(file, file))
+
+
+_MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in [
+        _cifar("resnet8", resnet.resnet8, "resnet", "resnet.py"),
+        _cifar("resnet14", resnet.resnet14, "resnet", "resnet.py"),
+        _cifar("resnet20", resnet.resnet20, "resnet", "resnet.py"),
+        _cifar("resnet32", resnet.resnet32, "resnet", "resnet.py"),
+        _cifar("resnet44", resnet.resnet44, "resnet", "resnet.py"),
+        _cifar("resnet56", resnet.resnet56, "resnet", "resnet.py"),
+        _cifar("resnet110", resnet.resnet110, "resnet", "resnet.py"),
+        _cifar("resnet8x4", resnet.resnet8x4, "resnet", "resnet.py"),
+        _cifar("resnet32x4", resnet.resnet32x4, "resnet", "resnet.py"),
+        _cifar("resnet50", resnetv2.resnet50, "resnet", "resnetv2.py"),
+        _cifar("wrn_16_1", wrn.wrn_16_1, "wrn", "wrn.py"),
+        _cifar("wrn_16_2", wrn.wrn_16_2, "wrn", "wrn.py"),
+        _cifar("wrn_40_1", wrn.wrn_40_1, "wrn", "wrn.py"),
+        _cifar("wrn_40_2", wrn.wrn_40_2, "wrn", "wrn.py"),
+        _cifar("vgg8", vgg.vgg8, "vgg", "vgg.py"),
+        _cifar("vgg11", vgg.vgg11, "vgg", "vgg.py"),
+        _cifar("vgg13", vgg.vgg13, "vgg", "vgg.py"),
+        _cifar("vgg16", vgg.vgg16, "vgg", "vgg.py"),
+        _cifar("vgg19", vgg.vgg19, "vgg", "vgg.py"),
+        _cifar("mobilenetv2", mobilenetv2.mobilenetv2, "mobilenet", "mobilenetv2.py"),
+        _cifar("shufflenetv1", shufflenetv1.shufflenetv1, "shufflenet", "ShuffleNetv1.py"),
+        _cifar("shufflenetv2", shufflenetv2.shufflenetv2, "shufflenet", "ShuffleNetv2.py"),
+        ModelInfo(
+            "resnet18_imagenet",
+            imagenet_resnet.resnet18_imagenet,
+            "resnet",
+            "imagenet",
+            "torchvision resnet18 naming (= mdistiller mdistiller/models/imagenet/resnet.py)",
+        ),
+        ModelInfo(
+            "resnet34_imagenet",
+            imagenet_resnet.resnet34_imagenet,
+            "resnet",
+            "imagenet",
+            "torchvision resnet34 naming (= mdistiller mdistiller/models/imagenet/resnet.py)",
+        ),
+        ModelInfo(
+            "resnet50_imagenet",
+            imagenet_resnet.resnet50_imagenet,
+            "resnet",
+            "imagenet",
+            "torchvision resnet50 naming (= mdistiller mdistiller/models/imagenet/resnet.py)",
+        ),
+        ModelInfo(
+            "mobilenetv1_imagenet",
+            mobilenetv1.mobilenetv1_imagenet,
+            "mobilenet",
+            "imagenet",
+            "megvii-research/mdistiller mdistiller/models/imagenet/mobilenetv1.py",
+        ),
+    ]
+}
+
+# Other spellings: RepDistiller's/mdistiller's CamelCase names and builder names.
+_ALIASES: dict[str, str] = {
+    "MobileNetV2": "mobilenetv2",
+    "mobile_half": "mobilenetv2",
+    "ShuffleV1": "shufflenetv1",
+    "ShuffleV2": "shufflenetv2",
+    "ResNet50": "resnet50",
+    "vgg8_bn": "vgg8",
+    "vgg11_bn": "vgg11",
+    "vgg13_bn": "vgg13",
+    "vgg16_bn": "vgg16",
+    "vgg19_bn": "vgg19",
+    "MobileNetV1": "mobilenetv1_imagenet",
+}
+
+
+def list_models(style: str | None = None, include_aliases: bool = False) -> list[str]:
+    """Registered model names, teachers' and students' families together, in registry order.
+
+    ``style`` filters to ``"cifar"`` or ``"imagenet"`` models; ``include_aliases`` appends the
+    alternative spellings (sorted).
+    """
+    if style not in (None, "cifar", "imagenet"):
+        raise ValueError(f"style must be None, 'cifar' or 'imagenet', got {style!r}")
+    names = [name for name, info in _MODELS.items() if style is None or info.style == style]
+    if include_aliases:
+        names += sorted(alias for alias, target in _ALIASES.items() if target in names)
+    return names
+
+
+def canonical_name(name: str) -> str:
+    """The registry name for ``name`` or one of its aliases; ``ValueError`` for an unknown name."""
+    if name in _MODELS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    known = list(_MODELS) + list(_ALIASES)
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(lowered[c]) for c in close)}?" if close else ""
+    raise ValueError(
+        f"unknown model {name!r}.{hint} Known models: {', '.join(_MODELS)}; "
+        f"aliases: {', '.join(sorted(_ALIASES))}."
+    )
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The registry entry of a model name or alias."""
+    return _MODELS[canonical_name(name)]
+
+
+def build_model(name: str, num_classes: int, **options) -> nn.Module:
+    """Build a registered model with freshly initialised weights (the reference's initialisation).
+
+    ``options`` are the builder's keyword arguments (e.g. ``drop_rate`` for WRNs,
+    ``zero_init_residual`` for ``resnet50``, ``width_mult`` for ``mobilenetv2``); an option the model
+    does not take is a ``ValueError`` naming the ones it does. Wrap the call in
+    ``with torch.device("meta"):`` to build a model without allocating its weights.
+    """
+    info = get_model_info(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    accepted = [p for p in inspect.signature(info.builder).parameters if p != "num_classes"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model {info.name!r} takes no option(s) {', '.join(unknown)}; "
+            f"its options: {', '.join(accepted) if accepted else 'none'}"
+        )
+    return info.builder(num_classes=num_classes, **options)
