@@ -34,15 +34,16 @@ RESAMPLE = Image.Resampling.BILINEAR
 class CorruptImageError(ValueError):
     """An image file that Pillow cannot decode. ``path`` names it, ``reason`` says why."""
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str | None = None):
+        if reason is None:  # rebuilt from its message alone (DataLoader workers re-raise that way)
+            super().__init__(path)
+            self.path, self.reason = None, None
+            return
         self.path, self.reason = path, reason
         super().__init__(
             f"cannot decode image {path}: {reason}. Replace the file, or pass skip_corrupt=True to skip "
             "such files (they are then counted and listed in dataset.skipped)"
         )
-
-    def __reduce__(self):  # so that the error crosses DataLoader worker processes intact
-        return (type(self), (self.path, self.reason))
 
 
 def default_threads() -> int:

@@ -172,9 +172,9 @@ class _LoaderBase:
         ``(images, images_strong, labels)`` with ``strong_view``."""
         if not 0 <= step <= len(self):
             raise ValueError(f"step {step} outside [0, {len(self)}]")
-        return self._iterate(step)
+        return self._iterate(self.epoch, step)
 
-    def _iterate(self, step: int) -> Iterator[Batch]:  # pragma: no cover - abstract
+    def _iterate(self, epoch: int, step: int) -> Iterator[Batch]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _strong_params(self, epoch: int, step: int, global_size: int, g: torch.Generator | None = None):
@@ -224,8 +224,7 @@ class ResidentLoader(_LoaderBase):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         self.labels = torch.from_numpy(np.asarray(targets, dtype=np.int64)).to(self.device)
 
-    def _iterate(self, step: int) -> Iterator[Batch]:
-        epoch = self.epoch
+    def _iterate(self, epoch: int, step: int) -> Iterator[Batch]:
         for k in range(step, len(self)):
             yield self.batch(epoch, k)
 
@@ -314,20 +313,22 @@ def _chw(arr: np.ndarray) -> torch.Tensor:
 
 class _StepBatchSampler:
     """Yields, for each step from ``start``, this rank's list of keys for :class:`_DecodeDataset`.
-    Iterated in the main process; ``epoch`` and ``start`` are read when an iteration begins."""
+    Iterated in the main process; ``epoch`` and ``start`` are read when an iteration begins. It holds
+    the schedule, not the loader: a reference cycle through the DataLoader would leave its worker
+    processes to the garbage collector, whose teardown order stalls their shutdown."""
 
-    def __init__(self, loader: WorkerLoader):
-        self.loader = loader
+    def __init__(self, schedule: _Schedule):
+        self.schedule = schedule
+        self.epoch = 0
         self.start = 0
 
     def __len__(self) -> int:
-        return len(self.loader) - self.start
+        return self.schedule.steps - self.start
 
     def __iter__(self):
-        ld, s = self.loader, self.loader.schedule
-        epoch, start = ld.epoch, self.start
-        for k in range(start, len(ld)):
-            if not ld.train:
+        s, epoch, start = self.schedule, self.epoch, self.start
+        for k in range(start, s.steps):
+            if not s.train:
                 yield [(int(i),) for i in s.eval_rows(k)]
                 continue
             rows = s.global_rows(epoch, k)
@@ -358,7 +359,7 @@ class WorkerLoader(_LoaderBase):
         super().__init__(name, dataset, recipe, train, batch_size, **kw)
         self.num_workers = num_workers
         self.cache = cache
-        self._sampler = _StepBatchSampler(self)
+        self._sampler = _StepBatchSampler(self.schedule)
         pin = self.device.type == "cuda"
         self._dl = torch.utils.data.DataLoader(
             _DecodeDataset(dataset, recipe, train, self.strong is not None, self.seed, cache),
@@ -370,9 +371,8 @@ class WorkerLoader(_LoaderBase):
             worker_init_fn=_worker_init if num_workers > 0 else None,
         )
 
-    def _iterate(self, step: int) -> Iterator[Batch]:
-        epoch = self.epoch
-        self._sampler.start = step
+    def _iterate(self, epoch: int, step: int) -> Iterator[Batch]:
+        self._sampler.epoch, self._sampler.start = epoch, step
         it = iter(self._dl)
         for k, batch in enumerate(it, start=step):
             *views, labels = (t.to(self.device, non_blocking=True) for t in batch)
