@@ -1,0 +1,38 @@
+"""figkd.data: the paper's datasets read from their official formats, and fast deterministic loaders.
+
+>>> from figkd.data import build_dataset, build_loader, list_datasets, recipe_for
+>>> ds = build_dataset("digits", None, train=True)
+>>> loader = build_loader("digits", None, True, 64, device="cpu", seed=0)
+>>> loader.set_epoch(0)
+>>> images, labels = next(iter(loader))
+
+See docs/data.md for the layouts, recipes, the determinism/DDP contract and caching.
+"""
+
+from .augment import RECIPES, STRONG, Recipe, StrongRecipe
+from .base import ArrayDataset, DatasetNotFoundError, FileDataset, SplitFileError
+from .images import CorruptImageError
+from .loaders import ResidentLoader, WorkerLoader, build_loader
+from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
+from .stats import compute_mean_std, dataset_mean_std
+
+__all__ = [
+    "ArrayDataset",
+    "CorruptImageError",
+    "DatasetNotFoundError",
+    "FileDataset",
+    "RECIPES",
+    "Recipe",
+    "ResidentLoader",
+    "STRONG",
+    "SplitFileError",
+    "StrongRecipe",
+    "WorkerLoader",
+    "build_dataset",
+    "build_loader",
+    "compute_mean_std",
+    "dataset_mean_std",
+    "dataset_spec",
+    "list_datasets",
+    "recipe_for",
+]

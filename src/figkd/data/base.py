@@ -1,0 +1,200 @@
+"""Dataset base classes and the errors every dataset family raises.
+
+Two kinds of dataset objects exist:
+
+- :class:`ArrayDataset` holds the whole split as one uint8 array ``(N, 3, H, W)`` (CIFAR-100, digits).
+- :class:`FileDataset` holds a list of image files and decodes one with Pillow on access (TinyImageNet,
+  the fine-grained sets, image folders). ``ds[i]`` returns the image at its native size.
+
+Both expose ``name``, ``root``, ``train``, ``classes`` (class names, index = label), ``num_classes``,
+``targets`` (``list[int]``), ``len(ds)`` and ``ds[i] -> (uint8 tensor (3, H, W), int)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .images import decode_image, scan_images
+
+__all__ = [
+    "ArrayDataset",
+    "DatasetNotFoundError",
+    "FileDataset",
+    "SplitFileError",
+    "require_dir",
+    "require_file",
+]
+
+NOTHING_DOWNLOADED = "figkd never downloads data: download and extract it yourself."
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset root, folder or file is missing. The message names the path, what was expected there
+    (the official archive and its layout) and where the dataset is published."""
+
+    def __init__(self, dataset: str, path: str | os.PathLike, expected: str, published: str):
+        self.dataset = dataset
+        self.path = os.fspath(path)
+        self.expected = expected
+        self.published = published
+        super().__init__(
+            f"{dataset}: {self.path} not found. Expected there: {expected}. "
+            f"The dataset is published at {published}; {NOTHING_DOWNLOADED}"
+        )
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise print only errno/filename
+        return self.args[0]
+
+
+class SplitFileError(ValueError):
+    """A split or list file is malformed or names images that are absent."""
+
+
+def require_dir(dataset: str, path: str | os.PathLike, expected: str, published: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise DatasetNotFoundError(dataset, path, expected, published)
+    return path
+
+
+def require_file(dataset: str, path: str | os.PathLike, expected: str, published: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(dataset, path, expected, published)
+    return path
+
+
+def check_files_exist(dataset: str, split_file: str, paths: Sequence[str], shown: int = 5) -> None:
+    """Raise :class:`SplitFileError` naming the first few absent images and their count."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        head = ", ".join(missing[:shown])
+        more = f" (and {len(missing) - shown} more)" if len(missing) > shown else ""
+        raise SplitFileError(
+            f"{dataset}: {split_file} names {len(missing)} image(s) that are absent: {head}{more}. "
+            "Is the archive fully extracted next to the split file?"
+        )
+
+
+class _Base(torch.utils.data.Dataset):
+    name: str
+    root: str | None
+    train: bool
+    classes: list[str]
+    targets: list[int]
+    skipped: list[tuple[str, str]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, split={split}, n={len(self)}, "
+            f"classes={self.num_classes}, root={self.root!r})"
+        )
+
+
+class ArrayDataset(_Base):
+    """A split held in memory as ``images`` uint8 ``(N, 3, H, W)`` and ``targets``."""
+
+    def __init__(
+        self,
+        name: str,
+        root: str | None,
+        train: bool,
+        images: np.ndarray,
+        targets: Sequence[int],
+        classes: Sequence[str],
+    ):
+        images = np.ascontiguousarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"{name}: images must be uint8 (N, 3, H, W), got {images.dtype} {images.shape}")
+        if len(images) != len(targets):
+            raise ValueError(f"{name}: {len(images)} images but {len(targets)} targets")
+        self.name, self.root, self.train = name, root, train
+        self.images = images
+        self.targets = [int(t) for t in targets]
+        self.classes = list(classes)
+        self.skipped = []
+        _check_targets(name, self.targets, len(self.classes))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(self.images[i]), self.targets[i]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha1(str(self.images.shape).encode())
+        h.update(np.asarray(self.targets, dtype=np.int64).tobytes())
+        h.update(self.images[:: max(1, len(self.images) // 64)].tobytes())
+        return h.hexdigest()[:16]
+
+
+class FileDataset(_Base):
+    """A split given as image files decoded with Pillow on access (RGB, native size).
+
+    With ``skip_corrupt=True`` every file is decoded once at construction; files that cannot be
+    decoded are dropped, listed in ``skipped`` as ``(path, reason)`` and reported with a warning.
+    Without it, a corrupt file raises :class:`~figkd.data.images.CorruptImageError` naming it when it
+    is read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        train: bool,
+        paths: Sequence[str],
+        targets: Sequence[int],
+        classes: Sequence[str],
+        *,
+        skip_corrupt: bool = False,
+    ):
+        if len(paths) != len(targets):
+            raise ValueError(f"{name}: {len(paths)} paths but {len(targets)} targets")
+        self.name, self.root, self.train = name, root, train
+        self.paths = list(paths)
+        self.targets = [int(t) for t in targets]
+        self.classes = list(classes)
+        self.skipped = []
+        _check_targets(name, self.targets, len(self.classes))
+        if not self.paths:
+            raise SplitFileError(f"{name}: the {'train' if train else 'test'} split under {root} is empty")
+        if skip_corrupt:
+            bad = scan_images(self.paths, name=name)
+            if bad:
+                drop = {p for p, _ in bad}
+                keep = [i for i, p in enumerate(self.paths) if p not in drop]
+                self.paths = [self.paths[i] for i in keep]
+                self.targets = [self.targets[i] for i in keep]
+                self.skipped = bad
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        arr = decode_image(self.paths[i])
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.targets[i]
+
+    def fingerprint(self) -> str:
+        """A digest of the file list (relative to root) and labels: the key of derived caches."""
+        h = hashlib.sha1()
+        for p, t in zip(self.paths, self.targets, strict=True):
+            h.update(os.path.relpath(p, self.root).encode())
+            h.update(b"\0%d\n" % t)
+        return h.hexdigest()[:16]
+
+
+def _check_targets(name: str, targets: Sequence[int], num_classes: int) -> None:
+    if targets and (min(targets) < 0 or max(targets) >= num_classes):
+        raise SplitFileError(
+            f"{name}: labels must lie in [0, {num_classes}), found [{min(targets)}, {max(targets)}]"
+        )

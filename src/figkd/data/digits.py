@@ -1,0 +1,41 @@
+"""``digits``: scikit-learn's bundled handwritten digits (UCI optdigits test set, 1,797 images of 8x8
+pixels with 17 grey levels, 10 classes) as 32x32 RGB uint8 images — real data that needs no download.
+
+Conversion, fixed so that the data (and the mean/std of its recipe) never change:
+
+- grey level ``v`` in 0..16 -> ``round(v * 255 / 16)`` in 0..255 (uint8);
+- 8x8 -> 32x32 by nearest-neighbour upscaling (each pixel becomes a 4x4 block; exact, no dependence on
+  an interpolation library), the grey plane copied to the three RGB channels;
+- a stratified 80/20 split: ``sklearn.model_selection.train_test_split(range(1797), test_size=0.2,
+  random_state=0, stratify=target)``, each split's indices sorted -> 1,437 train / 360 test images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ArrayDataset
+
+__all__ = ["load_digits_dataset", "digits_arrays"]
+
+UPSCALE = 4  # 8 * 4 = 32
+
+
+def digits_arrays(train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(images uint8 (N, 3, 32, 32), targets int64 (N,))`` of the chosen split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    y = d.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
+    idx = np.sort(idx_train if train else idx_test)
+    grey = np.rint(d.images[idx] * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
+    big = grey.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)  # (N, 32, 32)
+    images = np.ascontiguousarray(np.repeat(big[:, None], 3, axis=1))
+    return images, y[idx]
+
+
+def load_digits_dataset(root: str | None = None, train: bool = True, **_: object) -> ArrayDataset:
+    images, targets = digits_arrays(train)
+    return ArrayDataset("digits", None, train, images, targets.tolist(), [str(i) for i in range(10)])

@@ -1,0 +1,59 @@
+"""``imagefolder``: any user dataset laid out as ``root/train/<class>/*`` and ``root/val/<class>/*``.
+
+Classes are the sorted folder names under ``root/train`` (torchvision's ``ImageFolder`` order); ``val``
+must use the same folder names (a subset is fine). Files are collected recursively below each class
+folder, sorted, keeping those whose extension is an image extension Pillow reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import FileDataset, SplitFileError, require_dir
+
+__all__ = ["load_imagefolder", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+LAYOUT = "root/train/<class>/<images> and root/val/<class>/<images>"
+PUBLISHED = "your own data (any folder in the ImageFolder layout)"
+
+
+def _class_dirs(split_dir: str) -> list[str]:
+    return sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+
+
+def _files(folder: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return out
+
+
+def load_imagefolder(
+    root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
+) -> FileDataset:
+    if root is None:
+        raise SplitFileError("imagefolder: root is None; pass the folder holding train/ and val/")
+    root = os.path.expanduser(os.fspath(root))
+    req = dict(expected=LAYOUT, published=PUBLISHED)
+    require_dir("imagefolder", root, **req)
+    train_dir = require_dir("imagefolder", os.path.join(root, "train"), **req)
+    classes = _class_dirs(train_dir)
+    if not classes:
+        raise SplitFileError(f"imagefolder: {train_dir} holds no class folders; expected {LAYOUT}")
+    split_dir = train_dir if train else require_dir("imagefolder", os.path.join(root, "val"), **req)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in _class_dirs(split_dir) if c not in index]
+    if unknown:
+        raise SplitFileError(
+            f"imagefolder: {split_dir} has class folder(s) absent from {train_dir}: {unknown[:5]}"
+        )
+    paths, targets = [], []
+    for c in _class_dirs(split_dir):
+        files = _files(os.path.join(split_dir, c))
+        paths += files
+        targets += [index[c]] * len(files)
+    if not paths:
+        raise SplitFileError(f"imagefolder: no image files ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}")
+    return FileDataset("imagefolder", root, train, paths, targets, classes, skip_corrupt=skip_corrupt)

@@ -1,0 +1,132 @@
+"""Image decoding with Pillow, corrupt-file handling and the resizes the recipes use.
+
+Every image is converted to RGB (greyscale, palette, CMYK and RGBA files occur in the fine-grained
+sets) and returned as a uint8 ``(H, W, 3)`` numpy array. Pillow's default of refusing truncated files is
+kept: a truncated JPEG is a corrupt image, not a silently grey-padded one.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "CorruptImageError",
+    "center_crop_box",
+    "decode_image",
+    "default_threads",
+    "open_image",
+    "resize_exact",
+    "resize_shorter",
+    "scan_images",
+]
+
+# Pillow's bilinear filter (antialiased when reducing), the filter torchvision's Resize and
+# RandomResizedCrop use on PIL images by default.
+RESAMPLE = Image.Resampling.BILINEAR
+
+
+class CorruptImageError(ValueError):
+    """An image file that Pillow cannot decode. ``path`` names it, ``reason`` says why."""
+
+    def __init__(self, path: str, reason: str | None = None):
+        if reason is None:  # rebuilt from its message alone (DataLoader workers re-raise that way)
+            super().__init__(path)
+            self.path, self.reason = None, None
+            return
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"cannot decode image {path}: {reason}. Replace the file, or pass skip_corrupt=True to skip "
+            "such files (they are then counted and listed in dataset.skipped)"
+        )
+
+
+def default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def open_image(path: str) -> Image.Image:
+    """Open ``path`` lazily (header only): ``.size`` is known before the pixels are decoded."""
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
+
+
+def to_rgb(img: Image.Image, path: str) -> Image.Image:
+    """Decode fully and convert to RGB; a decoding failure names ``path``."""
+    try:
+        img.load()
+        return img if img.mode == "RGB" else img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
+
+
+def decode_image(path: str) -> np.ndarray:
+    """The image at ``path`` as uint8 RGB ``(H, W, 3)``."""
+    with open_image(path) as img:
+        return np.asarray(to_rgb(img, path), dtype=np.uint8).copy()
+
+
+def resize_exact(img: Image.Image, size: int) -> Image.Image:
+    """Plain resize to ``size x size`` (aspect ratio not kept); identity if already that size."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), RESAMPLE)
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so that the shorter side is ``size``, the longer one ``int(size * long / short)`` —
+    torchvision's ``Resize(size)`` rule; identity if the shorter side already is ``size``."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
+    return img.resize((nw, nh), RESAMPLE)
+
+
+def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of torchvision's ``CenterCrop(size)`` (image at least ``size``)."""
+    if width < size or height < size:
+        raise ValueError(f"center crop {size} of a {width}x{height} image")
+    left = int(round((width - size) / 2.0))
+    top = int(round((height - size) / 2.0))
+    return left, top, left + size, top + size
+
+
+def _check_one(path: str) -> tuple[str, str] | None:
+    try:
+        with open_image(path) as img:
+            to_rgb(img, path)
+    except CorruptImageError as e:
+        return path, e.reason
+    except FileNotFoundError as e:
+        return path, f"FileNotFoundError: {e}"
+    return None
+
+
+def scan_images(
+    paths: Sequence[str], *, name: str = "dataset", threads: int | None = None
+) -> list[tuple[str, str]]:
+    """Decode every file (threads: Pillow releases the GIL while decoding) and return the list of
+    ``(path, reason)`` that failed. Emits one warning with the count and the first few names."""
+    with ThreadPoolExecutor(threads or default_threads()) as pool:
+        bad = [r for r in pool.map(_check_one, paths, chunksize=64) if r is not None]
+    if bad:
+        head = "; ".join(f"{p} ({r})" for p, r in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        warnings.warn(
+            f"{name}: skipped {len(bad)} of {len(paths)} image(s) that cannot be decoded: {head}{more}",
+            stacklevel=3,
+        )
+    return bad

@@ -1,0 +1,138 @@
+"""The dataset registry: names, the family each loads, its recipe and its loader kind.
+
+``list_datasets()`` lists the names a loader can be built for. ``build_dataset`` also accepts the bare
+family names of the fine-grained sets (``cub200``, ...): the ``_224`` / ``_32`` suffix selects only the
+recipe and loader, never a different dataset object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .augment import RECIPES, STRONG, Recipe, StrongRecipe
+from .base import ArrayDataset, FileDataset
+from .cifar import load_cifar100
+from .digits import load_digits_dataset
+from .fgvr import load_cub200, load_mit67, load_stanford40, load_stanford_dogs
+from .imagefolder import load_imagefolder
+from .tiny_imagenet import load_tiny_imagenet
+
+__all__ = ["DatasetSpec", "build_dataset", "dataset_spec", "list_datasets", "recipe_for"]
+
+Dataset = ArrayDataset | FileDataset
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    family: str
+    recipe: str
+    loader: str  # "resident" (whole split on the device) or "workers" (JPEG decoding processes)
+    size: int | None  # resident image side (None: the arrays as loaded), or the output crop side
+    description: str
+
+
+_FAMILIES: dict[str, Callable[..., Dataset]] = {
+    "cifar100": load_cifar100,
+    "tiny_imagenet": load_tiny_imagenet,
+    "digits": load_digits_dataset,
+    "cub200": load_cub200,
+    "stanford_dogs": load_stanford_dogs,
+    "mit67": load_mit67,
+    "stanford40": load_stanford40,
+    "imagefolder": load_imagefolder,
+}
+
+_FGVR = {
+    "cub200": "CUB-200-2011",
+    "stanford_dogs": "Stanford Dogs",
+    "mit67": "MIT Indoor 67",
+    "stanford40": "Stanford 40 Actions",
+}
+
+_SPECS: dict[str, DatasetSpec] = {
+    "cifar100": DatasetSpec(
+        "cifar100", "cifar100", "cifar", "resident", None, "CIFAR-100, 32x32 (Tables 1-2)"
+    ),
+    "tiny_imagenet": DatasetSpec(
+        "tiny_imagenet", "tiny_imagenet", "tiny_imagenet", "resident", 64, "TinyImageNet, 64x64 (Tables 3-4)"
+    ),
+    "digits": DatasetSpec(
+        "digits",
+        "digits",
+        "digits",
+        "resident",
+        None,
+        "scikit-learn digits upscaled to 32x32 RGB (embedded, no download)",
+    ),
+    "imagefolder": DatasetSpec(
+        "imagefolder",
+        "imagefolder",
+        "fgvr_224",
+        "workers",
+        224,
+        "any root/train/<class>, root/val/<class> folder at 224x224",
+    ),
+    "imagefolder_32": DatasetSpec(
+        "imagefolder_32", "imagefolder", "cifar", "resident", 32, "any image folder resized to 32x32"
+    ),
+}
+for _fam, _title in _FGVR.items():
+    _SPECS[f"{_fam}_224"] = DatasetSpec(
+        f"{_fam}_224", _fam, "fgvr_224", "workers", 224, f"{_title} at 224x224 (Table 5)"
+    )
+    _SPECS[f"{_fam}_32"] = DatasetSpec(
+        f"{_fam}_32", _fam, "cifar", "resident", 32, f"{_title} resized to 32x32 (Tables 6-9)"
+    )
+
+
+def list_datasets() -> list[str]:
+    """The names :func:`~figkd.data.build_loader` accepts, sorted."""
+    return sorted(_SPECS)
+
+
+def _family_of(name: str) -> str:
+    if name in _SPECS:
+        return _SPECS[name].family
+    if name in _FAMILIES:
+        return name
+    raise ValueError(
+        f"unknown dataset {name!r}; known: {', '.join(list_datasets())} "
+        f"(and the families {', '.join(sorted(_FGVR))} for build_dataset)"
+    )
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of a loader name. A bare fine-grained family name is an error that names its variants."""
+    if name in _SPECS:
+        return _SPECS[name]
+    if name in _FGVR:
+        raise ValueError(
+            f"{name!r} needs a recipe: use {name}_224 (224x224, Table 5) or {name}_32 (32x32, Tables 6-9)"
+        )
+    _family_of(name)
+    raise AssertionError  # pragma: no cover
+
+
+def build_dataset(
+    name: str, root: str | None = None, train: bool = True, skip_corrupt: bool = False
+) -> Dataset:
+    """Load the ``train`` (else test) split of dataset ``name`` from ``root``, as published.
+
+    ``ds.num_classes``, ``ds.classes`` (names), ``ds.targets`` (``list[int]``), ``len(ds)`` and
+    ``ds[i] -> (uint8 tensor (3, H, W), int)``. ``root=None`` is fine for ``digits`` (embedded).
+    A missing root or file raises :class:`~figkd.data.base.DatasetNotFoundError` (a
+    ``FileNotFoundError``) naming the path, the expected archive and layout, and where to download it.
+    """
+    return _FAMILIES[_family_of(name)](root, train, skip_corrupt=skip_corrupt)
+
+
+def recipe_for(name: str) -> Recipe | StrongRecipe:
+    """The recipe of a dataset name (``cifar100``, ``cub200_224``, ...) or a recipe name (``cifar``,
+    ``tiny_imagenet``, ``digits``, ``fgvr_224``, ``strong``). ``.to_dict()`` gives its parameters."""
+    if name == "strong":
+        return STRONG
+    if name in RECIPES:
+        return RECIPES[name]
+    return RECIPES[dataset_spec(name).recipe]

@@ -1,0 +1,306 @@
+"""figkd.data loaders: the contract the training engine relies on — exact resume, DDP shards, evaluation
+order, recipes as specified — for the device-resident loader and the JPEG worker loader."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from fixtures_data import corrupt, make_cifar100, make_imagefolder, make_mit67, make_tiny_imagenet
+from PIL import Image
+
+import figkd.data.cache as cache_mod
+from figkd.data import (
+    CorruptImageError,
+    ResidentLoader,
+    WorkerLoader,
+    build_dataset,
+    build_loader,
+    recipe_for,
+)
+
+
+def _all(it):
+    return [tuple(t.clone() for t in b) for b in it]
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert len(x) == len(y)
+        for s, t in zip(x, y, strict=True):
+            assert s.dtype == t.dtype and torch.equal(s, t)
+
+
+def _cat_ranks(parts):
+    """Concatenate per-rank batches of one step along the batch dimension."""
+    return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
+
+
+def _mean_std(name):
+    r = recipe_for(name)
+    return torch.tensor(r.mean).view(1, 3, 1, 1), torch.tensor(r.std).view(1, 3, 1, 1)
+
+
+# --------------------------------------------------------------------------------- resident loader
+@pytest.fixture(scope="module")
+def digits_train():
+    return build_dataset("digits", None, train=True)
+
+
+def test_resident_batches(digits_train):
+    ld = build_loader("digits", None, True, 64, seed=0, dataset=digits_train)
+    assert isinstance(ld, ResidentLoader)
+    assert len(ld) == 1437 // 64 and ld.num_classes == 10 and ld.num_samples == 22 * 64
+    ld.set_epoch(3)
+    seen = []
+    for k, (x, y) in enumerate(ld):
+        assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+        rows = ld.schedule.global_rows(3, k)
+        assert y.tolist() == [digits_train.targets[i] for i in rows]
+        seen += rows.tolist()
+    assert len(seen) == len(set(seen)) == 22 * 64  # an epoch visits each sample at most once
+    mean, std = _mean_std("digits")
+    assert x.min() >= ((0 - mean) / std).min() - 1e-5 and x.max() <= ((1 - mean) / std).max() + 1e-5
+
+
+def test_resident_iter_from_is_exact_resume(digits_train):
+    for strong in (False, True):
+        ld = build_loader("digits", None, True, 100, seed=7, strong_view=strong, dataset=digits_train)
+        ld.set_epoch(2)
+        full = _all(ld)
+        assert len(full[0]) == (3 if strong else 2)
+        _same(_all(ld.iter_from(9)), full[9:])
+        # a new loader (a restarted process) resumes identically
+        ld2 = build_loader("digits", None, True, 100, seed=7, strong_view=strong, dataset=digits_train)
+        ld2.set_epoch(2)
+        _same(_all(ld2.iter_from(5)), full[5:])
+        assert list(ld2.iter_from(len(ld2))) == []
+    with pytest.raises(ValueError, match="outside"):
+        ld.iter_from(len(ld) + 1)
+
+
+def test_resident_epochs_and_seeds_differ(digits_train):
+    def first(seed, epoch, strong=False):
+        ld = build_loader("digits", None, True, 32, seed=seed, strong_view=strong, dataset=digits_train)
+        ld.set_epoch(epoch)
+        return next(iter(ld))
+
+    a = first(0, 0)
+    assert torch.equal(a[0], first(0, 0)[0])
+    assert not torch.equal(a[1], first(0, 1)[1]) and not torch.equal(a[1], first(1, 0)[1])
+    # the weak view does not change when the strong view is requested (drawn first)
+    assert torch.equal(first(0, 0, strong=True)[0], a[0])
+
+
+def test_resident_augmentation_varies_per_sample(digits_train):
+    images = np.repeat(digits_train.images[:1], 64, axis=0)  # 64 copies of one image
+    from figkd.data import ArrayDataset
+
+    same = ArrayDataset("digits", None, True, images, [0] * 64, digits_train.classes)
+    ld = build_loader("digits", None, True, 64, seed=0, strong_view=True, dataset=same)
+    x, xs, _ = next(iter(ld))
+    assert len({x[i].numpy().tobytes() for i in range(64)}) > 20  # crops and flips differ
+    assert len({xs[i].numpy().tobytes() for i in range(64)}) == 64
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_resident_ddp_union_equals_single_process(digits_train, world):
+    b = 16
+    single = build_loader("digits", None, True, world * b, seed=5, strong_view=True, dataset=digits_train)
+    ranks = [
+        build_loader("digits", None, True, b, seed=5, strong_view=True, rank=r, world_size=world,
+                     dataset=digits_train)
+        for r in range(world)
+    ]
+    for ld in [single, *ranks]:
+        ld.set_epoch(4)
+    assert all(len(r) == len(single) for r in ranks)
+    ref = _all(single.iter_from(len(single) - 3))
+    got = [_all(r.iter_from(len(r) - 3)) for r in ranks]
+    for k in range(3):
+        _same([_cat_ranks([g[k] for g in got])], [ref[k]])
+
+
+def test_resident_eval_order_and_shards():
+    te = build_dataset("digits", None, train=False)
+    ld = build_loader("digits", None, False, 64, dataset=te)
+    assert len(ld) == 6 and ld.num_samples == 360
+    batches = _all(ld)
+    assert [len(b[1]) for b in batches] == [64] * 5 + [40]  # nothing dropped
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert y.tolist() == te.targets
+    mean, std = _mean_std("digits")
+    assert torch.allclose(x, (torch.from_numpy(te.images).float() / 255 - mean) / std, atol=1e-6)
+    shards = [_all(build_loader("digits", None, False, 50, rank=r, world_size=3, dataset=te)) for r in range(3)]
+    assert [sum(len(b[1]) for b in s) for s in shards] == [120, 120, 120]
+    _same([(torch.cat([b[0] for s in shards for b in s]), torch.cat([b[1] for s in shards for b in s]))], [(x, y)])
+    # contiguous shards of ceil(N / W): with many ranks the last ones may be short or empty
+    assert build_loader("digits", None, False, 64, rank=6, world_size=7, dataset=te).num_samples == 360 - 6 * 52
+    assert len(build_loader("digits", None, False, 64, rank=199, world_size=200, dataset=te)) == 0
+
+
+def test_loader_argument_errors(digits_train):
+    with pytest.raises(ValueError, match="strong_view"):
+        build_loader("digits", None, False, 8, strong_view=True)
+    with pytest.raises(ValueError, match="drop_last"):
+        build_loader("digits", None, False, 8, drop_last=True)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        build_loader("digits", None, True, 8, drop_last=False, world_size=2, dataset=digits_train)
+    with pytest.raises(ValueError, match="rank"):
+        build_loader("digits", None, True, 8, rank=2, world_size=2, dataset=digits_train)
+    with pytest.raises(ValueError, match="global batch"):
+        build_loader("digits", None, True, 1000, world_size=2, dataset=digits_train)
+    with pytest.raises(ValueError, match="cub200_224"):
+        build_loader("cub200", "/nowhere", True, 8)
+    with pytest.raises(ValueError, match="not the test split"):
+        build_loader("digits", None, False, 8, dataset=digits_train)
+
+
+def test_resident_no_drop_last_single_process(digits_train):
+    ld = build_loader("digits", None, True, 100, drop_last=False, dataset=digits_train)
+    batches = _all(ld)
+    assert len(ld) == 15 and len(batches[-1][1]) == 37
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == sorted(digits_train.targets)
+
+
+def test_cifar100_loader(tmp_path):
+    root, content = make_cifar100(str(tmp_path), n_train=40, n_test=10)
+    ld = build_loader("cifar100", root, True, 8, seed=1)
+    assert len(ld) == 5 and ld.num_classes == 100
+    x, y = next(iter(ld))
+    assert x.shape == (8, 3, 32, 32)
+    ev = build_loader("cifar100", root, False, 4)
+    x, y = torch.cat([b[0] for b in ev]), torch.cat([b[1] for b in ev])
+    data, labels = content["test"]
+    mean, std = _mean_std("cifar100")
+    ref = (torch.from_numpy(data.reshape(-1, 3, 32, 32)).float() / 255 - mean) / std
+    assert y.tolist() == labels and torch.allclose(x, ref, atol=1e-6)
+
+
+def test_tiny_imagenet_loader(tmp_path):
+    root = make_tiny_imagenet(str(tmp_path), per_class=4)
+    ld = build_loader("tiny_imagenet", root, True, 4, strong_view=True, num_workers=1)
+    x, xs, y = next(iter(ld))
+    assert x.shape == xs.shape == (4, 3, 64, 64) and len(ld) == 3
+    assert ld.recipe.pad == 8
+
+
+# ------------------------------------------------------------------------------ _32 and caching
+def test_32_variant_is_plain_resize_and_cached(tmp_path, monkeypatch):
+    root = make_mit67(str(tmp_path), train_per_class=3)
+    cache = str(tmp_path / "cache")
+    ev = build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
+    ds = ev.dataset
+    x = next(iter(ev))[0]
+    mean, std = _mean_std("mit67_32")
+    for i in (0, 3):
+        with Image.open(ds.paths[i]) as im:
+            ref = np.array(im.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
+        ref = (torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 255 - mean) / std
+        assert torch.allclose(x[i:i + 1], ref, atol=1e-6)
+    files = sorted(os.listdir(cache))
+    assert len(files) == 3 and not [f for f in files if ".tmp" in f]
+    assert {f.split(".", 1)[1] for f in files} == {"json", "images.npy", "labels.npy"}
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr(cache_mod, "_decode_resized", no_decode)
+    again = build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
+    assert torch.equal(next(iter(again))[0], x)
+    # a changed split (another file list) gets its own cache entry, never the stale one
+    os.remove(os.path.join(root, "Images", "kitchen", "kitchen_test_1.jpg"))
+    with open(os.path.join(root, "TestImages.txt"), "w") as f:
+        f.write("kitchen/kitchen_test_0.jpg\n")
+    with pytest.raises(AssertionError, match="decoded although cached"):
+        build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
+
+
+# ---------------------------------------------------------------------------------- worker loader
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_imagefolder(str(tmp_path_factory.mktemp("folder")), train_per_class=4, val_per_class=2,
+                            size=(300, 260))
+
+
+def _eval_reference(path):
+    """Resize the shorter side to 256 (torchvision's rule), centre crop 224, normalise — with Pillow."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        im = im.resize(size, Image.Resampling.BILINEAR)
+        left, top = int(round((size[0] - 224) / 2)), int(round((size[1] - 224) / 2))
+        arr = np.array(im.crop((left, top, left + 224, top + 224)))
+    mean, std = _mean_std("fgvr_224")
+    return (torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255 - mean) / std
+
+
+def test_worker_eval_is_resize_256_center_224(folder):
+    ev = build_loader("imagefolder", folder, False, 3, num_workers=0)
+    assert isinstance(ev, WorkerLoader) and len(ev) == 2
+    batches = _all(ev)
+    x = torch.cat([b[0] for b in batches])
+    assert x.shape == (4, 3, 224, 224) and torch.cat([b[1] for b in batches]).tolist() == [0, 0, 1, 1]
+    for i in range(4):
+        assert torch.allclose(x[i:i + 1], _eval_reference(ev.dataset.paths[i]), atol=1e-6)
+
+
+def test_worker_train_deterministic_resume_and_workers(folder):
+    ld = build_loader("imagefolder", folder, True, 2, seed=3, num_workers=0, strong_view=True)
+    ld.set_epoch(1)
+    full = _all(ld)
+    assert len(full) == 4 and full[0][0].shape == (2, 3, 224, 224) and full[0][1].shape == (2, 3, 224, 224)
+    _same(_all(ld.iter_from(2)), full[2:])
+    par = build_loader("imagefolder", folder, True, 2, seed=3, num_workers=1, strong_view=True)
+    par.set_epoch(1)
+    _same(_all(par.iter_from(1)), full[1:])  # worker processes give the same bits
+    par.set_epoch(2)
+    assert not torch.equal(_all(par)[0][0], full[0][0])
+
+
+def test_worker_ddp_union_equals_single_process(folder):
+    single = build_loader("imagefolder", folder, True, 4, seed=2, num_workers=0, strong_view=True)
+    ranks = [build_loader("imagefolder", folder, True, 2, seed=2, num_workers=0, strong_view=True, rank=r,
+                          world_size=2) for r in range(2)]
+    ref = _all(single)
+    got = [_all(r) for r in ranks]
+    assert len(ref) == 2
+    for k in range(2):
+        _same([_cat_ranks([g[k] for g in got])], [ref[k]])
+
+
+def test_worker_random_resized_crop_varies(folder):
+    ld = build_loader("imagefolder", folder, True, 8, seed=0, num_workers=0)
+    x, y = next(iter(ld))
+    assert x.shape == (8, 3, 224, 224)
+    assert len({x[i].numpy().tobytes() for i in range(8)}) == 8
+
+
+def test_worker_cache_matches_for_eval(folder, tmp_path):
+    plain = torch.cat([b[0] for b in build_loader("imagefolder", folder, False, 4, num_workers=0)])
+    cache = str(tmp_path / "c")
+    cached = torch.cat([b[0] for b in build_loader("imagefolder", folder, False, 4, num_workers=0, cache_dir=cache)])
+    assert torch.equal(plain, cached)  # the cache stores exactly the test recipe's first step
+    files = os.listdir(cache)
+    assert len(files) == 4 and any(f.endswith(".flat.npy") for f in files)
+    tr = build_loader("imagefolder", folder, True, 4, seed=0, num_workers=1, cache_dir=cache)
+    x, y = next(iter(tr))
+    assert x.shape == (4, 3, 224, 224)
+
+
+def test_worker_corrupt_image_names_the_file(tmp_path):
+    root = make_imagefolder(str(tmp_path), train_per_class=2, val_per_class=2, size=(60, 50))
+    bad = os.path.join(root, "val", "dog", "dog_0.jpg")
+    corrupt(bad)
+    with pytest.raises(CorruptImageError, match="dog_0.jpg"):
+        _all(build_loader("imagefolder", root, False, 2, num_workers=0))
+    with pytest.raises(Exception, match="dog_0.jpg"):
+        _all(build_loader("imagefolder", root, False, 2, num_workers=1))
+    with pytest.warns(UserWarning, match="skipped 1 of 4"):
+        ds = build_dataset("imagefolder", root, train=False, skip_corrupt=True)
+    assert len(_all(build_loader("imagefolder", root, False, 2, num_workers=0, dataset=ds))) == 2
