@@ -401,6 +401,16 @@ def test_first_call_in_inference_mode_does_not_break_autograd():
     assert x.grad is not None
 
 
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+def test_meta_tensors_give_shapes(wavelet):
+    # shape inference without data (e.g. complexity counting on the meta device)
+    x = torch.empty(2, 9, 10, device="meta")
+    coeffs = W.wavedec2(x, wavelet, "symmetric")
+    ref = W.wavedec2(torch.zeros(2, 9, 10), wavelet, "symmetric")
+    assert [t.shape for t in _flat2(coeffs)] == [t.shape for t in _flat2(ref)]
+    assert W.waverec2(coeffs, wavelet, "symmetric").shape == W.waverec2(ref, wavelet, "symmetric").shape
+
+
 def test_empty_batch():
     a, d = W.dwt(torch.randn(0, 7), "db2")
     assert a.shape == (0, 5) and W.idwt(a, d, "db2").shape == (0, 8)
