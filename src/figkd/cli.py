@@ -145,15 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"figkd: error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"figkd: error: {exc}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError) as exc:
+        _error(exc)
         return 2
     except NonFiniteLossError as exc:
-        print(f"figkd: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 1
+
+
+def _error(exc: BaseException) -> None:
+    """Print an error on one line (multi-line messages are joined with '; ')."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    print(f"figkd: error: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

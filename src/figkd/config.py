@@ -111,11 +111,17 @@ def _check_key(key: str) -> None:
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """A copy of ``cfg`` with ``overrides`` applied; unknown keys are a ConfigError."""
+    overrides = dict(overrides)
     for key in overrides:
         _check_key(key)
+        if key in _ON_OFF_FIELDS and isinstance(overrides[key], bool):
+            overrides[key] = "on" if overrides[key] else "off"  # YAML reads `off` as false
     new = dataclasses.replace(cfg, **overrides)
     _validate(new)
     return new
+
+
+_ON_OFF_FIELDS = ("channels_last", "progress")
 
 
 def _validate(cfg: RunConfig) -> None:

@@ -16,7 +16,7 @@ from .trainer import resolve_device
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..data import build_loader, list_datasets
+    from ..data import build_dataset, build_loader, list_datasets
     from ..models import load_teacher
 
     ckpt = Path(args.ckpt)
@@ -35,8 +35,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if dataset not in list_datasets():
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(list_datasets())}")
     device = resolve_device(args.device, DistInfo())
-    loader = build_loader(dataset, data_root, args.split == "train", args.batch_size, device=device,
-                          seed=0, drop_last=False, augment=False)
+    # Evaluation mode (no augmentation, every sample once) on the chosen split.
+    split = build_dataset(dataset, data_root, train=args.split == "train")
+    loader = build_loader(dataset, data_root, False, args.batch_size, device=device, dataset=split)
     try:
         net = load_teacher(model, str(ckpt), loader.num_classes)
     except (ValueError, KeyError, RuntimeError) as exc:

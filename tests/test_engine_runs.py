@@ -1,0 +1,143 @@
+"""End-to-end runs on the bundled digits data: train, distill, resume, refusals, errors, NaN."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from figkd.config import ConfigError, RunConfig
+from figkd.engine import NonFiniteLossError, run
+from figkd.engine.trainer import FAULT_ENV
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+BASE = RunConfig(dataset="digits", epochs=2, batch_size=64, lr_milestones=[1], device="cpu", progress="off",
+                 tensorboard=False, eval_batch_size=512)
+
+
+def _cli(*args, env=None, cwd=None):
+    full_env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "figkd", *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    [summary] = run(BASE.replace(model="resnet8", out=str(out), tensorboard=True), "train")
+    assert summary["best_top1"] > 20.0  # 10 classes: chance is 10%
+    return out
+
+
+def test_train_writes_a_complete_run_directory(teacher_dir):
+    cfg = json.loads(json.dumps(__import__("yaml").safe_load((teacher_dir / "config.yaml").read_text())))
+    assert cfg["model"] == "resnet8" and cfg["objective"] == "vanilla"
+    lines = [json.loads(x) for x in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for key in ("train/loss/total", "train/top1", "test/top1", "test/top5", "lr", "images_per_s", "train_time_s"):
+        assert key in lines[-1]
+    assert lines[0]["lr"] == pytest.approx(0.05) and lines[1]["lr"] == pytest.approx(0.005)
+    ckpts = sorted(p.name for p in (teacher_dir / "checkpoints").iterdir())
+    assert ckpts == ["best.json", "best.safetensors", "epoch_0002.safetensors", "epoch_0002.state.pt", "last.json"]
+    assert list((teacher_dir / "tb").iterdir())
+    summary = json.loads((teacher_dir / "summary.json").read_text())
+    assert summary["last_top1"] == lines[-1]["test/top1"]
+
+
+def test_finished_run_is_skipped_and_different_run_refused(teacher_dir):
+    [again] = run(BASE.replace(model="resnet8", out=str(teacher_dir), tensorboard=True), "train")
+    assert again == json.loads((teacher_dir / "summary.json").read_text())
+    with pytest.raises(ConfigError, match="different configuration"):
+        run(BASE.replace(model="resnet8", out=str(teacher_dir), epochs=3), "train")
+
+
+def test_distill_several_objectives_share_the_teacher(teacher_dir, tmp_path):
+    configs = [BASE.replace(teacher="resnet8", teacher_ckpt=str(teacher_dir), student="resnet8", objective=o,
+                            out=str(tmp_path / o), epochs=1) for o in ("kd", "figkd", "dkd")]
+    summaries = run(configs, "distill")
+    assert [s["objective"] for s in summaries] == ["kd", "figkd", "dkd"]
+    for o in ("kd", "figkd", "dkd"):
+        record = json.loads((tmp_path / o / "metrics.jsonl").read_text().splitlines()[0])
+        assert record["train/loss/total"] > 0 and 0.0 <= record["test/top1"] <= 100.0
+    # Same initialisation and batches: the runs differ only through their objectives.
+    kd = load_file(str(tmp_path / "kd" / "checkpoints" / "epoch_0001.safetensors"))
+    fig = load_file(str(tmp_path / "figkd" / "checkpoints" / "epoch_0001.safetensors"))
+    assert kd.keys() == fig.keys() and not torch.equal(kd["fc.weight"], fig["fc.weight"])
+
+
+def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
+    [s] = run(BASE.replace(teacher="resnet8", teacher_ckpt=str(teacher_dir), student="resnet8", objective="mlkd",
+                           out=str(tmp_path / "mlkd"), epochs=1), "distill")
+    assert 0.0 <= s["last_top1"] <= 100.0
+
+
+def test_resume_after_a_kill_is_bit_identical(tmp_path):
+    args = ["train", "--dataset", "digits", "--model", "resnet8", "--epochs", "3", "--device", "cpu",
+            "--set", "lr_milestones=[2]", "--set", "progress=off", "--set", "tensorboard=false"]
+    full = _cli(*args, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    killed = _cli(*args, "--out", str(tmp_path / "resumed"), env={FAULT_ENV: "2:7"})
+    assert killed.returncode != 0  # SIGKILL in the middle of epoch 2
+    ckpt_dir = tmp_path / "resumed" / "checkpoints"
+    assert json.loads((ckpt_dir / "last.json").read_text())["epoch"] == 1
+    refused = _cli(*args, "--out", str(tmp_path / "resumed"))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = _cli(*args, "--out", str(tmp_path / "resumed"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch_0003.safetensors"))
+    b = load_file(str(ckpt_dir / "epoch_0003.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    lines = [json.loads(x)["epoch"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [1, 2, 3]
+
+
+def test_nonfinite_loss_stops_with_epoch_step_and_term(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"'(ce|total)' is not finite at epoch 1, step \d+"):
+        run(BASE.replace(model="resnet8", out=str(tmp_path / "nan"), lr=1e12, epochs=1), "train")
+    assert not (tmp_path / "nan" / "checkpoints" / "last.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--model", "resnet9000"], "resnet9000"),
+    (["train", "--model", "resnet8", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["train", "--model", "resnet8", "--objective", "fancy"], "fancy"),
+    (["train", "--model", "resnet8", "--set", "epoch=3"], "did you mean 'epochs'"),
+    (["train"], "needs --model"),
+    (["distill", "--student", "resnet8"], "needs --teacher, --teacher-ckpt"),
+    (["train", "--model", "resnet8", "--dataset", "cifar100", "--data-root", "/nonexistent"], "/nonexistent"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
+    result = _cli(*args, "--out", str(tmp_path / "x"), "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("figkd: error:") and message in lines[0], result.stderr
+
+
+def test_teacher_with_another_class_count_is_refused(tmp_path):
+    from figkd.models import build_model, save_weights
+    path = tmp_path / "t100.safetensors"
+    save_weights(build_model("resnet8", 100), path)
+    result = _cli("distill", "--teacher", "resnet8", "--teacher-ckpt", str(path), "--student", "resnet8",
+                  "--out", str(tmp_path / "x"), "--device", "cpu")
+    assert result.returncode == 2 and "fc" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_command_reads_a_run_directory(teacher_dir):
+    result = _cli("eval", str(teacher_dir), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    summary = json.loads((teacher_dir / "summary.json").read_text())
+    assert out["top1"] == pytest.approx(summary["best_top1"]) and out["count"] == 360
+
+
+def test_help_documents_every_field():
+    result = _cli("distill", "--help")
+    assert result.returncode == 0
+    for name in RunConfig.field_names():
+        assert name in result.stdout
