@@ -25,6 +25,7 @@ def _one_cpu_thread():
     yield
     torch.set_num_threads(threads)
 
+
 # ----------------------------------------------------------------------------- numpy + pywt reference
 
 

@@ -20,6 +20,7 @@ def _one_cpu_thread():
     yield
     torch.set_num_threads(threads)
 
+
 ORACLE = {
     "kd_T4": 9.684900314046567,
     "ce0.1_kd0.9_T4": 9.335780381288988,

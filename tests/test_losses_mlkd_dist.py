@@ -27,6 +27,7 @@ def _one_cpu_thread():
     yield
     torch.set_num_threads(threads)
 
+
 PINNED = {
     "mlkd": {"ce": 1.272891212090233, "kd": 68.97543523866665, "cc": 0.009763656196169188,
              "bc": 0.012556094557905056},

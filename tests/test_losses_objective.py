@@ -29,6 +29,7 @@ def _one_cpu_thread():
     yield
     torch.set_num_threads(threads)
 
+
 STRONG = {"student_logits_strong", "teacher_logits_strong"}
 
 
