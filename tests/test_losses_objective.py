@@ -20,6 +20,16 @@ from figkd.losses import (
     term_defaults,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_cpu_thread():
+    # These tensors are tiny: a second intra-op thread only adds spin-wait stalls on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 STRONG = {"student_logits_strong", "teacher_logits_strong"}
 
 
@@ -196,8 +206,12 @@ def test_errors_name_the_valid_choices():
 
 def test_no_host_sync_meta_tensors():
     # Meta tensors have no data: any .item(), Python branch on a value or host copy would raise.
-    # Every preset runs forward and backward on them with a tensor epoch.
-    for name in list_presets():
+    # Every preset, and the filter-bank (non-Haar) and KL paths of FiGKD, run forward and backward
+    # on them with a tensor epoch.
+    extra_specs = [[{"term": "figkd", "wavelet": "db2", "bands": "both", "mode": "symmetric"},
+                    {"term": "figkd", "criterion": "kl", "level": 2, "noise_std": 0.1, "warmup": 3},
+                    {"term": "figkd", "dims": 1, "level": 3, "criterion": "l1"}]]
+    for name in [*list_presets(), *extra_specs]:
         obj = build_objective(name)
         s = torch.empty(64, 100, device="meta", requires_grad=True)
         t = torch.empty(64, 100, device="meta")
