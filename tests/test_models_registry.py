@@ -5,6 +5,7 @@ Everything here runs on the meta device (shapes only), so no test does real arit
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +114,7 @@ def test_bad_num_classes_and_options():
         build_model("resnet8", 10, width=2)
     with torch.device("meta"):
         model = build_model("resnet50", 10, zero_init_residual=True)
+        assert build_model("resnet8", np.int64(7)).num_classes == 7
     assert model.num_classes == 10
 
 
