@@ -34,9 +34,9 @@ COUNTED_OPS = {
 }
 
 # The paper's Table 15 (TinyImageNet: 64x64 inputs, 200 classes): parameters (M) and "FLOPs" (M).
-# The FLOPs column is a multiply-accumulate count (ResNet32x4: 4352.82M; its conv+linear MACs at 64x64
-# are 4.33G), from a counter that also counted normalisation and activation layers.
-# Source: FiGKD paper, Table 15 ("Teacher-Student Scale Comparison", Sec. 5.4).
+# Source: FiGKD paper, Table 15 ("Teacher-Student Scale Comparison", Sec. 5.4). The FLOPs column is a
+# multiply-accumulate count with thop's (pytorch-OpCounter) rules, which add 4 operations per
+# BatchNorm output element to the conv + linear MACs counted here; docs/models.md reconciles the two.
 TABLE15: dict[str, tuple[float, float]] = {
     "resnet110": (1.74, 1029.58),
     "resnet32": (0.48, 281.56),

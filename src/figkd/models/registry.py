@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -202,8 +203,9 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     ``with torch.device("meta"):`` to build a model without allocating its weights.
     """
     info = get_model_info(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    num_classes = int(num_classes)
     accepted = [p for p in inspect.signature(info.builder).parameters if p != "num_classes"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -106,7 +106,7 @@ class MobileNetV2(FeatureModel):
 
     def forward(self, x: Tensor, return_features: bool = False):
         x = self.conv1(x)
-        feats = [x]
+        feats: list[Tensor] = [x] if return_features else []
         for index, group in enumerate(self.blocks):
             x = group(x)
             if return_features and index in _STAGE_ENDS:

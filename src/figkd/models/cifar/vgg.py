@@ -78,7 +78,9 @@ class VGG(FeatureModel):
     def forward(self, x: Tensor, return_features: bool = False):
         apply_pool3 = x.shape[2] == 64  # RepDistiller's rule, see the module docstring
         x = F.relu(self.block0(x))
-        feats, preacts = [x], [x]
+        # Stage outputs are collected only when asked for, so the plain pass holds no extra tensors.
+        feats: list[Tensor] = [x] if return_features else []
+        preacts: list[Tensor] = [x] if return_features else []
         steps = (
             (self.pool0, self.block1),
             (self.pool1, self.block2),
