@@ -17,6 +17,7 @@ from figkd.data import (
     WorkerLoader,
     build_dataset,
     build_loader,
+    prepare_cache,
     recipe_for,
 )
 from fixtures_data import corrupt, make_cifar100, make_imagefolder, make_mit67, make_tiny_imagenet
@@ -210,6 +211,8 @@ def test_tiny_imagenet_loader(tmp_path):
 def test_32_variant_is_plain_resize_and_cached(tmp_path, monkeypatch):
     root = make_mit67(str(tmp_path), train_per_class=3)
     cache = str(tmp_path / "cache")
+    prepare_cache("mit67_32", root, False, cache, num_workers=1)
+    assert len(os.listdir(cache)) == 3
     ev = build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
     ds = ev.dataset
     x = next(iter(ev))[0]
