@@ -238,3 +238,11 @@ def test_compute_mean_std_on_dataset_and_array():
     m2, s2 = compute_mean_std(items)
     assert np.allclose(m2, mean) and np.allclose(s2, std)
     assert math.isclose(sum(mean), sum(m2))
+
+
+def test_stats_cli(capsys):
+    from figkd.data.stats import main
+
+    main(["digits"])
+    out = capsys.readouterr().out
+    assert '"mean": [0.3054, 0.3054, 0.3054]' in out and '"std": [0.376, 0.376, 0.376]' in out

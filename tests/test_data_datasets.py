@@ -281,6 +281,8 @@ def test_corrupt_image_error_names_file(tmp_path):
     with pytest.raises(CorruptImageError) as e:
         ds[i]
     assert e.value.path == bad and bad in str(e.value) and "skip_corrupt=True" in str(e.value)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert again.path == bad and str(again) == str(e.value)
 
 
 def test_truncated_image_is_corrupt(tmp_path):

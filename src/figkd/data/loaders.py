@@ -408,7 +408,8 @@ def build_loader(
     resident loaders, the threads that decode/resize a file dataset once. ``drop_last``: None means
     True for training and False for evaluation; evaluation never drops. ``cache_dir``: where the
     decoded 32x32/64x64 arrays (resident loaders) or the shorter-side-256 images (JPEG loaders) are
-    cached. ``strong_view`` adds MLKD's second view (training only).
+    cached. ``strong_view`` adds MLKD's second view (training only). To skip corrupt images, build the
+    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``.
     """
     spec = dataset_spec(name)
     recipe = recipe_for(spec.name)
