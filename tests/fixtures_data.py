@@ -14,8 +14,13 @@ import numpy as np
 from PIL import Image
 
 
-def write_image(path: str, rng: np.random.Generator, size: tuple[int, int] = (40, 30), fmt: str | None = None,
-                mode: str = "RGB") -> None:
+def write_image(
+    path: str,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (40, 30),
+    fmt: str | None = None,
+    mode: str = "RGB",
+) -> None:
     """A random image of ``size`` (width, height) at ``path`` (format from the extension)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     w, h = size
@@ -24,7 +29,9 @@ def write_image(path: str, rng: np.random.Generator, size: tuple[int, int] = (40
     img = Image.fromarray(arr)
     if mode != "RGB":
         img = img.convert(mode)
-    img.save(path, format=fmt, quality=90) if (fmt or path.lower().endswith((".jpg", ".jpeg"))) else img.save(path)
+    img.save(path, format=fmt, quality=90) if (fmt or path.lower().endswith((".jpg", ".jpeg"))) else img.save(
+        path
+    )
 
 
 def corrupt(path: str) -> None:
@@ -44,8 +51,15 @@ def truncate(path: str) -> None:
 CIFAR_CLASSES = [f"class_{i:02d}" for i in range(100)]
 
 
-def make_cifar100(tmp: str, n_train: int = 24, n_test: int = 10, *, archive: bool = False,
-                  bytes_keys: bool = False, seed: int = 0) -> tuple[str, dict]:
+def make_cifar100(
+    tmp: str,
+    n_train: int = 24,
+    n_test: int = 10,
+    *,
+    archive: bool = False,
+    bytes_keys: bool = False,
+    seed: int = 0,
+) -> tuple[str, dict]:
     """``tmp/cifar-100-python/{train,test,meta}`` (or the ``.tar.gz`` of it). Returns (root, content)."""
     rng = np.random.default_rng(seed)
     k = (lambda s: s.encode()) if bytes_keys else (lambda s: s)
@@ -56,8 +70,13 @@ def make_cifar100(tmp: str, n_train: int = 24, n_test: int = 10, *, archive: boo
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 100, n)]
         content[split] = (data, labels)
-        d = {k("data"): data, k("fine_labels"): labels, k("coarse_labels"): [v // 5 for v in labels],
-             k("filenames"): [f"img_{i}.png" for i in range(n)], k("batch_label"): f"{split} batch"}
+        d = {
+            k("data"): data,
+            k("fine_labels"): labels,
+            k("coarse_labels"): [v // 5 for v in labels],
+            k("filenames"): [f"img_{i}.png" for i in range(n)],
+            k("batch_label"): f"{split} batch",
+        }
         with open(os.path.join(folder, split), "wb") as f:
             pickle.dump(d, f, protocol=2)
     meta = {k("fine_label_names"): CIFAR_CLASSES, k("coarse_label_names"): [f"super_{i}" for i in range(20)]}
@@ -74,8 +93,12 @@ def make_cifar100(tmp: str, n_train: int = 24, n_test: int = 10, *, archive: boo
 
 # ----------------------------------------------------------------------------------- TinyImageNet
 TINY_WNIDS = ["n02124075", "n01443537", "n01629819"]  # deliberately not sorted in wnids.txt
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus", "n01629819": "European fire salamander",
-              "n02124075": "Egyptian cat", "n09999999": "not in the dataset"}
+TINY_WORDS = {
+    "n01443537": "goldfish, Carassius auratus",
+    "n01629819": "European fire salamander",
+    "n02124075": "Egyptian cat",
+    "n09999999": "not in the dataset",
+}
 
 
 def make_tiny_imagenet(tmp: str, per_class: int = 3, val_per_class: int = 2, seed: int = 0) -> str:
@@ -108,7 +131,9 @@ def make_tiny_imagenet(tmp: str, per_class: int = 3, val_per_class: int = 2, see
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 
 
-def make_cub200(tmp: str, per_class: int = 4, seed: int = 0, size=(48, 36)) -> tuple[str, list[tuple[str, int, bool]]]:
+def make_cub200(
+    tmp: str, per_class: int = 4, seed: int = 0, size=(48, 36)
+) -> tuple[str, list[tuple[str, int, bool]]]:
     """Returns (root, [(relative path, label, is_train)] in images.txt order)."""
     rng = np.random.default_rng(seed)
     base = os.path.join(tmp, "CUB_200_2011")
@@ -155,10 +180,14 @@ def make_stanford_dogs(tmp: str, train_per_class: int = 3, test_per_class: int =
                 write_image(os.path.join(root, "Images", rel), rng, (50, 40))
                 files.append(rel)
                 labels.append(c + 1)
-        scipy.io.savemat(os.path.join(root, f"{split}_list.mat"), {
-            "file_list": _cell(files), "annotation_list": _cell([f.rsplit(".", 1)[0] for f in files]),
-            "labels": np.array(labels, dtype=np.float64)[:, None],
-        })
+        scipy.io.savemat(
+            os.path.join(root, f"{split}_list.mat"),
+            {
+                "file_list": _cell(files),
+                "annotation_list": _cell([f.rsplit(".", 1)[0] for f in files]),
+                "labels": np.array(labels, dtype=np.float64)[:, None],
+            },
+        )
     return root
 
 
@@ -210,8 +239,14 @@ def make_stanford40(tmp: str, train_per_class: int = 3, test_per_class: int = 2,
 
 
 # ------------------------------------------------------------------------------------ ImageFolder
-def make_imagefolder(tmp: str, classes=("cat", "dog"), train_per_class: int = 4, val_per_class: int = 2,
-                     size=(300, 260), seed: int = 0) -> str:
+def make_imagefolder(
+    tmp: str,
+    classes=("cat", "dog"),
+    train_per_class: int = 4,
+    val_per_class: int = 2,
+    size=(300, 260),
+    seed: int = 0,
+) -> str:
     rng = np.random.default_rng(seed)
     root = os.path.join(tmp, "folder")
     for split, per in (("train", train_per_class), ("val", val_per_class)):

@@ -25,6 +25,15 @@ from figkd.data.augment import (
 from figkd.data.digits import digits_arrays
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are small: intra-op threads only spin on a shared, oversubscribed CI machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _images(n=8, h=16, w=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
@@ -49,7 +58,7 @@ def test_pad_crop_flip_is_a_padded_crop():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     for i in range(6):
         oy, ox = offsets[i].tolist()
-        ref = padded[i, :, oy:oy + 10, ox:ox + 12]
+        ref = padded[i, :, oy : oy + 10, ox : ox + 12]
         if flips[i]:
             ref = ref.flip(-1)
         assert torch.equal(out[i], ref)
@@ -131,7 +140,7 @@ def test_ops_against_pil():
             ("solarize", ImageOps.solarize(pil, 170)),
             ("equalize", ImageOps.equalize(pil)),
         ):
-            out = _apply(x[i:i + 1], name)[0].permute(1, 2, 0).byte().numpy()
+            out = _apply(x[i : i + 1], name)[0].permute(1, 2, 0).byte().numpy()
             assert np.array_equal(out, np.asarray(ref)), name
 
 
@@ -199,7 +208,9 @@ def test_rand_augment_uses_no_global_rng():
 
 def test_cutout():
     x = torch.zeros(4, 3, 32, 32)
-    params = torch.tensor([[1.0, 0.5, 0.5], [0.5, 0.0, 0.0], [0.0, 0.3, 0.3], [0.25, 0.99, 0.99]], dtype=torch.float64)
+    params = torch.tensor(
+        [[1.0, 0.5, 0.5], [0.5, 0.0, 0.0], [0.0, 0.3, 0.3], [0.25, 0.99, 0.99]], dtype=torch.float64
+    )
     out = cutout(x, params)
     filled = (out[:, 0] == 125) & (out[:, 1] == 123) & (out[:, 2] == 114)
     assert filled[0].sum() == 16 * 16 and filled[0, 8:24, 8:24].all()  # side 0.5 * 32 centred
@@ -227,3 +238,11 @@ def test_compute_mean_std_on_dataset_and_array():
     m2, s2 = compute_mean_std(items)
     assert np.allclose(m2, mean) and np.allclose(s2, std)
     assert math.isclose(sum(mean), sum(m2))
+
+
+def test_stats_cli(capsys):
+    from figkd.data.stats import main
+
+    main(["digits"])
+    out = capsys.readouterr().out
+    assert '"mean": [0.3054, 0.3054, 0.3054]' in out and '"std": [0.376, 0.376, 0.376]' in out

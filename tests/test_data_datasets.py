@@ -10,6 +10,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from figkd.data import (
+    CorruptImageError,
+    DatasetNotFoundError,
+    SplitFileError,
+    build_dataset,
+    list_datasets,
+    recipe_for,
+)
 from fixtures_data import (
     CIFAR_CLASSES,
     CUB_CLASSES,
@@ -28,16 +38,15 @@ from fixtures_data import (
     make_tiny_imagenet,
     truncate,
 )
-from PIL import Image
 
-from figkd.data import (
-    CorruptImageError,
-    DatasetNotFoundError,
-    SplitFileError,
-    build_dataset,
-    list_datasets,
-    recipe_for,
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are small: intra-op threads only spin on a shared, oversubscribed CI machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _check_item(ds, i, size=None):
@@ -180,7 +189,9 @@ def test_stanford_dogs_inconsistent_labels(tmp_path):
     root = make_stanford_dogs(str(tmp_path))
     m = scipy.io.loadmat(os.path.join(root, "train_list.mat"))
     m["labels"][0, 0] = 3  # a Chihuahua labelled as Shih-Tzu
-    scipy.io.savemat(os.path.join(root, "train_list.mat"), {k: v for k, v in m.items() if not k.startswith("__")})
+    scipy.io.savemat(
+        os.path.join(root, "train_list.mat"), {k: v for k, v in m.items() if not k.startswith("__")}
+    )
     with pytest.raises(SplitFileError, match="has label 3, but label 3 is folder n02086240-Shih-Tzu"):
         build_dataset("stanford_dogs", root)
 
@@ -270,6 +281,8 @@ def test_corrupt_image_error_names_file(tmp_path):
     with pytest.raises(CorruptImageError) as e:
         ds[i]
     assert e.value.path == bad and bad in str(e.value) and "skip_corrupt=True" in str(e.value)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert again.path == bad and str(again) == str(e.value)
 
 
 def test_truncated_image_is_corrupt(tmp_path):
@@ -328,7 +341,15 @@ def test_nothing_is_downloaded(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    for name in ("cifar100", "tiny_imagenet", "cub200", "stanford_dogs", "mit67", "stanford40", "imagefolder"):
+    for name in (
+        "cifar100",
+        "tiny_imagenet",
+        "cub200",
+        "stanford_dogs",
+        "mit67",
+        "stanford40",
+        "imagefolder",
+    ):
         with pytest.raises(FileNotFoundError, match="figkd never downloads data"):
             build_dataset(name, str(tmp_path / "empty" / name))
 

@@ -12,7 +12,7 @@ See docs/data.md for the layouts, recipes, the determinism/DDP contract and cach
 from .augment import RECIPES, STRONG, Recipe, StrongRecipe
 from .base import ArrayDataset, DatasetNotFoundError, FileDataset, SplitFileError
 from .images import CorruptImageError
-from .loaders import ResidentLoader, WorkerLoader, build_loader
+from .loaders import ResidentLoader, WorkerLoader, build_loader, prepare_cache
 from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
 from .stats import compute_mean_std, dataset_mean_std
 
@@ -34,5 +34,6 @@ __all__ = [
     "dataset_mean_std",
     "dataset_spec",
     "list_datasets",
+    "prepare_cache",
     "recipe_for",
 ]

@@ -131,12 +131,6 @@ class ArrayDataset(_Base):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(self.images[i]), self.targets[i]
 
-    def fingerprint(self) -> str:
-        h = hashlib.sha1(str(self.images.shape).encode())
-        h.update(np.asarray(self.targets, dtype=np.int64).tobytes())
-        h.update(self.images[:: max(1, len(self.images) // 64)].tobytes())
-        return h.hexdigest()[:16]
-
 
 class FileDataset(_Base):
     """A split given as image files decoded with Pillow on access (RGB, native size).

@@ -12,6 +12,8 @@ Conversion, fixed so that the data (and the mean/std of its recipe) never change
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .base import ArrayDataset
@@ -21,16 +23,22 @@ __all__ = ["load_digits_dataset", "digits_arrays"]
 UPSCALE = 4  # 8 * 4 = 32
 
 
-def digits_arrays(train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(images uint8 (N, 3, 32, 32), targets int64 (N,))`` of the chosen split."""
+@functools.lru_cache(maxsize=1)
+def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     y = d.target.astype(np.int64)
     idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
-    idx = np.sort(idx_train if train else idx_test)
-    grey = np.rint(d.images[idx] * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
+    return d.images, y, np.sort(idx_train), np.sort(idx_test)
+
+
+def digits_arrays(train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(images uint8 (N, 3, 32, 32), targets int64 (N,))`` of the chosen split."""
+    images, y, idx_train, idx_test = _split()
+    idx = idx_train if train else idx_test
+    grey = np.rint(images[idx] * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
     big = grey.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)  # (N, 32, 32)
     images = np.ascontiguousarray(np.repeat(big[:, None], 3, axis=1))
     return images, y[idx]

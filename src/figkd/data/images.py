@@ -45,6 +45,9 @@ class CorruptImageError(ValueError):
             "such files (they are then counted and listed in dataset.skipped)"
         )
 
+    def __reduce__(self):
+        return (type(self), self.args if self.reason is None else (self.path, self.reason))
+
 
 def default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))

@@ -51,7 +51,7 @@ from .cache import ResizedCache, resident_arrays, resized_cache
 from .images import RESAMPLE, center_crop_box, default_threads, open_image, resize_shorter, to_rgb
 from .registry import build_dataset, dataset_spec, recipe_for
 
-__all__ = ["ResidentLoader", "WorkerLoader", "build_loader"]
+__all__ = ["ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -408,7 +408,8 @@ def build_loader(
     resident loaders, the threads that decode/resize a file dataset once. ``drop_last``: None means
     True for training and False for evaluation; evaluation never drops. ``cache_dir``: where the
     decoded 32x32/64x64 arrays (resident loaders) or the shorter-side-256 images (JPEG loaders) are
-    cached. ``strong_view`` adds MLKD's second view (training only).
+    cached. ``strong_view`` adds MLKD's second view (training only). To skip corrupt images, build the
+    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``.
     """
     spec = dataset_spec(name)
     recipe = recipe_for(spec.name)
@@ -455,3 +456,21 @@ def build_loader(
         else None
     )
     return WorkerLoader(name, dataset, recipe, train, batch_size, num_workers=num_workers, cache=cache, **kw)
+
+
+def prepare_cache(
+    name: str, root: str | None, train: bool, cache_dir: str, *, num_workers: int | None = None, dataset=None
+) -> None:
+    """Build the cache :func:`build_loader` uses with ``cache_dir`` (decoded 32x32/64x64 arrays, or the
+    shorter-side-256 images of a ``_224`` dataset), if it is not there yet. Under DDP call it on rank 0
+    before a barrier, so that the ranks do not all decode the dataset at once. A dataset held in memory
+    (CIFAR-100, digits) needs no cache: nothing is written."""
+    spec = dataset_spec(name)
+    ds = dataset if dataset is not None else build_dataset(spec.family, root, train)
+    threads = num_workers or None
+    if not isinstance(ds, FileDataset):
+        return
+    if spec.loader == "resident":
+        resident_arrays(ds, spec.size, cache_dir=cache_dir, threads=threads)
+    else:
+        resized_cache(ds, recipe_for(name).test_resize, cache_dir, threads=threads)
