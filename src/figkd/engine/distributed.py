@@ -93,20 +93,22 @@ class GlobalBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         dims = (0, 2, 3)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        local = torch.cat([xf.sum(dims), (xf * xf).sum(dims),
-                           torch.full((1,), float(x.numel() // x.shape[1]), device=x.device, dtype=xf.dtype)])
-        total = _AllReduceSum.apply(local)
         c = x.shape[1]
-        n = total[2 * c]
+        # Two passes, each one all-reduce: the global mean, then the global mean of squared deviations
+        # (E[x^2] - mean^2 in one pass loses digits when |mean| >> std).
+        local = torch.cat([xf.sum(dims), torch.full((1,), float(x.numel() // c), device=x.device, dtype=xf.dtype)])
+        total = _AllReduceSum.apply(local)
+        n = total[c]
         mean = total[:c] / n
-        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        centered = xf - mean[None, :, None, None]
+        var = _AllReduceSum.apply((centered * centered).sum(dims)) / n
         with torch.no_grad():
             self.num_batches_tracked += 1
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             unbiased = var * n / (n - 1).clamp_min(1)
             self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
             self.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
-        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
+        y = centered * torch.rsqrt(var[None, :, None, None] + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y.to(x.dtype)
