@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                     {"device": str(device), "kind": kind, "batch_size": a.batch_size, "workers": nw, **r}
                 )
                 print(
-                    f"{dev:5s} {kind:16s} {r['images_per_s']:10.0f} img/s  {r['ms_per_batch']:8.2f} ms/batch"
+                    f"{dev:5s} {kind:16s} {r['images_per_s']:10.0f} img/s  {r['ms_per_batch']:8.2f} ms/batch "
+                    f"(median {r['median_images_per_s']:.0f} img/s)"
                 )
                 del loader
 
@@ -178,12 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     with open(out, "w") as f:
         json.dump({"info": info, "results": results}, f, indent=1)
     print()
-    print("| device | loader | batch | workers | images/s | ms/batch |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| device | loader | batch | workers | images/s (best) | images/s (median) | ms/batch "
+        "| main CPU ms/batch |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['device']} | {r['kind']} | {r['batch_size']} | {r['workers']} | {r['images_per_s']:.0f} | "
-            f"{r['ms_per_batch']:.2f} |"
+            f"{r['median_images_per_s']:.0f} | {r['ms_per_batch']:.2f} | {r['main_cpu_ms_per_batch']:.2f} |"
         )
     print(f"\nwrote {out}")
 
