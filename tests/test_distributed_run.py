@@ -23,8 +23,8 @@ def _free_port() -> int:
 def _run(launcher, out, batch):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     args = ["-m", "figkd", "train", "--dataset", "digits", "--model", "resnet8", "--epochs", "2",
-            "--batch-size", str(batch), "--lr", "0.002", "--device", "cpu", "--out", str(out), "--set", "lr_milestones=[1]",
-            "--set", "progress=off", "--set", "tensorboard=false"]
+            "--batch-size", str(batch), "--lr", "0.002", "--device", "cpu", "--out", str(out),
+            "--set", "lr_milestones=[1]", "--set", "progress=off", "--set", "tensorboard=false"]
     result = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

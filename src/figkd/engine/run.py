@@ -55,10 +55,10 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
     return cfg
 
 
-def _build_objective(spec: Any) -> torch.nn.Module:
+def _build_objective(spec: Any, num_classes: int) -> torch.nn.Module:
     from ..losses import build_objective
     try:
-        return build_objective(spec)
+        return build_objective(spec, num_classes=num_classes)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"objective {spec!r}: {exc}") from exc
 
@@ -90,14 +90,22 @@ def _load_teacher(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
         raise ConfigError(f"teacher {cfg.teacher} from {cfg.teacher_ckpt}: {exc}") from exc
 
 
-def _loaders(cfg: RunConfig, device: torch.device, strong_view: bool, info: dist_utils.DistInfo):
-    from ..data import build_loader, list_datasets
+def _datasets(cfg: RunConfig):
+    """The train and test splits (read once; the loaders are built on them)."""
+    from ..data import build_dataset, list_datasets
     if cfg.dataset not in list_datasets():
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(list_datasets())}")
+    return (build_dataset(cfg.dataset, cfg.data_root, train=True, skip_corrupt=cfg.skip_corrupt),
+            build_dataset(cfg.dataset, cfg.data_root, train=False, skip_corrupt=cfg.skip_corrupt))
+
+
+def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo):
+    from ..data import build_loader
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                   num_workers=cfg.num_workers, cache_dir=cfg.cache_dir)
-    train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view, **common)
-    test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, **common)
+    train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view,
+                         dataset=splits[0], **common)
+    test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, dataset=splits[1], **common)
     return train, test
 
 
@@ -133,14 +141,25 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
 
 
 def _run(configs, command, cfg, info, device, resume, overwrite, log):
-    # Objectives first: they are cheap and say whether a second (strong) view is needed.
-    objectives = [_build_objective(c.objective) for c in configs]
+    if cfg.cache_dir and info.enabled:  # one process fills the cache, the others wait and read it
+        from ..data import prepare_cache
+        if info.is_main:
+            for train in (True, False):
+                prepare_cache(cfg.dataset, cfg.data_root, train, cfg.cache_dir)
+        dist_utils.barrier()
+    splits = _datasets(cfg)
+    for split, name in zip(splits, ("train", "test"), strict=True):
+        skipped = getattr(split, "skipped", None)
+        if skipped:
+            log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
+    num_classes = splits[0].num_classes
+    # Objectives before the loaders: they say whether a second (strong) view is needed.
+    objectives = [_build_objective(c.objective, num_classes) for c in configs]
     if command == "train" and any(getattr(o, "needs_teacher", False) for o in objectives):
         raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
                           "(use figkd distill)")
     strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in objectives)
-    train_loader, test_loader = _loaders(cfg, device, strong, info)
-    num_classes = train_loader.num_classes
+    train_loader, test_loader = _loaders(cfg, splits, device, strong, info)
     teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
 
     members, done = [], []
