@@ -23,7 +23,7 @@ TEACHER = "resnet20"
 STUDENT = "resnet8"
 #: Epochs of the teacher and of each student run, and the learning-rate milestones (scaled from the
 #: paper's 240 epochs with decay at 150, 180, 210: the same fractions 0.625, 0.75, 0.875).
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 12
 
 
 def _milestones(epochs: int) -> list[int]:
