@@ -25,15 +25,6 @@ from figkd.data.augment import (
 from figkd.data.digits import digits_arrays
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: intra-op threads only spin on a shared, oversubscribed CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images(n=8, h=16, w=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)

@@ -40,15 +40,6 @@ from fixtures_data import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: intra-op threads only spin on a shared, oversubscribed CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _check_item(ds, i, size=None):
     img, label = ds[i]
     assert img.dtype == torch.uint8 and img.ndim == 3 and img.shape[0] == 3

@@ -23,15 +23,6 @@ from figkd.data import (
 from fixtures_data import corrupt, make_cifar100, make_imagefolder, make_mit67, make_tiny_imagenet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: intra-op threads only spin on a shared, oversubscribed CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _all(it):
     return [tuple(t.clone() for t in b) for b in it]
 

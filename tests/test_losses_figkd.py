@@ -16,16 +16,6 @@ import torch
 
 from figkd.losses import FiGKDLoss, figkd_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    # These tensors are tiny: a second intra-op thread only adds spin-wait stalls on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- numpy + pywt reference
 
 

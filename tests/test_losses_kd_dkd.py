@@ -11,16 +11,6 @@ import torch.nn.functional as F
 
 from figkd.losses import CELoss, DKDLoss, KDLoss, ce_loss, dkd_loss, kd_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    # These tensors are tiny: a second intra-op thread only adds spin-wait stalls on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ORACLE = {
     "kd_T4": 9.684900314046567,
     "ce0.1_kd0.9_T4": 9.335780381288988,

@@ -18,16 +18,6 @@ import torch
 
 from figkd.losses import DISTLoss, MLKDLoss, dist_loss, mlkd_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    # These tensors are tiny: a second intra-op thread only adds spin-wait stalls on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 PINNED = {
     "mlkd": {"ce": 1.272891212090233, "kd": 68.97543523866665, "cc": 0.009763656196169188,
              "bc": 0.012556094557905056},

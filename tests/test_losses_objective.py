@@ -20,16 +20,6 @@ from figkd.losses import (
     term_defaults,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    # These tensors are tiny: a second intra-op thread only adds spin-wait stalls on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 STRONG = {"student_logits_strong", "teacher_logits_strong"}
 
 

@@ -24,17 +24,6 @@ PAPER_WAVELETS = ["haar", "db2", "bior1.3"]
 RTOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The inputs here are tiny, so intra-op threads buy nothing; but oneDNN convolutions enter an
-    OpenMP parallel region whatever their size, and on a busy two-core machine its barriers cost
-    milliseconds per call (measured: 14 ms vs 5 us for one tiny conv2d).  One thread, restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _assert_close(actual: torch.Tensor, expected: np.ndarray, rtol: float = RTOL) -> None:
     """Same shape, and equal to ``rtol`` relative to the size of the reference values."""
     assert tuple(actual.shape) == expected.shape
