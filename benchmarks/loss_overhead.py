@@ -83,7 +83,8 @@ def run(device: torch.device, classes, batch, repeats, inner, warmup, dtype):
         y = torch.randint(0, c, (batch,), generator=gen).to(device)
         inputs = (s, t, s2, t2, y)
         for name, fn in _methods().items():
-            _time_calls(fn, inputs, device, warmup)
+            if warmup > 0:
+                _time_calls(fn, inputs, device, warmup)
             per_call = [_time_calls(fn, inputs, device, inner) for _ in range(repeats)]
             results.append({
                 "method": name, "classes": c, "batch": batch, "device": device.type,

@@ -134,6 +134,9 @@ def test_eval_command_reads_a_run_directory(teacher_dir):
     out = json.loads(result.stdout)
     summary = json.loads((teacher_dir / "summary.json").read_text())
     assert out["top1"] == pytest.approx(summary["best_top1"]) and out["count"] == 360
+    train = _cli("eval", str(teacher_dir), "--device", "cpu", "--split", "train", "--which", "last")
+    assert train.returncode == 0, train.stderr
+    assert json.loads(train.stdout)["count"] == 1437 and json.loads(train.stdout)["split"] == "train"
 
 
 def test_help_documents_every_field():

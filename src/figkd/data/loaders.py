@@ -430,9 +430,10 @@ def build_loader(
         num_workers = default_threads()
     if dataset is None:
         dataset = build_dataset(spec.family, root, train)
-    elif dataset.name != spec.family or dataset.train != train:
+    elif dataset.name != spec.family or (train and not dataset.train):
+        # Evaluation (train=False) may visit either split: `figkd eval --split train`.
         raise ValueError(
-            f"dataset {dataset!r} is not the {'train' if train else 'test'} split of {spec.family} "
+            f"dataset {dataset!r} is not {'the train split' if train else 'a split'} of {spec.family} "
             f"(needed by {name})"
         )
     kw = dict(

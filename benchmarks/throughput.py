@@ -1,0 +1,184 @@
+"""Throughput of figkd's training engine: ms per step and seconds per epoch, per mode and objective.
+
+For a teacher/student pair, objectives and a dataset shape, it runs the engine's own training epoch
+(``figkd.engine.trainer.Trainer``: augmentation on the device, teacher forward under inference
+mode, student forward and backward, objective, SGD step, metrics on the device) on synthetic uint8
+data of the dataset's real image shape and class count, and its own evaluation, and reports:
+
+- ms per training step (median over ``--repeats`` timed epochs of ``--steps`` steps, after one
+  warm-up epoch, which also absorbs ``torch.compile``), and evaluation ms per image;
+- the projected seconds of one real epoch (real training steps x ms/step + real test images x
+  evaluation ms/image) and minutes for ``--epochs`` epochs (the paper: 240);
+- with ``--shared``, the cost of N students trained in one run on one teacher forward per step
+  against N separate runs (the sum of the single-student step times).
+
+Modes (``--modes``): ``fp32`` (eager, float32), ``bf16_cl`` (bf16 autocast + channels_last),
+``compile`` (``torch.compile`` of teacher and students, with bf16 + channels_last on CUDA). Timing
+is wall-clock around whole epochs, which end with a device synchronisation, so on CUDA it measures
+the same as events around the epoch. It runs on CPU too (use small ``--steps`` and models), so CI
+exercises it; the figures that matter are taken on a GPU (docs/performance.md).
+
+    python benchmarks/throughput.py --teacher resnet32x4 --student resnet8x4 --objectives kd figkd
+    python benchmarks/throughput.py --device cpu --teacher resnet20 --student resnet8 --steps 10 \
+        --objectives kd figkd dkd --shared
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from figkd.config import RunConfig
+from figkd.data import build_loader
+from figkd.data.base import ArrayDataset
+from figkd.engine.distributed import DistInfo
+from figkd.engine.evaluate import evaluate
+from figkd.engine.trainer import Member, Trainer, resolve_device
+from figkd.losses import build_objective
+from figkd.models import build_model
+
+#: Image side, classes, real train and test sizes (CIFAR-100: 50,000/10,000 at 32x32; TinyImageNet:
+#: 100,000/10,000 at 64x64; digits: figkd's bundled 1,437/360 split).
+SHAPES = {
+    "cifar100": (32, 100, 50_000, 10_000),
+    "tiny_imagenet": (64, 200, 100_000, 10_000),
+    "digits": (32, 10, 1_437, 360),
+}
+MODES = ("fp32", "bf16_cl", "compile")
+
+
+def mode_settings(mode: str, device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    if mode == "fp32":
+        return {"amp": "none", "channels_last": "off", "compile": False}
+    if mode == "bf16_cl":
+        return {"amp": "bf16", "channels_last": "on", "compile": False}
+    if mode == "compile":
+        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": True}
+    raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+
+
+def synthetic_split(dataset: str, n: int, train: bool, seed: int) -> ArrayDataset:
+    side, classes, _, _ = SHAPES[dataset]
+    rng = np.random.default_rng(seed + int(train))
+    images = rng.integers(0, 256, size=(n, 3, side, side), dtype=np.uint8)
+    targets = rng.integers(0, classes, size=n).tolist()
+    return ArrayDataset(dataset, None, train, images, targets, [str(i) for i in range(classes)])
+
+
+def _trainer(args, device, mode: str, objectives: list[str], workdir: Path) -> Trainer:
+    side, classes, _, _ = SHAPES[args.dataset]
+    cfg = RunConfig(dataset=args.dataset, batch_size=args.batch_size, device=str(device), epochs=10 ** 6,
+                    tensorboard=False, progress="off", eval_batch_size=args.eval_batch_size,
+                    **mode_settings(mode, device))
+    built = [build_objective(o, num_classes=classes) for o in objectives]
+    strong = any("student_logits_strong" in o.required_inputs for o in built)
+    train_ds = synthetic_split(args.dataset, args.batch_size * args.steps, True, 0)
+    test_ds = synthetic_split(args.dataset, args.eval_samples, False, 0)
+    train = build_loader(args.dataset, None, True, args.batch_size, device=device, strong_view=strong,
+                         dataset=train_ds)
+    test = build_loader(args.dataset, None, False, args.eval_batch_size, device=device, dataset=test_ds)
+    torch.manual_seed(0)
+    teacher = build_model(args.teacher, classes)
+    members = []
+    for name, objective in zip(objectives, built, strict=True):
+        torch.manual_seed(0)
+        members.append(Member(name=f"{args.student}-{name}", model_name=args.student, objective_name=name,
+                              model=build_model(args.student, classes), objective=objective,
+                              run_dir=workdir / f"{mode}-{name}-{len(objectives)}", cfg=cfg))
+    trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
+                      log=lambda *a, **k: None)
+    trainer.setup()
+    return trainer
+
+
+def measure(args, device, mode: str, objectives: list[str], workdir: Path) -> dict:
+    """Median ms per training step and evaluation ms per image of one run training ``objectives``."""
+    trainer = _trainer(args, device, mode, objectives, workdir)
+    trainer._train_epoch(1)  # warm-up (and compilation)
+    step_ms = []
+    for epoch in range(2, 2 + args.repeats):
+        result = trainer._train_epoch(epoch)[0]
+        step_ms.append(1000.0 * result["train_time_s"] / args.steps)
+    eval_ms = []
+    model = trainer.members[0].model
+    evaluate(model, trainer.test_loader, device, trainer.amp_dtype, trainer.channels_last)  # warm-up
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        evaluate(model, trainer.test_loader, device, trainer.amp_dtype, trainer.channels_last)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        eval_ms.append(1000.0 * (time.perf_counter() - start) / args.eval_samples)
+    _, _, n_train, n_test = SHAPES[args.dataset]
+    ms = statistics.median(step_ms)
+    eval_per_image = statistics.median(eval_ms)
+    train_s = ms * (n_train // args.batch_size) / 1000.0
+    eval_s = eval_per_image * n_test / 1000.0
+    return {"mode": mode, "objectives": objectives, "ms_per_step": ms, "ms_per_step_all": step_ms,
+            "eval_ms_per_image": eval_per_image, "epoch_train_s": train_s, "epoch_eval_s": eval_s,
+            "epoch_s": train_s + eval_s, "projected_min": (train_s + eval_s) * args.epochs / 60.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", default="resnet32x4")
+    p.add_argument("--student", default="resnet8x4")
+    p.add_argument("--objectives", nargs="+", default=["kd", "figkd"])
+    p.add_argument("--dataset", choices=sorted(SHAPES), default="cifar100", help="image shape and class count")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=None, help="default: all on CUDA, fp32 on CPU")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-batch-size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=100, help="training steps per timed epoch")
+    p.add_argument("--eval-samples", type=int, default=2048)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=240, help="epochs of the projection (paper: 240)")
+    p.add_argument("--shared", action="store_true",
+                   help="also time all objectives as students of one run (one teacher forward per step)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<device>.json)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, DistInfo())
+    modes = args.modes or (list(MODES) if device.type == "cuda" else ["fp32"])
+    results, shared = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            for objective in args.objectives:
+                r = measure(args, device, mode, [objective], Path(tmp))
+                results.append(r)
+                print(f"{mode:<8} {objective:<12} {r['ms_per_step']:8.2f} ms/step  epoch {r['epoch_s']:8.2f} s "
+                      f"(train {r['epoch_train_s']:.2f} + eval {r['epoch_eval_s']:.2f})  "
+                      f"{args.epochs} epochs {r['projected_min']:.1f} min", flush=True)
+            if args.shared and len(args.objectives) > 1:
+                r = measure(args, device, mode, list(args.objectives), Path(tmp))
+                separate = sum(x["ms_per_step"] for x in results if x["mode"] == mode)
+                r["separate_ms_per_step"] = separate
+                r["speedup"] = separate / r["ms_per_step"]
+                shared.append(r)
+                print(f"{mode:<8} {'+'.join(args.objectives):<12} {r['ms_per_step']:8.2f} ms/step in one run vs "
+                      f"{separate:.2f} ms/step as {len(args.objectives)} runs ({r['speedup']:.2f}x)", flush=True)
+    info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "threads": torch.get_num_threads(), "date": date.today().isoformat(), "argv": sys.argv[1:],
+            "args": vars(args)}
+    out = Path(args.out or Path(__file__).parent / "results" / f"throughput_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"info": info, "results": results, "shared": shared}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
