@@ -165,8 +165,10 @@ def test_loader_argument_errors(digits_train):
         build_loader("digits", None, True, 1000, world_size=2, dataset=digits_train)
     with pytest.raises(ValueError, match="cub200_224"):
         build_loader("cub200", "/nowhere", True, 8)
-    with pytest.raises(ValueError, match="not the test split"):
-        build_loader("digits", None, False, 8, dataset=digits_train)
+    with pytest.raises(ValueError, match="not the train split"):
+        build_loader("digits", None, True, 8, dataset=build_dataset("digits", None, train=False))
+    # Evaluation may visit the train split (figkd eval --split train): every sample once, in order.
+    assert build_loader("digits", None, False, 512, dataset=digits_train).num_samples == len(digits_train)
 
 
 def test_resident_no_drop_last_single_process(digits_train):
