@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from figkd.atomic import atomic_write_text
 from figkd.config import ConfigError
 from figkd.engine import rundir
-from figkd.engine.checkpoint import CheckpointManager, atomic_write_text
+from figkd.engine.checkpoint import CheckpointManager
 from figkd.engine.metrics import EpochAccumulator, topk_correct
 from figkd.engine.recipe import lr_at_epoch, set_lr
 
@@ -65,10 +66,10 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     class Boom(Exception):
         pass
 
-    from figkd.engine.checkpoint import atomic_write
+    from figkd.atomic import atomic_write
 
-    def write(p):
-        p.write_text("partial")
+    def write(f):
+        f.write(b"partial")
         raise Boom
 
     with pytest.raises(Boom):

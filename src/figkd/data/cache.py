@@ -19,44 +19,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .base import ArrayDataset, FileDataset
 from .images import default_threads, open_image, resize_exact, resize_shorter, to_rgb
 
-__all__ = ["ResizedCache", "atomic_save", "resident_arrays", "resized_cache"]
+__all__ = ["ResizedCache", "resident_arrays", "resized_cache"]
 
 log = logging.getLogger("figkd.data")
 FORMAT = 1
 
 
-def atomic_save(path: str, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, and rename it to ``path``."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_npy(path: str, arr: np.ndarray) -> None:
-    atomic_save(path, lambda f: np.save(f, arr, allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
 def _save_manifest(path: str, manifest: dict) -> None:
-    atomic_save(path, lambda f: f.write(json.dumps(manifest, indent=1, sort_keys=True).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(manifest, indent=1, sort_keys=True).encode()))
 
 
 def _read_manifest(path: str, expect: dict) -> dict | None:

@@ -18,57 +18,14 @@ its epoch are complete, and older epoch files are removed only after that, so at
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def _plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict as contiguous CPU tensors (safetensors needs both); unwraps DDP/compile."""
-    model = unwrap(model)
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's module inside DistributedDataParallel and/or torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def save_weights_atomic(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    tensors = _plain_state_dict(model)
-    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata or {}))
+from ..atomic import atomic_write, atomic_write_text
+from ..models.checkpoints import save_weights
 
 
 class CheckpointManager:
@@ -83,7 +40,7 @@ class CheckpointManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         weights = self.dir / f"epoch_{epoch:04d}.safetensors"
         state_path = self.dir / f"epoch_{epoch:04d}.state.pt"
-        save_weights_atomic(model, weights, {"epoch": str(epoch)})
+        save_weights(model, weights, {"epoch": str(epoch)})
         atomic_write(state_path, lambda p: torch.save({**state, "epoch": epoch}, p))
         pointer = {"epoch": epoch, "weights": weights.name, "state": state_path.name}
         atomic_write_text(self.dir / "last.json", json.dumps(pointer))
@@ -92,7 +49,7 @@ class CheckpointManager:
                 old.unlink(missing_ok=True)
 
     def save_best(self, epoch: int, model: torch.nn.Module, top1: float) -> None:
-        save_weights_atomic(model, self.dir / "best.safetensors", {"epoch": str(epoch), "top1": repr(top1)})
+        save_weights(model, self.dir / "best.safetensors", {"epoch": str(epoch), "top1": repr(top1)})
         atomic_write_text(self.dir / "best.json", json.dumps({"epoch": epoch, "top1": top1}))
 
     # -- reading ---------------------------------------------------------------------------

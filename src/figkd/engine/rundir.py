@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..config import ConfigError
-from .checkpoint import atomic_write_text
 
 #: Fields that may differ between a run and its resumption without changing its results.
 RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size")

@@ -27,9 +27,10 @@ import torch
 import torch.nn as nn
 
 from ..config import ConfigError, RunConfig
+from ..models.checkpoints import unwrap_model
 from . import distributed as dist_utils
 from . import rundir
-from .checkpoint import CheckpointManager, unwrap
+from .checkpoint import CheckpointManager
 from .evaluate import autocast_context, evaluate
 from .metrics import EpochAccumulator
 from .recipe import build_optimizer, initial_lr, lr_at_epoch, set_lr
@@ -146,7 +147,7 @@ class Trainer:
             m.ckpt = CheckpointManager(m.run_dir)
             if m.status == "resume" and m.ckpt.last_epoch() is not None:
                 weights, state = m.ckpt.load_last()
-                unwrap(m.model).load_state_dict(weights)
+                unwrap_model(m.model).load_state_dict(weights)
                 m.optimizer.load_state_dict(state["optimizer"])
                 m.best_top1, m.best_epoch = state["best_top1"], state["best_epoch"]
                 m.start_epoch = state["epoch"] + 1

@@ -44,8 +44,7 @@ CRITERIA = ("mse", "l1", "kl")
 DIMS = (1, 2)
 GRID_POLICIES = ("pad", "factor")
 #: Boundary modes; the transform (`figkd.wavelets`) supports these PyWavelets modes.
-MODES = tuple(getattr(_wavelets, "MODES", ("zero", "constant", "symmetric", "reflect", "periodic",
-                                            "periodization")))
+MODES = tuple(_wavelets.MODES)
 
 #: The paper's defaults (Section 3.3: Haar, J = 1, 2D; docs/method.md for the rest).
 DEFAULTS: dict[str, Any] = {

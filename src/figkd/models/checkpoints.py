@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
+from ..atomic import atomic_write_bytes
 from .registry import build_model, get_model_info
 
 # Where the CIFAR-100 teachers used by the paper (resnet32x4, wrn_40_2, vgg13, resnet56, resnet110,
@@ -48,7 +48,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read safely or does not fit the model."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside DataParallel/DDP and torch.compile wrappers."""
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
@@ -65,20 +65,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     ``metadata`` (string to string) is stored in the file's header. Returns the path.
     """
     path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
-    data = safetensors_save(state, metadata={"format": "pt", **(metadata or {})})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    state = {k: v.detach().to("cpu").contiguous() for k, v in unwrap_model(model).state_dict().items()}
+    return atomic_write_bytes(path, safetensors_save(state, metadata={"format": "pt", **(metadata or {})}))
 
 
 def _is_safetensors(head: bytes, size: int) -> bool:
@@ -224,7 +212,7 @@ def _hint(model: nn.Module, state: Mapping[str, Tensor]) -> str:
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load the weights in ``path`` (either format) into ``model`` with strict key matching; return it."""
-    target = _unwrap(model)
+    target = unwrap_model(model)
     state = load_state_dict_file(path)
     _check_keys(target, state, f"checkpoint {path}")
     target.load_state_dict(state, strict=True)
