@@ -18,34 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import FeatureModel, forward_stage, make_features
-
-
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def _preact(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.bn2(self.conv2(out))
-        return out + (x if self.downsample is None else self.downsample(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self._preact(x))
-
-    def forward_preact(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        preact = self._preact(x)
-        return F.relu(preact), preact
+from ..cifar.resnet import BasicBlock, conv3x3  # the same block and key names in both families
 
 
 class Bottleneck(nn.Module):
