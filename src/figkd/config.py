@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,8 @@ class RunConfig:
         rows = []
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            rows.append(f"  {f.name:<16} {yaml.safe_dump(default, default_flow_style=True).strip():<18} "
-                        f"{f.metadata['help']}")
+            shown = json.dumps(default) if default is None or isinstance(default, list | bool) else str(default)
+            rows.append(f"  {f.name:<16} {shown:<18} {f.metadata['help']}")
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
