@@ -227,10 +227,13 @@ class Trainer:
                     strong = strong.contiguous(memory_format=torch.channels_last)
             self._train_step(images, strong, target, accs, step_t)
             step_t += 1
-            if bar is not None and (step + 1) % _SYNC_EVERY == 0:
-                self._check_finite(accs, epoch)
-                bar.set_postfix(loss=f"{float(accs[0].loss_sum[-1]) / max(int(accs[0].count), 1):.4f}")
-                bar.update(_SYNC_EVERY)
+            if bar is not None:
+                bar.update(1)  # host-side only; the loss shown is read every _SYNC_EVERY steps
+                if (step + 1) % _SYNC_EVERY == 0:
+                    self._check_finite(accs, epoch)
+                    rate = (step + 1) * self.cfg.batch_size * self.info.world_size / (time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{float(accs[0].loss_sum[-1]) / max(int(accs[0].count), 1):.4f}",
+                                    img_s=f"{rate:.0f}")
         if bar is not None:
             bar.close()
         if self.device.type == "cuda":
