@@ -1,0 +1,48 @@
+"""The training step never waits for the host: it runs whole on meta tensors, where .item() fails.
+
+Meta tensors have shapes and dtypes but no data, so any host synchronisation inside the step
+(``.item()``, ``.tolist()``, Python control flow on a tensor value) raises. This is the property that
+lets the step be captured in a CUDA graph (issue #6). The optimizer here takes a float learning rate:
+the engine's tensor learning rate goes to the fused CUDA kernel without a host read, whereas the
+CPU multi-tensor SGD reads it (which costs nothing on a CPU).
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from figkd.config import RunConfig
+from figkd.engine.distributed import DistInfo
+from figkd.engine.metrics import EpochAccumulator
+from figkd.engine.trainer import Member, Trainer
+from figkd.losses import build_objective
+from figkd.models import build_model
+
+META = torch.device("meta")
+
+
+@pytest.mark.parametrize("objectives", [["vanilla"], ["kd"], ["figkd"], ["dkd"], ["mlkd"], ["dist"],
+                                        ["mlkd+figkd"], ["kd", "figkd", "mlkd"]])
+def test_step_has_no_host_synchronisation(objectives):
+    cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
+    with META:
+        teacher = build_model("resnet8", 10).eval()
+    members = []
+    for name in objectives:
+        with META:
+            student = build_model("resnet8", 10)
+        m = Member(name=name, model_name="resnet8", objective_name=name, model=student,
+                   objective=build_objective(name, num_classes=10), run_dir=Path("unused"), cfg=cfg)
+        m.optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        members.append(m)
+    trainer = Trainer(cfg, members, None, None, teacher=None if objectives == ["vanilla"] else teacher,
+                      device=META, info=DistInfo())
+    trainer._epoch = torch.ones((), device=META)
+    images = torch.empty(4, 3, 32, 32, device=META)
+    target = torch.zeros(4, dtype=torch.long, device=META)
+    accs = [EpochAccumulator(META) for _ in members]
+    trainer._train_step(images, images if trainer.strong_view else None, target, accs,
+                        torch.zeros((), dtype=torch.long, device=META))
+    for acc in accs:
+        assert acc.names[-1] == "total" and acc.loss_sum.shape == (len(acc.names),)
