@@ -20,22 +20,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(launcher, out, batch):
+def _run(launcher, out, batch, *extra, expect=0):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     args = ["-m", "figkd", "train", "--dataset", "digits", "--model", "resnet8", "--epochs", "2",
             "--batch-size", str(batch), "--lr", "0.002", "--device", "cpu", "--out", str(out),
-            "--set", "lr_milestones=[1]", "--set", "progress=off", "--set", "tensorboard=false"]
+            "--set", "lr_milestones=[1]", "--set", "progress=off", "--set", "tensorboard=false", *extra]
     result = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, env=env,
                             timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert result.returncode == expect, result.stdout + result.stderr
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()], result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
-    single = _run([], tmp_path / "single", 64)
+    single, _ = _run([], tmp_path / "single", 64)
     torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    double = _run(torchrun, tmp_path / "ddp", 32)
+    double, _ = _run(torchrun, tmp_path / "ddp", 32)
     for a, b in zip(single, double, strict=True):
         # Float32 sums in another order: equal to ~1e-7 per step. A small learning rate keeps 44 steps
         # of SGD from amplifying that (at lr 0.05 the trajectories drift apart by ~2e-4 in an epoch).
@@ -49,3 +49,12 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     for k in wa:
         if wa[k].is_floating_point() and "running_" not in k:
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-2, atol=1e-3)
+
+    # Rank 0 decides about the run directory and tells the others: a finished run is skipped on
+    # every rank, a different one refused on every rank.
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    _, out = _run(torchrun, tmp_path / "ddp", 32)
+    assert out.count("already holds this finished run") == 1  # logged by rank 0 only
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    _, out = _run(torchrun, tmp_path / "ddp", 32, "--set", "seed=1", expect=1)
+    assert "different configuration" in out

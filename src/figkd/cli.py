@@ -84,8 +84,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     from .engine.run import run
     from .engine.trainer import summary_json
     configs = build_configs(args, command)
+    from .engine.distributed import from_environment
     summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
-    print(summary_json(summaries))
+    if from_environment().is_main:
+        print(summary_json(summaries))
     return 0
 
 

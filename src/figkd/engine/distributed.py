@@ -57,6 +57,27 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def decide_on_main(decide):
+    """Run ``decide()`` on rank 0 only and give every rank its result (or raise its error everywhere).
+
+    For decisions that read and change the file system (may a run directory be reused?), which the
+    ranks must not race on.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return decide()
+    box: list = [None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = ("ok", decide())
+        except Exception as exc:  # every rank raises the same error below
+            box[0] = ("error", exc)
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

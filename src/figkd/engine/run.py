@@ -8,6 +8,7 @@ one line and exits with status 2).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,18 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
     _check_shared(configs)
     cfg = configs[0]
     info = dist_utils.from_environment()
+    if not info.is_main:
+        log = _silent
     device = resolve_device(cfg.device, info)
     dist_utils.init(info, device)
     try:
         return _run(configs, command, cfg, info, device, resume, overwrite, log)
     finally:
         dist_utils.shutdown()
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
 def _run(configs, command, cfg, info, device, resume, overwrite, log):
@@ -169,8 +176,8 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     for c, objective, run_dir in zip(configs, objectives, run_dirs, strict=True):
         c = c.replace(out=str(run_dir))
         cfg_dict = c.to_dict()
-        status = rundir.prepare(run_dir, cfg_dict, resume=resume, overwrite=overwrite and info.is_main)
-        dist_utils.barrier()
+        status = dist_utils.decide_on_main(
+            partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
         if status == "done":
             log(f"[{member_name(c, command)}] {run_dir} already holds this finished run: skipped")
             done.append(rundir.read_summary(run_dir))
