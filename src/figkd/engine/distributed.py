@@ -53,7 +53,10 @@ def init(info: DistInfo, device: torch.device) -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group once every rank is done (a rank tearing gloo down while a peer is
+    still writing its last files was seen to abort the peer at exit)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

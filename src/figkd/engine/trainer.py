@@ -230,7 +230,8 @@ class Trainer:
             if bar is not None:
                 bar.update(1)  # host-side only; the loss shown is read every _SYNC_EVERY steps
                 if (step + 1) % _SYNC_EVERY == 0:
-                    self._check_finite(accs, epoch)
+                    if not self.info.enabled:  # under DDP every rank checks at the epoch's end, together
+                        self._check_finite(accs, epoch)
                     rate = (step + 1) * self.cfg.batch_size * self.info.world_size / (time.perf_counter() - start)
                     bar.set_postfix(loss=f"{float(accs[0].loss_sum[-1]) / max(int(accs[0].count), 1):.4f}",
                                     img_s=f"{rate:.0f}")
