@@ -51,6 +51,20 @@ def forward_stage(stage: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
     raise ValueError("empty stage")
 
 
+def run_stages(x: Tensor, stages, feats: list[Tensor] | None = None,
+               preacts: list[Tensor] | None = None) -> Tensor:
+    """Run ``stages`` in order. With ``feats``/``preacts`` lists, append each stage's output and the
+    pre-activation output of its last block (:func:`forward_stage`); without them, plain forwards."""
+    for stage in stages:
+        if feats is None or preacts is None:
+            x = stage(x)
+        else:
+            x, preact = forward_stage(stage, x)
+            feats.append(x)
+            preacts.append(preact)
+    return x
+
+
 def make_features(feats: list[Tensor], preact_feats: list[Tensor], pooled: Tensor) -> Features:
     """The features dictionary returned by ``forward(x, return_features=True)``."""
     return {"feats": feats, "preact_feats": preact_feats, "pooled_feat": pooled}

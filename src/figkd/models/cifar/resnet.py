@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, forward_stage, make_features
+from ..base import FeatureModel, make_features, run_stages
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -91,16 +91,11 @@ class ResNet(FeatureModel):
 
     def forward(self, x: Tensor, return_features: bool = False):
         x = F.relu(self.bn1(self.conv1(x)))
-        if not return_features:
-            x = self.layer3(self.layer2(self.layer1(x)))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-        feats, preacts = [x], [x]
-        for stage in (self.layer1, self.layer2, self.layer3):
-            x, preact = forward_stage(stage, x)
-            feats.append(x)
-            preacts.append(preact)
+        feats, preacts = ([x], [x]) if return_features else (None, None)
+        x = run_stages(x, (self.layer1, self.layer2, self.layer3), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
-        return self.fc(pooled), make_features(feats, preacts, pooled)
+        logits = self.fc(pooled)
+        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
 
 
 def resnet8(num_classes: int) -> ResNet:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, forward_stage, make_features
+from ..base import FeatureModel, make_features, run_stages
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -81,18 +81,11 @@ class ShuffleNetV1(FeatureModel):
 
     def forward(self, x: Tensor, return_features: bool = False):
         x = F.relu(self.bn1(self.conv1(x)))
-        stages = (self.layer1, self.layer2, self.layer3)
-        if not return_features:
-            for stage in stages:
-                x = stage(x)
-            return self.linear(torch.flatten(self.avgpool(x), 1))
-        feats, preacts = [x], [x]
-        for stage in stages:
-            x, preact = forward_stage(stage, x)
-            feats.append(x)
-            preacts.append(preact)
+        feats, preacts = ([x], [x]) if return_features else (None, None)
+        x = run_stages(x, (self.layer1, self.layer2, self.layer3), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
-        return self.linear(pooled), make_features(feats, preacts, pooled)
+        logits = self.linear(pooled)
+        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
 
 
 def shufflenetv1(num_classes: int) -> ShuffleNetV1:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, forward_stage, make_features
+from ..base import FeatureModel, make_features, run_stages
 from ..cifar.resnet import BasicBlock, conv3x3  # the same block and key names in both families
 
 
@@ -87,22 +87,13 @@ class ResNet(FeatureModel):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor, return_features: bool = False):
-        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
-        if not return_features:
-            x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-            for stage in stages:
-                x = stage(x)
-            return self.fc(torch.flatten(self.avgpool(x), 1))
         stem = self.bn1(self.conv1(x))
         x = F.relu(stem)
-        feats, preacts = [x], [stem]
-        x = self.maxpool(x)
-        for stage in stages:
-            x, preact = forward_stage(stage, x)
-            feats.append(x)
-            preacts.append(preact)
+        feats, preacts = ([x], [stem]) if return_features else (None, None)
+        x = run_stages(self.maxpool(x), (self.layer1, self.layer2, self.layer3, self.layer4), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
-        return self.fc(pooled), make_features(feats, preacts, pooled)
+        logits = self.fc(pooled)
+        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
 
 
 def resnet18_imagenet(num_classes: int) -> ResNet:
