@@ -60,3 +60,8 @@ def test_help_table_lists_every_field():
     table = RunConfig.help_table()
     for name in RunConfig.field_names():
         assert f"  {name} " in table
+
+
+def test_names_must_be_strings():
+    with pytest.raises(ConfigError, match="student must be a single name.*--student A B"):
+        apply_overrides(RunConfig(), {"student": ["resnet8", "resnet14"]})

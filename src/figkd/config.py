@@ -133,6 +133,11 @@ def _validate(cfg: RunConfig) -> None:
 
     for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         positive(name)
+    for name in ("dataset", "data_root", "model", "teacher", "teacher_ckpt", "student", "out", "cache_dir"):
+        value = getattr(cfg, name)
+        if value is not None and not isinstance(value, str):
+            hint = " (several students: figkd distill --student A B)" if name == "student" else ""
+            raise ConfigError(f"{name} must be a single name or path, got {value!r}{hint}")
     if cfg.lr is not None and not (isinstance(cfg.lr, int | float) and cfg.lr > 0):
         raise ConfigError(f"lr must be a positive number or null, got {cfg.lr!r}")
     if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
