@@ -5,6 +5,7 @@ The structure of the features is documented once, in :mod:`figkd.models.registry
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Features = dict[str, list[Tensor] | Tensor]
@@ -35,6 +36,22 @@ class FeatureModel(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.get_classifier().out_features
+
+
+class ResidualBlock(nn.Module):
+    """A residual block whose output is ``relu(preact)``; subclasses implement ``_preact(x)`` (the
+    sum of the residual branch and the shortcut, before the final ReLU)."""
+
+    def _preact(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self._preact(x))
+
+    def forward_preact(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(relu(preact), preact)``: the output and the pre-activation feature (OFD, ReviewKD)."""
+        preact = self._preact(x)
+        return F.relu(preact), preact
 
 
 def forward_stage(stage: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:

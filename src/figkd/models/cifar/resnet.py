@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, make_features, run_stages
+from ..base import FeatureModel, ResidualBlock, make_features, run_stages
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ResidualBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
@@ -37,13 +37,6 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return out + shortcut
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self._preact(x))
-
-    def forward_preact(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        preact = self._preact(x)
-        return F.relu(preact), preact
 
 
 class ResNet(FeatureModel):

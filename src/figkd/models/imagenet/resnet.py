@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, make_features, run_stages
+from ..base import FeatureModel, ResidualBlock, make_features, run_stages
 from ..cifar.resnet import BasicBlock, conv3x3  # the same block and key names in both families
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
@@ -39,13 +39,6 @@ class Bottleneck(nn.Module):
         out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         out = self.bn3(self.conv3(out))
         return out + (x if self.downsample is None else self.downsample(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self._preact(x))
-
-    def forward_preact(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        preact = self._preact(x)
-        return F.relu(preact), preact
 
 
 class ResNet(FeatureModel):
