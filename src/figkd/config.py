@@ -72,6 +72,8 @@ class RunConfig:
     amp: str = _f("auto", "autocast dtype: auto (bf16 on CUDA, none on CPU), bf16 or none")
     channels_last: str = _f("auto", "channels_last memory format: auto (on for CUDA), on, off")
     compile: bool = _f(False, "torch.compile the student and teacher")
+    cuda_graph: str = _f("auto", "capture the training step in a CUDA graph: auto (on CUDA, single process, "
+                         "no compile), on (fail if impossible), off")
     eval_batch_size: int = _f(512, "batch size of evaluation")
     eval_every: int = _f(1, "evaluate on the test split every N epochs (and always after the last)")
     num_workers: int | None = _f(None, "decoding worker processes for JPEG datasets (default min(8, cpus))")
@@ -122,7 +124,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     return new
 
 
-_ON_OFF_FIELDS = ("channels_last", "progress")
+_ON_OFF_FIELDS = ("channels_last", "progress", "cuda_graph")
 
 
 def _validate(cfg: RunConfig) -> None:
@@ -143,7 +145,7 @@ def _validate(cfg: RunConfig) -> None:
     if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
         raise ConfigError(f"lr_milestones must be a list of epochs, got {cfg.lr_milestones!r}")
     for name, choices in (("amp", ("auto", "bf16", "none")), ("channels_last", ("auto", "on", "off")),
-                          ("progress", ("auto", "on", "off"))):
+                          ("progress", ("auto", "on", "off")), ("cuda_graph", ("auto", "on", "off"))):
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
 

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from .metrics import topk_correct
 
 
-def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
+def autocast_context(device: torch.device, amp_dtype: torch.dtype | None, cache: bool = True):
+    """bf16 (or other) autocast on ``device``, or nothing; ``cache=False`` inside CUDA graph capture."""
     if amp_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype, cache_enabled=cache)
 
 
 @torch.inference_mode()

@@ -17,19 +17,40 @@ class EpochAccumulator:
     """Sums of loss terms, top-1/top-5 hits and sample counts over an epoch, kept on ``device``.
 
     It also remembers, per term, the first step at which the term was not finite, so that a NaN is
-    reported with its epoch, step and term while the step itself never waits for the host.
+    reported with its epoch, step and term while the step itself never waits for the host, and, with
+    ``steps``, the total loss of each of the epoch's first ``steps`` steps (:meth:`step_losses`).
+
+    Every update is in place and :meth:`reset` zeroes the same tensors, so one accumulator serves a
+    whole run and a step captured in a CUDA graph keeps writing to the right memory.
     """
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, steps: int = 0):
         self.device = device
         self.names: list[str] | None = None  # set from the first step's terms ("total" last)
         self.hits = torch.zeros(2, dtype=torch.int64, device=device)
         self.count = torch.zeros((), dtype=torch.int64, device=device)
+        self.step_total = torch.full((max(int(steps), 0),), float("nan"), dtype=torch.float64, device=device)
 
     def _start(self, terms: dict[str, torch.Tensor]) -> None:
         self.names = [k for k in terms if k != "total"] + ["total"]
         self.loss_sum = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
         self.first_bad = torch.full((len(self.names),), -1, dtype=torch.int64, device=self.device)
+
+    def reset(self) -> None:
+        """Zero every sum in place (a new epoch)."""
+        self.hits.zero_()
+        self.count.zero_()
+        self.step_total.fill_(float("nan"))
+        if self.names is not None:
+            self.loss_sum.zero_()
+            self.first_bad.fill_(-1)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The accumulator's state by name (what a captured step writes)."""
+        out = {"hits": self.hits, "count": self.count, "step_total": self.step_total}
+        if self.names is not None:
+            out.update(loss_sum=self.loss_sum, first_bad=self.first_bad)
+        return out
 
     def add(self, terms: dict[str, torch.Tensor], logits: torch.Tensor, target: torch.Tensor,
             step: torch.Tensor) -> None:
@@ -37,10 +58,19 @@ class EpochAccumulator:
             self._start(terms)
         values = torch.stack([terms[n].detach().to(torch.float64) for n in self.names])
         bad = ~torch.isfinite(values)
-        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+        torch.where(bad & (self.first_bad < 0), step, self.first_bad, out=self.first_bad)
         self.loss_sum += torch.where(bad, torch.zeros_like(values), values) * target.shape[0]
         self.hits += topk_correct(logits.detach(), target)
         self.count += target.shape[0]
+        n = self.step_total.shape[0]
+        if n:  # the total of step `step`, if step < n; written without reading `step` on the host
+            slot = step.clamp(max=n - 1).view(1)
+            keep = self.step_total.index_select(0, slot)
+            self.step_total.index_copy_(0, slot, torch.where(step < n, values[-1:], keep))
+
+    def step_losses(self) -> list[float]:
+        """Total loss of each recorded step of the epoch (NaN for steps not reached). Synchronises."""
+        return self.step_total.tolist()
 
     def first_nonfinite(self) -> tuple[str, int] | None:
         """(term, step) of the earliest non-finite term, or None. Synchronises with the device."""

@@ -31,10 +31,15 @@ def lr_at_epoch(base_lr: float, epoch: int, milestones: list[int], decay: float)
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, device: torch.device):
     """SGD with momentum and weight decay on every parameter (mdistiller decays all parameters).
 
-    On CUDA the fused implementation is used (one kernel for the whole update); elsewhere the
-    default multi-tensor one. The learning rate is a tensor on the parameters' device.
+    The fused implementation (one kernel per device for the whole update; CPU and CUDA) takes the
+    learning rate as a tensor on the parameters' device and reads it there. The default
+    multi-tensor SGD would read a tensor learning rate on the host at every step (``alpha=-lr``),
+    which a CUDA graph cannot contain. On devices without fused kernels (e.g. meta) it falls back
+    to the default implementation.
     """
-    fused = device.type == "cuda"
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    fused = device.type in _get_fused_kernels_supported_devices()
     lr = torch.tensor(base_lr, dtype=torch.float32, device=device if fused else "cpu")
     return torch.optim.SGD(
         [p for p in model.parameters() if p.requires_grad],
@@ -43,6 +48,21 @@ def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, devi
         weight_decay=cfg.weight_decay,
         fused=fused or None,
     )
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state but keep this optimizer's own learning-rate tensors and kernel
+    choice (``fused``/``foreach``).
+
+    ``Optimizer.load_state_dict`` replaces each parameter group's settings with the saved ones: the
+    learning rate would become the checkpoint's tensor, loaded on the CPU (a fused CUDA step needs
+    it on the GPU, and a captured step needs it to be the tensor ``set_lr`` updates), and ``fused``
+    whatever the saving machine chose. The schedule sets the value at the start of every epoch.
+    """
+    keep = [{k: g[k] for k in ("lr", "fused", "foreach") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, keep, strict=True):
+        group.update(kept)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:

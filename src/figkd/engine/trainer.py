@@ -7,7 +7,10 @@ same data order and augmentation (a paired comparison).
 
 The step (``_train_step``) has static shapes and no host synchronisation: loss terms, hits and the
 first non-finite step are accumulated on the device (:class:`EpochAccumulator`) and read once per
-epoch (and every ``_SYNC_EVERY`` steps while a progress bar is shown).
+epoch (and every ``_SYNC_EVERY`` steps while a progress bar is shown). Everything it reads that
+changes during a run (learning rate, epoch, metric sums, step counter) is a tensor updated in place,
+so on CUDA the step is captured once in a CUDA graph and replayed (``figkd.engine.graph``,
+``cuda_graph`` in the config); where it cannot be, the log says why.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from . import distributed as dist_utils
 from . import rundir
 from .checkpoint import CheckpointManager
 from .evaluate import autocast_context, evaluate
+from .graph import CudaGraphBackend, StepGraph
 from .metrics import EpochAccumulator
-from .recipe import build_optimizer, initial_lr, lr_at_epoch, set_lr
+from .recipe import build_optimizer, initial_lr, load_optimizer_state, lr_at_epoch, set_lr
 
 _SYNC_EVERY = 25
 #: Test hook: ``FIGKD_FAULT_AT=E:S`` kills the process (SIGKILL) at step S of epoch E, to test resume.
@@ -89,6 +93,21 @@ def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
     return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
 
 
+def resolve_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
+                       backend_given: bool = False) -> tuple[bool, str]:
+    """Whether the training step is captured in a CUDA graph, and if not, why (for the log)."""
+    if cfg.cuda_graph == "off":
+        return False, "cuda_graph is off"
+    if device.type != "cuda" and not backend_given:
+        return False, f"device {device} is not CUDA"
+    if info.enabled:
+        return False, "distributed (DDP) steps are not captured (their all-reduce runs in DDP's hooks)"
+    if cfg.compile:
+        return False, ("compile is on (torch.compile and a hand-captured graph are not combined; "
+                       "use one or the other)")
+    return True, ""
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
              "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
@@ -117,7 +136,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, members: list[Member], train_loader, test_loader, *,
                  teacher: nn.Module | None, device: torch.device, info: dist_utils.DistInfo,
-                 log=print):
+                 log=print, graph_backend=None):
         self.cfg = cfg
         self.members = members
         self.train_loader = train_loader
@@ -130,6 +149,13 @@ class Trainer:
         self.strong_view = any(_needs_strong(m.objective) for m in members)
         self.log = log if info.is_main else (lambda *a, **k: None)
         self.fault = _fault_point()
+        self.graph_backend = graph_backend
+        self.graph: StepGraph | None = None
+        # State the step reads or writes that changes during the run: tensors updated in place.
+        self._epoch = 0
+        self._epoch_t = torch.zeros((), dtype=torch.float32, device=device)  # 1-based, for warm-ups
+        self._step_t = torch.zeros((), dtype=torch.int64, device=device)
+        self._accs: list[EpochAccumulator] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -148,7 +174,7 @@ class Trainer:
             if m.status == "resume" and m.ckpt.last_epoch() is not None:
                 weights, state = m.ckpt.load_last()
                 unwrap_model(m.model).load_state_dict(weights)
-                m.optimizer.load_state_dict(state["optimizer"])
+                load_optimizer_state(m.optimizer, state["optimizer"])
                 m.best_top1, m.best_epoch = state["best_top1"], state["best_epoch"]
                 m.start_epoch = state["epoch"] + 1
                 _set_rng_state(state["rng"], self.device)
@@ -173,47 +199,111 @@ class Trainer:
                 m.model = torch.compile(m.model)
             if self.teacher is not None:
                 self.teacher = torch.compile(self.teacher)
+        self._setup_graph()
         if self.info.is_main and self.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             for m in self.members:
                 m.writer = SummaryWriter(str(m.run_dir / "tb"), purge_step=m.start_epoch)
 
+    def _setup_graph(self) -> None:
+        use, why = resolve_cuda_graph(self.cfg, self.device, self.info, self.graph_backend is not None)
+        if not use:
+            if self.cfg.cuda_graph == "on":
+                raise ConfigError(f"cuda_graph is on but the training step cannot be captured: {why}")
+            if self.device.type == "cuda":
+                self.log(f"CUDA graph: not used ({why}); training steps run eagerly")
+            return
+        backend = self.graph_backend or CudaGraphBackend(self.device)
+        self.graph = StepGraph(self._train_step, backend, persistent=self.persistent_tensors,
+                               fallback=self.cfg.cuda_graph == "auto", log=self.log)
+
+    def persistent_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor that outlives a step and that the step reads or writes, by name (what a
+        captured step keeps the addresses of)."""
+        out: dict[str, torch.Tensor] = {"step": self._step_t, "epoch": self._epoch_t}
+        if self.graph is not None and self.graph.static is not None:
+            out.update({f"input/{k}": v for k, v in self.graph.static.items() if v is not None})
+        modules = [("teacher", self.teacher)] if self.teacher is not None else []
+        modules += [(m.name, m.model) for m in self.members] + [(f"{m.name}/objective", m.objective)
+                                                                for m in self.members]
+        for prefix, module in modules:
+            for name, p in module.named_parameters():
+                out[f"{prefix}/{name}"] = p
+                if p.grad is not None:
+                    out[f"{prefix}/{name}.grad"] = p.grad
+            for name, b in module.named_buffers():
+                out[f"{prefix}/{name}"] = b
+        for m in self.members:
+            for g, group in enumerate(m.optimizer.param_groups if m.optimizer else []):
+                if isinstance(group["lr"], torch.Tensor):
+                    out[f"{m.name}/optimizer/lr{g}"] = group["lr"]
+            for i, state in enumerate(m.optimizer.state.values() if m.optimizer else []):
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor):
+                        out[f"{m.name}/optimizer/{i}/{key}"] = value
+        for m, acc in zip(self.members, self._accs or [], strict=False):
+            out.update({f"{m.name}/metrics/{k}": v for k, v in acc.tensors().items()})
+        return out
+
+    def step_losses(self) -> list[list[float]]:
+        """Per member, the total loss of every step of the last epoch (synchronises)."""
+        return [acc.step_losses() for acc in self._accs or []]
+
     # -- the step --------------------------------------------------------------------------
+    def _autocast(self):
+        # Autocast's cache of cast weights must be off inside a CUDA graph capture (PyTorch's notes).
+        return autocast_context(self.device, self.amp_dtype, cache=self.graph is None)
+
     def _teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast_context(self.device, self.amp_dtype):
+        with torch.inference_mode(), self._autocast():
             logits = self.teacher(images)
         return logits.clone()  # a normal tensor, usable in the students' autograd graphs
 
-    def _train_step(self, images, strong, target, accs, step_t) -> None:
+    def _train_step(self, images: torch.Tensor, strong: torch.Tensor | None, target: torch.Tensor) -> None:
+        """One step of every member on one batch. It reads the epoch, step and learning rate from
+        tensors and writes only in place, so it can be captured once and replayed."""
         teacher_logits = teacher_strong = None
         if self.teacher is not None:
             teacher_logits = self._teacher_logits(images)
             if strong is not None:
                 teacher_strong = self._teacher_logits(strong)
-        for m, acc in zip(self.members, accs, strict=True):
+        assert self._accs is not None
+        for m, acc in zip(self.members, self._accs, strict=True):
             extra = {}
-            with autocast_context(self.device, self.amp_dtype):
+            with self._autocast():
                 logits = m.model(images)
                 if strong is not None and _needs_strong(m.objective):
                     extra = {"student_logits_strong": m.model(strong),
                              "teacher_logits_strong": teacher_strong}
             terms = m.objective(student_logits=logits, teacher_logits=teacher_logits, target=target,
-                                epoch=self._epoch, **extra)
+                                epoch=self._epoch_t, **extra)
             m.optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             m.optimizer.step()
-            acc.add(terms, logits, target, step_t)
+            acc.add(terms, logits, target, self._step_t)
+        self._step_t += 1
 
-    # -- epochs ----------------------------------------------------------------------------
-    def _train_epoch(self, epoch: int) -> list[dict[str, float]]:
+    def _begin_epoch(self, epoch: int, steps: int) -> None:
+        """Set the epoch's learning rates, epoch tensor and zeroed sums, all in place."""
         self._epoch = epoch
+        self._epoch_t.fill_(epoch)
+        self._step_t.zero_()
         for m in self.members:
             m.model.train()
             set_lr(m.optimizer, lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay))
-        self.train_loader.set_epoch(epoch)
-        accs = [EpochAccumulator(self.device) for _ in self.members]
-        step_t = torch.zeros((), dtype=torch.int64, device=self.device)
+        if self._accs is None:
+            self._accs = [EpochAccumulator(self.device, steps=steps) for _ in self.members]
+        for acc in self._accs:
+            acc.reset()
+        if self.graph is not None:
+            self.graph.check()
+
+    # -- epochs ----------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> list[dict[str, float]]:
         steps = len(self.train_loader)
+        self._begin_epoch(epoch, steps)
+        accs = self._accs
+        self.train_loader.set_epoch(epoch)
         bar = self._progress(steps, epoch)
         start = time.perf_counter()
         for step, batch in enumerate(self.train_loader.iter_from(0)):
@@ -225,8 +315,10 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
                 if strong is not None:
                     strong = strong.contiguous(memory_format=torch.channels_last)
-            self._train_step(images, strong, target, accs, step_t)
-            step_t += 1
+            if self.graph is not None:
+                self.graph(images=images, strong=strong, target=target)
+            else:
+                self._train_step(images, strong, target)
             if bar is not None:
                 bar.update(1)  # host-side only; the loss shown is read every _SYNC_EVERY steps
                 if (step + 1) % _SYNC_EVERY == 0:
@@ -240,6 +332,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
+        if self.graph is not None:
+            self.graph.check()
         self._check_finite(accs, epoch)
         results = []
         for m, acc in zip(self.members, accs, strict=True):
@@ -248,6 +342,7 @@ class Trainer:
             r["lr"] = lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay)
             r["train_time_s"] = elapsed
             r["images_per_s"] = steps * self.cfg.batch_size * self.info.world_size / elapsed
+            r["cuda_graph"] = int(self.graph is not None and self.graph.captured)
             results.append(r)
         return results
 

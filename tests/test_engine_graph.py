@@ -1,0 +1,264 @@
+"""The captured training step (issue #6), checked on the CPU.
+
+A CUDA graph replays the kernels of one recorded step: every Python value the step used is frozen
+and every tensor must stay where it was. ``RecordingBackend`` stands in for the GPU: it records the
+ATen operations of the captured step with their shapes, strides and non-tensor arguments and checks
+every replay against them, refuses host reads, and checks that no persistent tensor moved. These
+tests run the engine's real step through it across an epoch boundary (learning-rate milestone, DKD
+warm-up, new metric sums), compare with the eager engine bit for bit, and show that each kind of
+mistake a capture would silently freeze is caught.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from figkd.config import ConfigError, RunConfig
+from figkd.data import build_loader
+from figkd.data.base import ArrayDataset
+from figkd.engine.distributed import DistInfo
+from figkd.engine.graph import GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
+from figkd.engine.metrics import EpochAccumulator
+from figkd.engine.recipe import build_optimizer, load_optimizer_state
+from figkd.engine.trainer import Member, Trainer, resolve_cuda_graph
+from figkd.losses import build_objective
+from figkd.models import build_model
+
+CPU = torch.device("cpu")
+BATCH, STEPS, CLASSES = 8, 5, 10
+
+
+def _split(n, train):
+    rng = np.random.default_rng(int(train))
+    images = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    return ArrayDataset("digits", None, train, images, rng.integers(0, CLASSES, n).tolist(),
+                        [str(i) for i in range(CLASSES)])
+
+
+def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", objective_modules=None,
+             log=None, **cfg_changes) -> Trainer:
+    cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=2, lr_milestones=[1],
+                    tensorboard=False, progress="off", cuda_graph=cuda_graph, **cfg_changes)
+    modules = objective_modules or [build_objective(o, num_classes=CLASSES) for o in objectives]
+    objectives = [o if isinstance(o, str) else "custom" for o in objectives]
+    strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in modules)
+    train = build_loader("digits", None, True, BATCH, device=CPU, strong_view=strong,
+                         dataset=_split(BATCH * STEPS, True))
+    test = build_loader("digits", None, False, 16, device=CPU, dataset=_split(16, False))
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", CLASSES)
+    members = []
+    for name, module in zip(objectives, modules, strict=True):
+        torch.manual_seed(1)
+        members.append(Member(name=name, model_name="resnet8", objective_name=name,
+                              model=build_model("resnet8", CLASSES), objective=module,
+                              run_dir=tmp_path / name, cfg=cfg))
+    trainer = Trainer(cfg, members, train, test, teacher=teacher, device=CPU, info=DistInfo(),
+                      log=log or (lambda *a, **k: None), graph_backend=backend)
+    trainer.setup()
+    return trainer
+
+
+def _train(trainer: Trainer, epochs=(1, 2)):
+    return [trainer._train_epoch(e) for e in epochs]
+
+
+FIGKD_DB2 = [{"term": "ce"}, {"term": "figkd", "wavelet": "db2", "dims": 1, "weight": 2.0}]  # cached filters
+
+
+@pytest.mark.parametrize("objectives", [
+    ["kd", "dkd", "figkd", "mlkd"],  # DKD: warm-up on the epoch; MLKD: the strong view
+    ["vanilla", "dist", "mlkd+figkd", FIGKD_DB2],
+], ids=["kd-dkd-figkd-mlkd", "vanilla-dist-mlkd+figkd-db2"])
+def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
+    backend = RecordingBackend()
+    graphed = _trainer(tmp_path / "g", objectives, backend=backend)
+    backend.guard_tensors = graphed.persistent_tensors
+    eager = _trainer(tmp_path / "e", objectives, cuda_graph="off")
+    assert eager.graph is None and graphed.graph is not None
+    got, want = _train(graphed), _train(eager)
+    assert graphed.graph.captured and backend.warmups == 3 and backend.replays == 2 * STEPS - 3
+    assert [r["cuda_graph"] for r in got[1]] == [1] * len(objectives)
+    for g_epoch, e_epoch in zip(got, want, strict=True):
+        for g, e in zip(g_epoch, e_epoch, strict=True):
+            for key in e:
+                if key.startswith("train/"):
+                    assert g[key] == e[key], key
+    assert graphed.step_losses() == eager.step_losses()
+    assert all(not np.isnan(v).any() for v in graphed.step_losses())
+    for gm, em in zip(graphed.members, eager.members, strict=True):
+        for (name, a), b in zip(gm.model.state_dict().items(), em.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b), (gm.name, name)
+    # the epoch-2 learning rate reached the captured step through the tensor set_lr fills
+    assert float(graphed.members[0].optimizer.param_groups[0]["lr"]) == pytest.approx(0.005)
+
+
+class _PythonEpochKD(nn.Module):
+    """KD whose weight is read from a Python number that changes per epoch: a capture freezes it."""
+
+    def __init__(self, trainer_ref):
+        super().__init__()
+        self.trainer_ref = trainer_ref
+        self.kd = build_objective("kd", num_classes=CLASSES)
+
+    def forward(self, **inputs):
+        terms = dict(self.kd(**inputs))
+        terms["total"] = terms["total"] * float(self.trainer_ref[0]._epoch)
+        return terms
+
+
+def test_a_python_value_that_changes_between_steps_is_caught(tmp_path):
+    ref = []
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend(), objective_modules=[_PythonEpochKD(ref)])
+    ref.append(trainer)
+    trainer._train_epoch(1)  # fine within the epoch
+    with pytest.raises(GraphCaptureError, match="differs from the capture.*frozen"):
+        trainer._train_epoch(2)
+
+
+class _HostReadKD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kd = build_objective("kd", num_classes=CLASSES)
+
+    def forward(self, **inputs):
+        terms = dict(self.kd(**inputs))
+        if terms["total"] > 1e6:  # Python control flow on a tensor value
+            terms["total"] = terms["total"] * 0
+        return terms
+
+
+def test_a_host_read_in_the_step_is_caught(tmp_path):
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend(), objective_modules=[_HostReadKD()])
+    with pytest.raises(GraphCaptureError, match="reads tensors on the host"):
+        trainer._train_epoch(1)
+
+
+class _HostTensorKD(_HostReadKD):
+    def forward(self, **inputs):
+        terms = dict(self.kd(**inputs))
+        terms["total"] = terms["total"] * torch.tensor(1.0, device=terms["total"].device)
+        return terms
+
+
+def test_a_tensor_made_from_host_data_in_the_step_is_caught(tmp_path):
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend(), objective_modules=[_HostTensorKD()])
+    with pytest.raises(GraphCaptureError, match="from host data"):
+        trainer._train_epoch(1)
+
+
+def test_multi_tensor_sgd_would_read_its_tensor_lr_on_the_host(tmp_path):
+    """Why the engine uses fused SGD: the default SGD turns a tensor lr into ``alpha=-lr`` (.item())."""
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend())
+    m = trainer.members[0]
+    m.optimizer = torch.optim.SGD(m.model.parameters(), lr=torch.tensor(0.05), momentum=0.9, foreach=True)
+    with pytest.raises(GraphCaptureError, match="_local_scalar_dense"):
+        trainer._train_epoch(1)
+
+
+def test_replacing_a_tensor_the_captured_step_uses_is_caught(tmp_path):
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend())
+    trainer._train_epoch(1)
+    group = trainer.members[0].optimizer.param_groups[0]
+    group["lr"] = torch.tensor(0.005)  # instead of fill_: a replay would keep reading the old tensor
+    with pytest.raises(GraphCaptureError, match=r"replaced or added.*kd/optimizer/lr0"):
+        trainer._train_epoch(2)
+
+
+def test_new_metric_sums_each_epoch_would_be_caught(tmp_path):
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend())
+    trainer._train_epoch(1)
+    trainer._accs = None  # the engine before issue #6 made new sums every epoch
+    with pytest.raises(GraphCaptureError, match="kd/metrics/hits"):
+        trainer._train_epoch(2)
+
+
+class _FailingBackend(RecordingBackend):
+    name = "failing"
+
+    def capture(self, fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_a_failed_capture_falls_back_visibly_or_fails_when_required(tmp_path):
+    lines = []
+    trainer = _trainer(tmp_path / "auto", ["kd"], backend=_FailingBackend(), log=lines.append)
+    eager = _trainer(tmp_path / "eager", ["kd"], cuda_graph="off")
+    got, want = trainer._train_epoch(1), eager._train_epoch(1)
+    assert any("capturing the training step failed" in line and "eager" in line for line in lines)
+    assert got[0]["cuda_graph"] == 0 and got[0]["train/loss/total"] == want[0]["train/loss/total"]
+    strict = _trainer(tmp_path / "on", ["kd"], backend=_FailingBackend(), cuda_graph="on")
+    with pytest.raises(GraphCaptureError, match="capturing the training step in a CUDA graph failed"):
+        strict._train_epoch(1)
+
+
+def test_when_the_graph_is_used_and_why_not():
+    cfg = RunConfig()
+    assert resolve_cuda_graph(cfg, CPU, DistInfo()) == (False, "device cpu is not CUDA")
+    assert resolve_cuda_graph(cfg, torch.device("cuda"), DistInfo())[0]
+    assert not resolve_cuda_graph(cfg.replace(cuda_graph="off"), torch.device("cuda"), DistInfo())[0]
+    use, why = resolve_cuda_graph(cfg.replace(compile=True), torch.device("cuda"), DistInfo())
+    assert not use and "compile" in why
+    use, why = resolve_cuda_graph(cfg, torch.device("cuda"), DistInfo(rank=0, world_size=2, local_rank=0))
+    assert not use and "DDP" in why
+    assert RunConfig().replace(cuda_graph=False).cuda_graph == "off"  # YAML reads `off` as false
+    with pytest.raises(ConfigError, match="cuda_graph must be one of"):
+        RunConfig().replace(cuda_graph="sometimes")
+
+
+def test_cuda_graph_on_without_cuda_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cuda_graph is on but .*device cpu is not CUDA"):
+        _trainer(tmp_path, ["kd"], cuda_graph="on")
+
+
+def test_step_graph_needs_static_shapes():
+    calls = []
+    graph = StepGraph(lambda x: calls.append(x.clone()), RecordingBackend(), persistent=dict, warmup_steps=1,
+                      log=lambda s: None)
+    graph(x=torch.ones(4))
+    graph(x=torch.full((4,), 2.0))  # captured, then replayed with the new contents of the buffer
+    assert graph.captured and [c.tolist() for c in calls] == [[1.0] * 4, [2.0] * 4]
+    with pytest.raises(GraphCaptureError, match="changed shape"):
+        graph(x=torch.ones(3))
+
+
+def test_storage_guard_names_moved_tensors():
+    a, b = torch.zeros(3), torch.zeros(3)
+    guard = StorageGuard({"a": a, "b": b})
+    guard.check({"a": a, "b": b})
+    b.zero_()  # in place: fine
+    guard.check({"a": a, "b": b})
+    with pytest.raises(GraphCaptureError, match="1 tensor.*: b"):
+        guard.check({"a": a, "b": torch.zeros(3)})
+
+
+def test_resumed_optimizer_keeps_its_own_lr_tensor_and_kernel():
+    cfg = RunConfig()
+    model = build_model("resnet8", CLASSES)
+    saved = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.5), momentum=0.9, foreach=True)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    saved.step()
+    opt = build_optimizer(model, cfg, 0.05, CPU)
+    lr = opt.param_groups[0]["lr"]
+    load_optimizer_state(opt, saved.state_dict())
+    group = opt.param_groups[0]
+    assert group["lr"] is lr and group["fused"] is True and float(lr) == pytest.approx(0.05)
+    assert set(opt.state[p]["momentum_buffer"].data_ptr() for p in model.parameters())  # state loaded
+
+
+def test_accumulator_resets_in_place_and_records_step_losses():
+    acc = EpochAccumulator(CPU, steps=2)
+    logits, target = torch.randn(4, CLASSES), torch.zeros(4, dtype=torch.long)
+    before = {k: v for k, v in acc.tensors().items()}
+    for step, value in enumerate((1.0, 2.0, 3.0)):  # the third step is beyond the recorded ones
+        acc.add({"kd": torch.tensor(value), "total": torch.tensor(value)}, logits, target, torch.tensor(step))
+    assert acc.step_losses() == [1.0, 2.0] and acc.result()["loss/total"] == pytest.approx(2.0)
+    tensors = acc.tensors()
+    acc.reset()
+    assert all(acc.tensors()[k] is v for k, v in tensors.items())
+    assert all(before[k] is tensors[k] for k in before)
+    assert acc.result()["top1"] == 0.0 and np.isnan(acc.step_losses()).all()
+    assert int(acc.count) == 0 and acc.first_bad.tolist() == [-1, -1]
