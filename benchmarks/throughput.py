@@ -13,10 +13,13 @@ data of the dataset's real image shape and class count, and its own evaluation, 
   against N separate runs (the sum of the single-student step times).
 
 Modes (``--modes``): ``fp32`` (eager, float32), ``bf16_cl`` (bf16 autocast + channels_last),
-``compile`` (``torch.compile`` of teacher and students, with bf16 + channels_last on CUDA). Timing
-is wall-clock around whole epochs, which end with a device synchronisation, so on CUDA it measures
-the same as events around the epoch. It runs on CPU too (use small ``--steps`` and models), so CI
-exercises it; the figures that matter are taken on a GPU (docs/performance.md).
+``compile`` (``torch.compile`` of teacher and students, with bf16 + channels_last on CUDA),
+``graph`` (bf16 + channels_last with the whole step captured in a CUDA graph: the engine's default
+on CUDA; on CPU it runs the step through ``RecordingBackend``, which checks the capture rather than
+speeding anything up). Timing is wall-clock around whole epochs, which end with a device
+synchronisation, so on CUDA it measures the same as events around the epoch. It runs on CPU too
+(use small ``--steps`` and models), so CI exercises it; the figures that matter are taken on a GPU
+(docs/performance.md).
 
     python benchmarks/throughput.py --teacher resnet32x4 --student resnet8x4 --objectives kd figkd
     python benchmarks/throughput.py --device cpu --teacher resnet20 --student resnet8 --steps 10 \
@@ -43,6 +46,7 @@ from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
 from figkd.engine.distributed import DistInfo
 from figkd.engine.evaluate import evaluate
+from figkd.engine.graph import RecordingBackend
 from figkd.engine.trainer import Member, Trainer, resolve_device
 from figkd.losses import build_objective
 from figkd.models import build_model
@@ -54,17 +58,21 @@ SHAPES = {
     "tiny_imagenet": (64, 200, 100_000, 10_000),
     "digits": (32, 10, 1_437, 360),
 }
-MODES = ("fp32", "bf16_cl", "compile")
+MODES = ("fp32", "bf16_cl", "compile", "graph")
 
 
 def mode_settings(mode: str, device: torch.device) -> dict:
     cuda = device.type == "cuda"
     if mode == "fp32":
-        return {"amp": "none", "channels_last": "off", "compile": False}
+        return {"amp": "none", "channels_last": "off", "compile": False, "cuda_graph": "off"}
     if mode == "bf16_cl":
-        return {"amp": "bf16", "channels_last": "on", "compile": False}
+        return {"amp": "bf16", "channels_last": "on", "compile": False, "cuda_graph": "off"}
     if mode == "compile":
-        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": True}
+        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": True,
+                "cuda_graph": "off"}
+    if mode == "graph":
+        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": False,
+                "cuda_graph": "on"}
     raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
 
 
@@ -76,7 +84,8 @@ def synthetic_split(dataset: str, n: int, train: bool, seed: int) -> ArrayDatase
     return ArrayDataset(dataset, None, train, images, targets, [str(i) for i in range(classes)])
 
 
-def _trainer(args, device, mode: str, objectives: list[str], workdir: Path) -> Trainer:
+def build_trainer(args, device, mode: str, objectives: list[str], workdir: Path) -> Trainer:
+    """The engine's trainer for ``objectives`` in ``mode`` on synthetic data of ``args.dataset``'s shape."""
     side, classes, _, _ = SHAPES[args.dataset]
     cfg = RunConfig(dataset=args.dataset, batch_size=args.batch_size, device=str(device), epochs=10 ** 6,
                     tensorboard=False, progress="off", eval_batch_size=args.eval_batch_size,
@@ -96,18 +105,31 @@ def _trainer(args, device, mode: str, objectives: list[str], workdir: Path) -> T
         members.append(Member(name=f"{args.student}-{name}", model_name=args.student, objective_name=name,
                               model=build_model(args.student, classes), objective=objective,
                               run_dir=workdir / f"{mode}-{name}-{len(objectives)}", cfg=cfg))
+    backend = RecordingBackend() if mode == "graph" and device.type != "cuda" else None
     trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
-                      log=lambda *a, **k: None)
+                      log=lambda *a, **k: None, graph_backend=backend)
     trainer.setup()
     return trainer
 
 
+def warm_up(trainer: Trainer) -> int:
+    """Train untimed epochs until the step is in its steady state (compiled, or captured in a CUDA
+    graph: that takes more than one epoch when an epoch is shorter than the graph's warm-up steps);
+    returns the next epoch."""
+    epoch = 1
+    trainer._train_epoch(epoch)
+    while trainer.graph is not None and not trainer.graph.captured and trainer.graph.failed is None:
+        epoch += 1
+        trainer._train_epoch(epoch)
+    return epoch + 1
+
+
 def measure(args, device, mode: str, objectives: list[str], workdir: Path) -> dict:
     """Median ms per training step and evaluation ms per image of one run training ``objectives``."""
-    trainer = _trainer(args, device, mode, objectives, workdir)
-    trainer._train_epoch(1)  # warm-up (and compilation)
+    trainer = build_trainer(args, device, mode, objectives, workdir)
+    first = warm_up(trainer)
     step_ms = []
-    for epoch in range(2, 2 + args.repeats):
+    for epoch in range(first, first + args.repeats):
         result = trainer._train_epoch(epoch)[0]
         step_ms.append(1000.0 * result["train_time_s"] / args.steps)
     eval_ms = []
@@ -124,7 +146,9 @@ def measure(args, device, mode: str, objectives: list[str], workdir: Path) -> di
     eval_per_image = statistics.median(eval_ms)
     train_s = ms * (n_train // args.batch_size) / 1000.0
     eval_s = eval_per_image * n_test / 1000.0
-    return {"mode": mode, "objectives": objectives, "ms_per_step": ms, "ms_per_step_all": step_ms,
+    captured = trainer.graph is not None and trainer.graph.captured
+    return {"mode": mode, "objectives": objectives, "cuda_graph": captured, "ms_per_step": ms,
+            "ms_per_step_all": step_ms,
             "eval_ms_per_image": eval_per_image, "epoch_train_s": train_s, "epoch_eval_s": eval_s,
             "epoch_s": train_s + eval_s, "projected_min": (train_s + eval_s) * args.epochs / 60.0}
 

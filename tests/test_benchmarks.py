@@ -23,11 +23,17 @@ def _bench(script, *args, out):
 def test_throughput_benchmark_shared_teacher(tmp_path):
     data, stdout = _bench("throughput.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
                           "--dataset", "digits", "--steps", "2", "--eval-samples", "32", "--repeats", "1",
-                          "--objectives", "kd", "figkd", "--shared", out=tmp_path / "t.json")
-    assert [r["objectives"] for r in data["results"]] == [["kd"], ["figkd"]]
-    [shared] = data["shared"]
+                          "--objectives", "kd", "figkd", "--shared", "--modes", "fp32", "graph",
+                          out=tmp_path / "t.json")
+    assert [(r["mode"], r["objectives"]) for r in data["results"]] == [
+        ("fp32", ["kd"]), ("fp32", ["figkd"]), ("graph", ["kd"]), ("graph", ["figkd"])]
+    # on the CPU the graph mode runs through the recording backend: captured after the warm-up steps
+    assert [r["cuda_graph"] for r in data["results"]] == [False, False, True, True]
+    shared = data["shared"][0]
     assert shared["objectives"] == ["kd", "figkd"] and shared["ms_per_step"] > 0
-    assert shared["separate_ms_per_step"] == pytest.approx(sum(r["ms_per_step"] for r in data["results"]))
+    fp32 = [r["ms_per_step"] for r in data["results"] if r["mode"] == "fp32"]
+    assert shared["separate_ms_per_step"] == pytest.approx(sum(fp32))
+    assert data["shared"][1]["mode"] == "graph" and data["shared"][1]["cuda_graph"]
     assert "in one run vs" in stdout
 
 
@@ -44,3 +50,26 @@ def test_input_pipeline_benchmark(tmp_path):
                      "--batch-size", "8", out=tmp_path / "i.json")
     kinds = {r["kind"] for r in data["results"]}
     assert {"resident", "resident+strong", "jpeg"} <= kinds
+
+
+def test_equivalence_benchmark(tmp_path):
+    data, stdout = _bench("equivalence.py", "--device", "cpu", "--teacher", "resnet8", "--teacher-epochs", "1",
+                          "--epochs", "1", "--seeds", "0", "1", "--compare-steps", "3", out=tmp_path / "e.json")
+    assert [(r["seed"], r["path"]) for r in data["runs"]] == [(0, "fp32"), (0, "fast"), (1, "fp32"), (1, "fast")]
+    assert {r["amp"] for r in data["runs"]} == {"None", "torch.bfloat16"}
+    for s in data["steps"]:
+        assert len(s["fp32"]) == len(s["fast"]) == 3
+        # same weights, same first batch: the first loss differs by bf16 rounding only (2^-8 relative)
+        assert s["relative_difference"][0] < 2 ** -6
+    assert data["summary"]["fp32"]["top1"] == [r["top1"] for r in data["runs"] if r["path"] == "fp32"]
+    assert "difference of the means" in stdout
+
+
+def test_profile_step_benchmark(tmp_path):
+    data, stdout = _bench("profile_step.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
+                          "--dataset", "digits", "--steps", "3", "--eval-samples", "32", "--objectives", "figkd",
+                          out=tmp_path / "p.json")
+    result = data["result"]
+    assert result["mode"] == "fp32" and result["wall_ms_per_step"] > 0 and result["gpu_busy"] is None
+    assert any("conv" in row["name"] for row in result["top_cpu"])
+    assert "Self CPU" in stdout

@@ -26,7 +26,8 @@ STUDENT = "resnet8"
 DEMO_EPOCHS = 12
 
 
-def _milestones(epochs: int) -> list[int]:
+def scaled_milestones(epochs: int) -> list[int]:
+    """The paper's learning-rate milestones (150, 180, 210 of 240) scaled to ``epochs``."""
     return sorted({max(1, round(epochs * f)) for f in (0.625, 0.75, 0.875)})
 
 
@@ -34,7 +35,7 @@ def run_demo(out: str = "runs/demo", device: str = "auto", epochs: int | None = 
              overwrite: bool = False, log=print) -> int:
     epochs = epochs or DEMO_EPOCHS
     out_dir = Path(out)
-    base = RunConfig(dataset="digits", epochs=epochs, lr_milestones=_milestones(epochs), device=device,
+    base = RunConfig(dataset="digits", epochs=epochs, lr_milestones=scaled_milestones(epochs), device=device,
                      seed=0, progress="off", tensorboard=True)
     start = time.perf_counter()
     log(f"figkd demo: digits (bundled with scikit-learn), teacher {TEACHER}, student {STUDENT}, "
