@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,11 @@ def test_profile_step_benchmark(tmp_path):
     assert result["mode"] == "fp32" and result["wall_ms_per_step"] > 0 and result["gpu_busy"] is None
     assert any("conv" in row["name"] for row in result["top_cpu"])
     assert "Self CPU" in stdout
+
+
+def test_gpu_suite_script_is_valid_and_names_existing_scripts():
+    script = ROOT / "benchmarks" / "gpu_suite.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    named = set(re.findall(r"benchmarks/(\w+\.py)", script.read_text()))
+    assert named == {"loss_overhead.py", "input_pipeline.py", "throughput.py", "equivalence.py", "profile_step.py"}
+    assert all((ROOT / "benchmarks" / name).is_file() for name in named)

@@ -20,7 +20,7 @@ from figkd.config import ConfigError, RunConfig
 from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
 from figkd.engine.distributed import DistInfo
-from figkd.engine.graph import GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
+from figkd.engine.graph import CudaGraphBackend, GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
 from figkd.engine.metrics import EpochAccumulator
 from figkd.engine.recipe import build_optimizer, load_optimizer_state
 from figkd.engine.trainer import Member, Trainer, resolve_cuda_graph
@@ -39,15 +39,15 @@ def _split(n, train):
 
 
 def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", objective_modules=None,
-             log=None, **cfg_changes) -> Trainer:
-    cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=2, lr_milestones=[1],
+             log=None, device=CPU, **cfg_changes) -> Trainer:
+    cfg = RunConfig(dataset="digits", batch_size=BATCH, device=str(device), epochs=2, lr_milestones=[1],
                     tensorboard=False, progress="off", cuda_graph=cuda_graph, **cfg_changes)
     modules = objective_modules or [build_objective(o, num_classes=CLASSES) for o in objectives]
     objectives = [o if isinstance(o, str) else "custom" for o in objectives]
     strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in modules)
-    train = build_loader("digits", None, True, BATCH, device=CPU, strong_view=strong,
+    train = build_loader("digits", None, True, BATCH, device=device, strong_view=strong,
                          dataset=_split(BATCH * STEPS, True))
-    test = build_loader("digits", None, False, 16, device=CPU, dataset=_split(16, False))
+    test = build_loader("digits", None, False, 16, device=device, dataset=_split(16, False))
     torch.manual_seed(0)
     teacher = build_model("resnet8", CLASSES)
     members = []
@@ -56,7 +56,7 @@ def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", obj
         members.append(Member(name=name, model_name="resnet8", objective_name=name,
                               model=build_model("resnet8", CLASSES), objective=module,
                               run_dir=tmp_path / name, cfg=cfg))
-    trainer = Trainer(cfg, members, train, test, teacher=teacher, device=CPU, info=DistInfo(),
+    trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
                       log=log or (lambda *a, **k: None), graph_backend=backend)
     trainer.setup()
     return trainer
@@ -94,6 +94,29 @@ def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
             assert torch.equal(a, b), (gm.name, name)
     # the epoch-2 learning rate reached the captured step through the tensor set_lr fills
     assert float(graphed.members[0].optimizer.param_groups[0]["lr"]) == pytest.approx(0.005)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_cuda_graph_matches_the_eager_step_on_a_gpu(tmp_path, amp):
+    """The real capture (run on the GPU machine): same losses as eager steps, to kernel rounding."""
+    objectives = ["kd", "dkd", "figkd", "mlkd"]
+    cuda = torch.device("cuda")
+    lines = []
+    graphed = _trainer(tmp_path / "g", objectives, device=cuda, cuda_graph="on", amp=amp, channels_last="on",
+                       log=lines.append)
+    eager = _trainer(tmp_path / "e", objectives, device=cuda, cuda_graph="off", amp=amp, channels_last="on")
+    got, want = _train(graphed), _train(eager)
+    assert graphed.graph.captured and isinstance(graphed.graph.backend, CudaGraphBackend)
+    assert any("training step captured" in line for line in lines)
+    assert [r["cuda_graph"] for r in got[1]] == [1] * len(objectives)
+    tol = 1e-3 if amp == "none" else 3e-2
+    for g_epoch, e_epoch in zip(got, want, strict=True):
+        for g, e in zip(g_epoch, e_epoch, strict=True):
+            assert g["train/loss/total"] == pytest.approx(e["train/loss/total"], rel=tol)
+    for g, e in zip(graphed.step_losses(), eager.step_losses(), strict=True):
+        np.testing.assert_allclose(g, e, rtol=tol)
+    graphed.graph.check()
 
 
 class _PythonEpochKD(nn.Module):
