@@ -19,6 +19,7 @@ import torch.nn as nn
 from figkd.config import ConfigError, RunConfig
 from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
+from figkd.engine import run
 from figkd.engine.distributed import DistInfo
 from figkd.engine.graph import CudaGraphBackend, GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
 from figkd.engine.metrics import EpochAccumulator
@@ -235,6 +236,10 @@ def test_when_the_graph_is_used_and_why_not():
 def test_cuda_graph_on_without_cuda_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cuda_graph is on but .*device cpu is not CUDA"):
         _trainer(tmp_path, ["kd"], cuda_graph="on")
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="set cuda_graph to auto or off"):
+        run(RunConfig(dataset="digits", model="resnet8", device="cpu", cuda_graph="on", out=str(out)), "train")
+    assert not out.exists()  # refused before any run directory was touched
 
 
 def test_step_graph_needs_static_shapes():

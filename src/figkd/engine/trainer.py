@@ -108,6 +108,16 @@ def resolve_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.Di
     return True, ""
 
 
+def check_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
+                     backend_given: bool = False) -> tuple[bool, str]:
+    """:func:`resolve_cuda_graph`, and a ConfigError when ``cuda_graph: on`` cannot be honoured."""
+    use, why = resolve_cuda_graph(cfg, device, info, backend_given)
+    if cfg.cuda_graph == "on" and not use:
+        raise ConfigError(f"cuda_graph is on but the training step cannot be captured: {why} "
+                          "(set cuda_graph to auto or off)")
+    return use, why
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
              "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
@@ -206,10 +216,8 @@ class Trainer:
                 m.writer = SummaryWriter(str(m.run_dir / "tb"), purge_step=m.start_epoch)
 
     def _setup_graph(self) -> None:
-        use, why = resolve_cuda_graph(self.cfg, self.device, self.info, self.graph_backend is not None)
+        use, why = check_cuda_graph(self.cfg, self.device, self.info, self.graph_backend is not None)
         if not use:
-            if self.cfg.cuda_graph == "on":
-                raise ConfigError(f"cuda_graph is on but the training step cannot be captured: {why}")
             if self.device.type == "cuda":
                 self.log(f"CUDA graph: not used ({why}); training steps run eagerly")
             return
