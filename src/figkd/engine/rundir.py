@@ -18,7 +18,8 @@ from ..atomic import atomic_write_text
 from ..config import ConfigError
 
 #: Fields that may differ between a run and its resumption without changing its results.
-RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size")
+RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size",
+                  "cuda_graph")  # a captured step replays the eager step's kernels
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
