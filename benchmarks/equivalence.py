@@ -23,17 +23,15 @@ dataset. Prints tables and writes JSON (default ``benchmarks/results/equivalence
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
+from benchutil import machine_info, write_json
 from figkd.config import RunConfig
 from figkd.data import build_loader
 from figkd.demo import scaled_milestones
@@ -75,7 +73,8 @@ def student_run(args, device: torch.device, teacher_path: Path, seed: int, path:
                     model=build_model(args.student, CLASSES), objective=objective,
                     run_dir=workdir / f"{path}-s{seed}", cfg=cfg)
     log: list[str] = []
-    trainer = Trainer(cfg, [member], train, test, teacher=teacher, device=device, info=DistInfo(), log=log.append)
+    trainer = Trainer(cfg, [member], train, test, teacher=teacher, device=device, info=DistInfo(), log=log.append,
+                      record_step_losses=True)
     trainer.setup()
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
@@ -141,13 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  step {i:>3}: fp32 {x:.5f}  fast {y:.5f}  {r:.4f}")
     print("max relative difference over the first steps, per seed: "
           + ", ".join(f"s{s['seed']} {max(s['relative_difference']):.4f}" for s in steps))
-    info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-            "date": date.today().isoformat(), "argv": sys.argv[1:], "args": vars(args)}
-    out = Path(args.out or Path(__file__).parent / "results" / f"equivalence_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"info": info, "runs": runs, "summary": summary, "difference": diff,
-                               "steps": steps}, indent=2))
+    out = write_json({"info": machine_info(device, args), "runs": runs, "summary": summary, "difference": diff,
+                      "steps": steps}, args.out, f"equivalence_{device.type}.json")
     print(f"wrote {out}")
     return 0
 

@@ -19,19 +19,15 @@ Prints a table and writes JSON (``--out``, default ``benchmarks/results/input_pi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-
-from figkd.data import ArrayDataset, build_dataset, build_loader  # noqa: E402
+from benchutil import machine_info, write_json
+from figkd.data import ArrayDataset, build_dataset, build_loader
 
 
 def _sync(device: torch.device) -> None:
@@ -163,21 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     name = "cpu"
     if "cuda" in devices:
         name = "cuda-" + torch.cuda.get_device_name(0).replace(" ", "_")
-    out = a.out or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", f"input_pipeline_{name}.json"
-    )
-    info = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch_threads": torch.get_num_threads(),
-        "args": vars(a),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"info": info, "results": results}, f, indent=1)
+    info = machine_info(devices[0], a)
+    out = write_json({"info": info, "results": results}, a.out, f"input_pipeline_{name}.json")
     print()
     print(
         "| device | loader | batch | workers | images/s (best) | images/s (median) | ms/batch "

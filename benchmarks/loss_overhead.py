@@ -18,8 +18,6 @@ Writes JSON (one file per device by default: benchmarks/results/loss_overhead_<d
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -27,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from figkd.losses import ce_loss, dkd_loss, figkd_loss, kd_loss, mlkd_loss  # noqa: E402
+from benchutil import machine_info, write_json
+from figkd.losses import ce_loss, dkd_loss, figkd_loss, kd_loss, mlkd_loss
 
 
 def _methods():
@@ -104,12 +101,6 @@ def _table(results):
     return "\n".join(lines)
 
 
-def _environment(device):
-    env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "processor": platform.processor(), "cpu_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
 
 
 def main(argv=None):
@@ -140,19 +131,12 @@ def main(argv=None):
         device = torch.device(name)
         results = run(device, args.classes, args.batch, args.repeats, args.inner, args.warmup, dtype)
         all_results.extend(results)
-        record = {"benchmark": "loss_overhead", "command": " ".join(sys.argv), "dtype": args.dtype,
-                  "environment": _environment(device), "results": results}
-        if args.out is None:
-            out = Path(__file__).resolve().parent / "results" / f"loss_overhead_{name}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(record, indent=2) + "\n")
-            print(f"wrote {out}", file=sys.stderr)
+        if args.out is None:  # one file per device
+            record = {"info": machine_info(device, args), "results": results}
+            print(f"wrote {write_json(record, None, f'loss_overhead_{name}.json')}", file=sys.stderr)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"benchmark": "loss_overhead", "command": " ".join(sys.argv), "dtype": args.dtype,
-                  "environment": _environment(torch.device(devices[-1])), "results": all_results}
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+        record = {"info": machine_info(devices[-1], args), "results": all_results}
+        print(f"wrote {write_json(record, args.out, '')}", file=sys.stderr)
     print(_table(all_results))
 
 

@@ -20,21 +20,18 @@ with ``--trace``, a Chrome trace (chrome://tracing, Perfetto).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figkd.engine.distributed import DistInfo  # noqa: E402
-from figkd.engine.trainer import resolve_device  # noqa: E402
-from throughput import MODES, SHAPES, build_trainer, warm_up  # noqa: E402  (the sibling benchmark script)
+from benchutil import machine_info, write_json
+from figkd.engine.distributed import DistInfo
+from figkd.engine.trainer import resolve_device
+from throughput import MODES, SHAPES, build_trainer, warm_up  # the sibling benchmark script
 
 
 def _device_time(event) -> float:
@@ -105,13 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trace:
         prof.export_chrome_trace(args.trace)
         print(f"wrote {args.trace}")
-    info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
-            "threads": torch.get_num_threads(), "date": date.today().isoformat(), "argv": sys.argv[1:],
-            "args": vars(args)}
-    out = Path(args.out or Path(__file__).parent / "results" / f"profile_{device.type}_{mode}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"info": info, "result": result}, indent=2))
+    out = write_json({"info": machine_info(device, args), "result": result}, args.out,
+                     f"profile_{device.type}_{mode}.json")
     print(f"wrote {out}")
     return 0
 

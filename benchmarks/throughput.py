@@ -29,18 +29,16 @@ synchronisation, so on CUDA it measures the same as events around the epoch. It 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchutil import machine_info, write_json
 from figkd.config import RunConfig
 from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
@@ -193,13 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 shared.append(r)
                 print(f"{mode:<8} {'+'.join(args.objectives):<12} {r['ms_per_step']:8.2f} ms/step in one run vs "
                       f"{separate:.2f} ms/step as {len(args.objectives)} runs ({r['speedup']:.2f}x)", flush=True)
-    info = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-            "threads": torch.get_num_threads(), "date": date.today().isoformat(), "argv": sys.argv[1:],
-            "args": vars(args)}
-    out = Path(args.out or Path(__file__).parent / "results" / f"throughput_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"info": info, "results": results, "shared": shared}, indent=2))
+    out = write_json({"info": machine_info(device, args), "results": results, "shared": shared}, args.out,
+                     f"throughput_{device.type}.json")
     print(f"wrote {out}")
     return 0
 

@@ -78,7 +78,6 @@ class CudaGraphBackend:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.graph: torch.cuda.CUDAGraph | None = None
 
     @staticmethod
     def stable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -99,8 +98,7 @@ class CudaGraphBackend:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             fn()
-        self.graph = graph
-        return graph.replay
+        return graph.replay  # the bound method keeps the graph alive
 
 
 def _signature(value: Any) -> Any:

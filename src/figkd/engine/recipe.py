@@ -34,12 +34,11 @@ def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, devi
     The fused implementation (one kernel per device for the whole update; CPU and CUDA) takes the
     learning rate as a tensor on the parameters' device and reads it there. The default
     multi-tensor SGD would read a tensor learning rate on the host at every step (``alpha=-lr``),
-    which a CUDA graph cannot contain. On devices without fused kernels (e.g. meta) it falls back
-    to the default implementation.
+    which a CUDA graph cannot contain. Fused and multi-tensor SGD round differently in the last bits
+    for some tensor sizes (docs/performance.md: the demo before and after). Other devices (e.g.
+    meta) get the default implementation.
     """
-    from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
-    fused = device.type in _get_fused_kernels_supported_devices()
+    fused = device.type in ("cpu", "cuda")
     lr = torch.tensor(base_lr, dtype=torch.float32, device=device if fused else "cpu")
     return torch.optim.SGD(
         [p for p in model.parameters() if p.requires_grad],

@@ -17,7 +17,7 @@ import torch
 from ..config import ConfigError, RunConfig
 from . import distributed as dist_utils
 from . import rundir
-from .trainer import Member, Trainer, check_cuda_graph, resolve_device
+from .trainer import Member, Trainer, resolve_cuda_graph, resolve_device
 
 #: Fields that may differ between the members of one run (everything else is shared).
 MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
@@ -136,7 +136,7 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
     if not info.is_main:
         log = _silent
     device = resolve_device(cfg.device, info)
-    check_cuda_graph(cfg, device, info)  # before any run directory is touched
+    resolve_cuda_graph(cfg, device, info)  # refuses an impossible cuda_graph=on before any run directory
     dist_utils.init(info, device)
     try:
         return _run(configs, command, cfg, info, device, resume, overwrite, log)

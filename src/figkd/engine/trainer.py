@@ -93,29 +93,28 @@ def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
     return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
 
 
+def _why_not_captured(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
+                      backend_given: bool) -> str | None:
+    if cfg.cuda_graph == "off":
+        return "cuda_graph is off"
+    if device.type != "cuda" and not backend_given:
+        return f"device {device} is not CUDA"
+    if info.enabled:
+        return "distributed (DDP) steps are not captured (their all-reduce runs in DDP's hooks)"
+    if cfg.compile:
+        return "compile is on (torch.compile and a hand-captured graph are not combined; use one or the other)"
+    return None
+
+
 def resolve_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
                        backend_given: bool = False) -> tuple[bool, str]:
-    """Whether the training step is captured in a CUDA graph, and if not, why (for the log)."""
-    if cfg.cuda_graph == "off":
-        return False, "cuda_graph is off"
-    if device.type != "cuda" and not backend_given:
-        return False, f"device {device} is not CUDA"
-    if info.enabled:
-        return False, "distributed (DDP) steps are not captured (their all-reduce runs in DDP's hooks)"
-    if cfg.compile:
-        return False, ("compile is on (torch.compile and a hand-captured graph are not combined; "
-                       "use one or the other)")
-    return True, ""
-
-
-def check_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
-                     backend_given: bool = False) -> tuple[bool, str]:
-    """:func:`resolve_cuda_graph`, and a ConfigError when ``cuda_graph: on`` cannot be honoured."""
-    use, why = resolve_cuda_graph(cfg, device, info, backend_given)
-    if cfg.cuda_graph == "on" and not use:
+    """Whether the training step is captured in a CUDA graph, and if not, why (for the log).
+    ``cuda_graph: on`` that cannot be honoured is a ConfigError."""
+    why = _why_not_captured(cfg, device, info, backend_given)
+    if why is not None and cfg.cuda_graph == "on":
         raise ConfigError(f"cuda_graph is on but the training step cannot be captured: {why} "
                           "(set cuda_graph to auto or off)")
-    return use, why
+    return why is None, why or ""
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -146,7 +145,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, members: list[Member], train_loader, test_loader, *,
                  teacher: nn.Module | None, device: torch.device, info: dist_utils.DistInfo,
-                 log=print, graph_backend=None):
+                 log=print, graph_backend=None, record_step_losses: bool = False):
         self.cfg = cfg
         self.members = members
         self.train_loader = train_loader
@@ -160,9 +159,9 @@ class Trainer:
         self.log = log if info.is_main else (lambda *a, **k: None)
         self.fault = _fault_point()
         self.graph_backend = graph_backend
+        self.record_step_losses = record_step_losses  # per-step totals (equivalence checks); off: fewer kernels
         self.graph: StepGraph | None = None
         # State the step reads or writes that changes during the run: tensors updated in place.
-        self._epoch = 0
         self._epoch_t = torch.zeros((), dtype=torch.float32, device=device)  # 1-based, for warm-ups
         self._step_t = torch.zeros((), dtype=torch.int64, device=device)
         self._accs: list[EpochAccumulator] | None = None
@@ -216,7 +215,7 @@ class Trainer:
                 m.writer = SummaryWriter(str(m.run_dir / "tb"), purge_step=m.start_epoch)
 
     def _setup_graph(self) -> None:
-        use, why = check_cuda_graph(self.cfg, self.device, self.info, self.graph_backend is not None)
+        use, why = resolve_cuda_graph(self.cfg, self.device, self.info, self.graph_backend is not None)
         if not use:
             if self.device.type == "cuda":
                 self.log(f"CUDA graph: not used ({why}); training steps run eagerly")
@@ -254,7 +253,8 @@ class Trainer:
         return out
 
     def step_losses(self) -> list[list[float]]:
-        """Per member, the total loss of every step of the last epoch (synchronises)."""
+        """Per member, the total loss of every step of the last epoch (synchronises); empty lists unless
+        the trainer was made with ``record_step_losses=True``."""
         return [acc.step_losses() for acc in self._accs or []]
 
     # -- the step --------------------------------------------------------------------------
@@ -275,7 +275,6 @@ class Trainer:
             teacher_logits = self._teacher_logits(images)
             if strong is not None:
                 teacher_strong = self._teacher_logits(strong)
-        assert self._accs is not None
         for m, acc in zip(self.members, self._accs, strict=True):
             extra = {}
             with self._autocast():
@@ -293,14 +292,14 @@ class Trainer:
 
     def _begin_epoch(self, epoch: int, steps: int) -> None:
         """Set the epoch's learning rates, epoch tensor and zeroed sums, all in place."""
-        self._epoch = epoch
         self._epoch_t.fill_(epoch)
         self._step_t.zero_()
         for m in self.members:
             m.model.train()
             set_lr(m.optimizer, lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay))
         if self._accs is None:
-            self._accs = [EpochAccumulator(self.device, steps=steps) for _ in self.members]
+            recorded = steps if self.record_step_losses else 0
+            self._accs = [EpochAccumulator(self.device, steps=recorded) for _ in self.members]
         for acc in self._accs:
             acc.reset()
         if self.graph is not None:

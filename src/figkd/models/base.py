@@ -54,6 +54,18 @@ class ResidualBlock(nn.Module):
         return F.relu(preact), preact
 
 
+def init_kaiming_(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convolutions and BatchNorm at weight 1, bias 0, in module
+    order: the initialisation of RepDistiller's ``models/resnet.py`` and ``resnetv2.py`` and of
+    torchvision's ResNet (= mdistiller's normal(0, sqrt(2/n)))."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def forward_stage(stage: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
     """Run a stage; return its output and the pre-activation output of its last block.
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, ResidualBlock, make_features, run_stages
+from ..base import FeatureModel, ResidualBlock, init_kaiming_, make_features, run_stages
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -60,13 +60,7 @@ class ResNet(FeatureModel):
         self.stage_channels = tuple(num_filters)
         self.feature_dim = num_filters[3] * BasicBlock.expansion
 
-        # Initialisation of the reference (RepDistiller models/resnet.py).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_(self)  # the reference's (RepDistiller models/resnet.py)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None

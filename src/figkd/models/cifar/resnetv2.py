@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, ResidualBlock, make_features, run_stages
+from ..base import FeatureModel, ResidualBlock, init_kaiming_, make_features, run_stages
 
 
 class Bottleneck(ResidualBlock):
@@ -61,13 +61,7 @@ class ResNetV2(FeatureModel):
         self.stage_channels = (64, 256, 512, 1024, 2048)
         self.feature_dim = 512 * Bottleneck.expansion
 
-        # Initialisation of the reference (RepDistiller models/resnetv2.py).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_kaiming_(self)  # the reference's (RepDistiller models/resnetv2.py)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import FeatureModel, ResidualBlock, make_features, run_stages
+from ..base import FeatureModel, ResidualBlock, init_kaiming_, make_features, run_stages
 from ..cifar.resnet import BasicBlock, conv3x3  # the same block and key names in both families
 
 
@@ -59,13 +59,7 @@ class ResNet(FeatureModel):
         self.stage_channels = (64, *(c * block.expansion for c in (64, 128, 256, 512)))
         self.feature_dim = 512 * block.expansion
 
-        # Initialisation of torchvision (kaiming normal, fan_out) = mdistiller's normal(0, sqrt(2/n)).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_kaiming_(self)  # torchvision's initialisation = mdistiller's normal(0, sqrt(2/n))
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
