@@ -36,10 +36,11 @@ from figkd.config import RunConfig
 from figkd.data import build_loader
 from figkd.demo import scaled_milestones
 from figkd.engine import run
+from figkd.engine.device import resolve_device
 from figkd.engine.distributed import DistInfo
 from figkd.engine.evaluate import evaluate
-from figkd.engine.trainer import Member, Trainer, resolve_device
-from figkd.losses import build_objective
+from figkd.engine.learner import build_learner
+from figkd.engine.trainer import Member, Trainer
 from figkd.models import build_model, load_teacher
 
 PATHS = {
@@ -63,15 +64,15 @@ def student_run(args, device: torch.device, teacher_path: Path, seed: int, path:
     cfg = RunConfig(dataset="digits", teacher=args.teacher, student=args.student, objective=args.objective,
                     epochs=args.epochs, lr_milestones=scaled_milestones(args.epochs), seed=seed, device=str(device),
                     progress="off", tensorboard=False, **PATHS[path])
-    objective = build_objective(args.objective, num_classes=CLASSES)
-    strong = "student_logits_strong" in objective.required_inputs
-    train = build_loader("digits", None, True, cfg.batch_size, device=device, seed=seed, strong_view=strong)
-    test = build_loader("digits", None, False, cfg.eval_batch_size, device=device)
     teacher = load_teacher(args.teacher, teacher_path, CLASSES)
     torch.manual_seed(seed)
+    learner = build_learner(build_model(args.student, CLASSES), args.objective, teacher=teacher, num_classes=CLASSES,
+                            input_size=(32, 32))
+    train = build_loader("digits", None, True, cfg.batch_size, device=device, seed=seed,
+                         strong_view=learner.needs.strong())
+    test = build_loader("digits", None, False, cfg.eval_batch_size, device=device)
     member = Member(name=f"{path}-s{seed}", model_name=args.student, objective_name=args.objective,
-                    model=build_model(args.student, CLASSES), objective=objective,
-                    run_dir=workdir / f"{path}-s{seed}", cfg=cfg)
+                    learner=learner, run_dir=workdir / f"{path}-s{seed}", cfg=cfg)
     log: list[str] = []
     trainer = Trainer(cfg, [member], train, test, teacher=teacher, device=device, info=DistInfo(), log=log.append,
                       record_step_losses=True)

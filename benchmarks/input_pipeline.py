@@ -48,7 +48,7 @@ def measure(loader, steps: int, warmup: int) -> dict:
                 _sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
             if done >= warmup:
-                images += batch[0].shape[0]
+                images += len(batch)
             done += 1
             if done == warmup + steps:
                 break

@@ -29,8 +29,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchutil import machine_info, write_json
+from figkd.engine.device import resolve_device
 from figkd.engine.distributed import DistInfo
-from figkd.engine.trainer import resolve_device
 from throughput import MODES, SHAPES, build_trainer, warm_up  # the sibling benchmark script
 
 

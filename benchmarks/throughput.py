@@ -42,11 +42,12 @@ from benchutil import machine_info, write_json
 from figkd.config import RunConfig
 from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
+from figkd.engine.device import resolve_device
 from figkd.engine.distributed import DistInfo
 from figkd.engine.evaluate import evaluate
 from figkd.engine.graph import RecordingBackend
-from figkd.engine.trainer import Member, Trainer, resolve_device
-from figkd.losses import build_objective
+from figkd.engine.learner import build_learner
+from figkd.engine.trainer import Member, Trainer
 from figkd.models import build_model
 
 #: Image side, classes, real train and test sizes (CIFAR-100: 50,000/10,000 at 32x32; TinyImageNet:
@@ -88,21 +89,22 @@ def build_trainer(args, device, mode: str, objectives: list[str], workdir: Path)
     cfg = RunConfig(dataset=args.dataset, batch_size=args.batch_size, device=str(device), epochs=10 ** 6,
                     tensorboard=False, progress="off", eval_batch_size=args.eval_batch_size,
                     **mode_settings(mode, device))
-    built = [build_objective(o, num_classes=classes) for o in objectives]
-    strong = any("student_logits_strong" in o.required_inputs for o in built)
+    torch.manual_seed(0)
+    teacher = build_model(args.teacher, classes)
+    learners = []
+    for objective in objectives:
+        torch.manual_seed(0)
+        learners.append(build_learner(build_model(args.student, classes), objective, teacher=teacher,
+                                      num_classes=classes, input_size=(side, side)))
+    strong = any(learner.needs.strong() for learner in learners)
     train_ds = synthetic_split(args.dataset, args.batch_size * args.steps, True, 0)
     test_ds = synthetic_split(args.dataset, args.eval_samples, False, 0)
     train = build_loader(args.dataset, None, True, args.batch_size, device=device, strong_view=strong,
                          dataset=train_ds)
     test = build_loader(args.dataset, None, False, args.eval_batch_size, device=device, dataset=test_ds)
-    torch.manual_seed(0)
-    teacher = build_model(args.teacher, classes)
-    members = []
-    for name, objective in zip(objectives, built, strict=True):
-        torch.manual_seed(0)
-        members.append(Member(name=f"{args.student}-{name}", model_name=args.student, objective_name=name,
-                              model=build_model(args.student, classes), objective=objective,
-                              run_dir=workdir / f"{mode}-{name}-{len(objectives)}", cfg=cfg))
+    members = [Member(name=f"{args.student}-{name}", model_name=args.student, objective_name=name, learner=learner,
+                      run_dir=workdir / f"{mode}-{name}-{len(objectives)}", cfg=cfg)
+               for name, learner in zip(objectives, learners, strict=True)]
     backend = RecordingBackend() if mode == "graph" and device.type != "cuda" else None
     trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
                       log=lambda *a, **k: None, graph_backend=backend)

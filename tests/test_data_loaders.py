@@ -12,6 +12,7 @@ from PIL import Image
 
 import figkd.data.cache as cache_mod
 from figkd.data import (
+    Batch,
     CorruptImageError,
     ResidentLoader,
     WorkerLoader,
@@ -23,21 +24,26 @@ from figkd.data import (
 from fixtures_data import corrupt, make_cifar100, make_imagefolder, make_mit67, make_tiny_imagenet
 
 
+def _clone(b: Batch) -> Batch:
+    return Batch(*(None if t is None else t.clone() for t in (b.images, b.target, b.strong, b.index)))
+
+
 def _all(it):
-    return [tuple(t.clone() for t in b) for b in it]
+    return [_clone(b) for b in it]
 
 
 def _same(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        assert len(x) == len(y)
-        for s, t in zip(x, y, strict=True):
+        assert [f is None for f in (x.strong, x.index)] == [f is None for f in (y.strong, y.index)]
+        for s, t in zip(x.tensors(), y.tensors(), strict=True):
             assert s.dtype == t.dtype and torch.equal(s, t)
 
 
 def _cat_ranks(parts):
     """Concatenate per-rank batches of one step along the batch dimension."""
-    return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
+    fields = [[getattr(p, f) for p in parts] for f in ("images", "target", "strong", "index")]
+    return Batch(*(None if v[0] is None else torch.cat(v) for v in fields))
 
 
 def _mean_std(name):
@@ -57,7 +63,9 @@ def test_resident_batches(digits_train):
     assert len(ld) == 1437 // 64 and ld.num_classes == 10 and ld.num_samples == 22 * 64
     ld.set_epoch(3)
     seen = []
-    for k, (x, y) in enumerate(ld):
+    for k, b in enumerate(ld):
+        x, y = b.images, b.target
+        assert b.index.tolist() == ld.schedule.global_rows(3, k).tolist()  # each sample's row in the split
         assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
         rows = ld.schedule.global_rows(3, k)
         assert y.tolist() == [digits_train.targets[i] for i in rows]
@@ -72,7 +80,7 @@ def test_resident_iter_from_is_exact_resume(digits_train):
         ld = build_loader("digits", None, True, 50, seed=7, strong_view=strong, dataset=digits_train)
         ld.set_epoch(2)
         full = _all(ld)
-        assert len(full) == 28 and len(full[0]) == (3 if strong else 2)
+        assert len(full) == 28 and (full[0].strong is not None) == strong
         _same(_all(ld.iter_from(21)), full[21:])
         # a new loader (a restarted process) resumes identically
         ld2 = build_loader("digits", None, True, 50, seed=7, strong_view=strong, dataset=digits_train)
@@ -90,10 +98,10 @@ def test_resident_epochs_and_seeds_differ(digits_train):
         return next(iter(ld))
 
     a = first(0, 0)
-    assert torch.equal(a[0], first(0, 0)[0])
-    assert not torch.equal(a[1], first(0, 1)[1]) and not torch.equal(a[1], first(1, 0)[1])
+    assert torch.equal(a.images, first(0, 0).images)
+    assert not torch.equal(a.target, first(0, 1).target) and not torch.equal(a.target, first(1, 0).target)
     # the weak view does not change when the strong view is requested (drawn first)
-    assert torch.equal(first(0, 0, strong=True)[0], a[0])
+    assert torch.equal(first(0, 0, strong=True).images, a.images)
 
 
 def test_resident_augmentation_varies_per_sample(digits_train):
@@ -102,7 +110,8 @@ def test_resident_augmentation_varies_per_sample(digits_train):
 
     same = ArrayDataset("digits", None, True, images, [0] * 64, digits_train.classes)
     ld = build_loader("digits", None, True, 64, seed=0, strong_view=True, dataset=same)
-    x, xs, _ = next(iter(ld))
+    b = next(iter(ld))
+    x, xs = b.images, b.strong
     assert len({x[i].numpy().tobytes() for i in range(64)}) > 20  # crops and flips differ
     assert len({xs[i].numpy().tobytes() for i in range(64)}) == 64
 
@@ -131,20 +140,19 @@ def test_resident_eval_order_and_shards():
     ld = build_loader("digits", None, False, 64, dataset=te)
     assert len(ld) == 6 and ld.num_samples == 360
     batches = _all(ld)
-    assert [len(b[1]) for b in batches] == [64] * 5 + [40]  # nothing dropped
-    x = torch.cat([b[0] for b in batches])
-    y = torch.cat([b[1] for b in batches])
+    assert [len(b) for b in batches] == [64] * 5 + [40]  # nothing dropped
+    x = torch.cat([b.images for b in batches])
+    y = torch.cat([b.target for b in batches])
+    assert torch.cat([b.index for b in batches]).tolist() == list(range(360))
     assert y.tolist() == te.targets
     mean, std = _mean_std("digits")
     assert torch.allclose(x, (torch.from_numpy(te.images).float() / 255 - mean) / std, atol=1e-6)
     shards = [
         _all(build_loader("digits", None, False, 50, rank=r, world_size=3, dataset=te)) for r in range(3)
     ]
-    assert [sum(len(b[1]) for b in s) for s in shards] == [120, 120, 120]
-    _same(
-        [(torch.cat([b[0] for s in shards for b in s]), torch.cat([b[1] for s in shards for b in s]))],
-        [(x, y)],
-    )
+    assert [sum(len(b) for b in s) for s in shards] == [120, 120, 120]
+    assert torch.equal(torch.cat([b.images for s in shards for b in s]), x)
+    assert torch.equal(torch.cat([b.target for s in shards for b in s]), y)
     # contiguous shards of ceil(N / W): with many ranks the last ones may be short or empty
     assert (
         build_loader("digits", None, False, 64, rank=6, world_size=7, dataset=te).num_samples == 360 - 6 * 52
@@ -174,18 +182,17 @@ def test_loader_argument_errors(digits_train):
 def test_resident_no_drop_last_single_process(digits_train):
     ld = build_loader("digits", None, True, 100, drop_last=False, dataset=digits_train)
     batches = _all(ld)
-    assert len(ld) == 15 and len(batches[-1][1]) == 37
-    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == sorted(digits_train.targets)
+    assert len(ld) == 15 and len(batches[-1]) == 37
+    assert sorted(torch.cat([b.target for b in batches]).tolist()) == sorted(digits_train.targets)
 
 
 def test_cifar100_loader(tmp_path):
     root, content = make_cifar100(str(tmp_path), n_train=40, n_test=10)
     ld = build_loader("cifar100", root, True, 8, seed=1)
     assert len(ld) == 5 and ld.num_classes == 100
-    x, y = next(iter(ld))
-    assert x.shape == (8, 3, 32, 32)
+    assert next(iter(ld)).images.shape == (8, 3, 32, 32)
     ev = build_loader("cifar100", root, False, 4)
-    x, y = torch.cat([b[0] for b in ev]), torch.cat([b[1] for b in ev])
+    x, y = torch.cat([b.images for b in ev]), torch.cat([b.target for b in ev])
     data, labels = content["test"]
     mean, std = _mean_std("cifar100")
     ref = (torch.from_numpy(data.reshape(-1, 3, 32, 32)).float() / 255 - mean) / std
@@ -195,8 +202,8 @@ def test_cifar100_loader(tmp_path):
 def test_tiny_imagenet_loader(tmp_path):
     root = make_tiny_imagenet(str(tmp_path), per_class=4)
     ld = build_loader("tiny_imagenet", root, True, 4, strong_view=True, num_workers=1)
-    x, xs, y = next(iter(ld))
-    assert x.shape == xs.shape == (4, 3, 64, 64) and len(ld) == 3
+    b = next(iter(ld))
+    assert b.images.shape == b.strong.shape == (4, 3, 64, 64) and len(ld) == 3
     assert ld.recipe.pad == 8
 
 
@@ -208,7 +215,7 @@ def test_32_variant_is_plain_resize_and_cached(tmp_path, monkeypatch):
     assert len(os.listdir(cache)) == 3
     ev = build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
     ds = ev.dataset
-    x = next(iter(ev))[0]
+    x = next(iter(ev)).images
     mean, std = _mean_std("mit67_32")
     for i in (0, 3):
         with Image.open(ds.paths[i]) as im:
@@ -224,7 +231,7 @@ def test_32_variant_is_plain_resize_and_cached(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_mod, "_decode_resized", no_decode)
     again = build_loader("mit67_32", root, False, 64, cache_dir=cache, num_workers=1)
-    assert torch.equal(next(iter(again))[0], x)
+    assert torch.equal(next(iter(again)).images, x)
     # a changed split (another file list) gets its own cache entry, never the stale one
     os.remove(os.path.join(root, "Images", "kitchen", "kitchen_test_1.jpg"))
     with open(os.path.join(root, "TestImages.txt"), "w") as f:
@@ -258,8 +265,9 @@ def test_worker_eval_is_resize_256_center_224(folder):
     ev = build_loader("imagefolder", folder, False, 3, num_workers=0)
     assert isinstance(ev, WorkerLoader) and len(ev) == 2
     batches = _all(ev)
-    x = torch.cat([b[0] for b in batches])
-    assert x.shape == (4, 3, 224, 224) and torch.cat([b[1] for b in batches]).tolist() == [0, 0, 1, 1]
+    x = torch.cat([b.images for b in batches])
+    assert x.shape == (4, 3, 224, 224) and torch.cat([b.target for b in batches]).tolist() == [0, 0, 1, 1]
+    assert torch.cat([b.index for b in batches]).tolist() == [0, 1, 2, 3]
     for i in range(4):
         assert torch.allclose(x[i : i + 1], _eval_reference(ev.dataset.paths[i]), atol=1e-6)
 
@@ -268,13 +276,14 @@ def test_worker_train_deterministic_resume_and_workers(folder):
     ld = build_loader("imagefolder", folder, True, 2, seed=3, num_workers=0, strong_view=True)
     ld.set_epoch(1)
     full = _all(ld)
-    assert len(full) == 4 and full[0][0].shape == (2, 3, 224, 224) and full[0][1].shape == (2, 3, 224, 224)
+    assert len(full) == 4 and full[0].images.shape == (2, 3, 224, 224) and full[0].strong.shape == (2, 3, 224, 224)
+    assert full[0].index.tolist() == ld.schedule.global_rows(1, 0).tolist()
     _same(_all(ld.iter_from(2)), full[2:])
     par = build_loader("imagefolder", folder, True, 2, seed=3, num_workers=1, strong_view=True)
     par.set_epoch(1)
     _same(_all(par.iter_from(1)), full[1:])  # worker processes give the same bits
     par.set_epoch(2)
-    assert not torch.equal(_all(par)[0][0], full[0][0])
+    assert not torch.equal(_all(par)[0].images, full[0].images)
 
 
 def test_worker_ddp_union_equals_single_process(folder):
@@ -294,23 +303,22 @@ def test_worker_ddp_union_equals_single_process(folder):
 
 def test_worker_random_resized_crop_varies(folder):
     ld = build_loader("imagefolder", folder, True, 8, seed=0, num_workers=0)
-    x, y = next(iter(ld))
+    x = next(iter(ld)).images
     assert x.shape == (8, 3, 224, 224)
     assert len({x[i].numpy().tobytes() for i in range(8)}) == 8
 
 
 def test_worker_cache_matches_for_eval(folder, tmp_path):
-    plain = torch.cat([b[0] for b in build_loader("imagefolder", folder, False, 4, num_workers=0)])
+    plain = torch.cat([b.images for b in build_loader("imagefolder", folder, False, 4, num_workers=0)])
     cache = str(tmp_path / "c")
     cached = torch.cat(
-        [b[0] for b in build_loader("imagefolder", folder, False, 4, num_workers=0, cache_dir=cache)]
+        [b.images for b in build_loader("imagefolder", folder, False, 4, num_workers=0, cache_dir=cache)]
     )
     assert torch.equal(plain, cached)  # the cache stores exactly the test recipe's first step
     files = os.listdir(cache)
     assert len(files) == 4 and any(f.endswith(".flat.npy") for f in files)
     tr = build_loader("imagefolder", folder, True, 4, seed=0, num_workers=1, cache_dir=cache)
-    x, y = next(iter(tr))
-    assert x.shape == (4, 3, 224, 224)
+    assert next(iter(tr)).images.shape == (4, 3, 224, 224)
 
 
 def test_worker_corrupt_image_names_the_file(tmp_path):

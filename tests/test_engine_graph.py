@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from figkd.config import ConfigError, RunConfig
 from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
 from figkd.engine import run
+from figkd.engine.device import resolve_cuda_graph
 from figkd.engine.distributed import DistInfo
 from figkd.engine.graph import CudaGraphBackend, GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
+from figkd.engine.learner import Learner, build_learner
 from figkd.engine.metrics import EpochAccumulator
 from figkd.engine.recipe import build_optimizer, load_optimizer_state
-from figkd.engine.trainer import Member, Trainer, resolve_cuda_graph
+from figkd.engine.trainer import Member, Trainer
 from figkd.losses import build_objective
 from figkd.models import build_model
 
@@ -43,20 +44,23 @@ def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", obj
              log=None, device=CPU, **cfg_changes) -> Trainer:
     cfg = RunConfig(dataset="digits", batch_size=BATCH, device=str(device), epochs=2, lr_milestones=[1],
                     tensorboard=False, progress="off", cuda_graph=cuda_graph, **cfg_changes)
-    modules = objective_modules or [build_objective(o, num_classes=CLASSES) for o in objectives]
-    objectives = [o if isinstance(o, str) else "custom" for o in objectives]
-    strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in modules)
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", CLASSES)
+    learners = []
+    for i, spec in enumerate(objectives):
+        torch.manual_seed(1)
+        model = build_model("resnet8", CLASSES)
+        if objective_modules:
+            learners.append(Learner(model, objective_modules[i]))
+        else:
+            learners.append(build_learner(model, spec, teacher=teacher, num_classes=CLASSES, input_size=(32, 32)))
+    names = [o if isinstance(o, str) else "custom" for o in objectives]
+    strong = any(learner.needs.strong() for learner in learners)
     train = build_loader("digits", None, True, BATCH, device=device, strong_view=strong,
                          dataset=_split(BATCH * STEPS, True))
     test = build_loader("digits", None, False, 16, device=device, dataset=_split(16, False))
-    torch.manual_seed(0)
-    teacher = build_model("resnet8", CLASSES)
-    members = []
-    for name, module in zip(objectives, modules, strict=True):
-        torch.manual_seed(1)
-        members.append(Member(name=name, model_name="resnet8", objective_name=name,
-                              model=build_model("resnet8", CLASSES), objective=module,
-                              run_dir=tmp_path / name, cfg=cfg))
+    members = [Member(name=name, model_name="resnet8", objective_name=name, learner=learner,
+                      run_dir=tmp_path / name, cfg=cfg) for name, learner in zip(names, learners, strict=True)]
     trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
                       log=log or (lambda *a, **k: None), graph_backend=backend, record_step_losses=True)
     trainer.setup()
@@ -73,7 +77,8 @@ FIGKD_DB2 = [{"term": "ce"}, {"term": "figkd", "wavelet": "db2", "dims": 1, "wei
 @pytest.mark.parametrize("objectives", [
     ["kd", "dkd", "figkd", "mlkd"],  # DKD: warm-up on the epoch; MLKD: the strong view
     ["vanilla", "dist", "mlkd+figkd", FIGKD_DB2],
-], ids=["kd-dkd-figkd-mlkd", "vanilla-dist-mlkd+figkd-db2"])
+    ["fitnet", "at"],  # stage features; FitNet's connector is trained in the captured step
+], ids=["kd-dkd-figkd-mlkd", "vanilla-dist-mlkd+figkd-db2", "fitnet-at"])
 def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
     backend = RecordingBackend()
     graphed = _trainer(tmp_path / "g", objectives, backend=backend)
@@ -91,8 +96,15 @@ def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
     assert graphed.step_losses() == eager.step_losses()
     assert all(not np.isnan(v).any() for v in graphed.step_losses())
     for gm, em in zip(graphed.members, eager.members, strict=True):
-        for (name, a), b in zip(gm.model.state_dict().items(), em.model.state_dict().values(), strict=True):
+        for (name, a), b in zip(gm.learner.state_dict().items(), em.learner.state_dict().values(), strict=True):
             assert torch.equal(a, b), (gm.name, name)
+    if "fitnet" in objectives:  # the connector trained (it is part of the learner the optimizer sees)
+        [fitnet] = [m for m in graphed.members if m.name == "fitnet"]
+        torch.manual_seed(1)
+        fresh = build_learner(build_model("resnet8", CLASSES), "fitnet", teacher=graphed.teacher,
+                              num_classes=CLASSES, input_size=(32, 32))
+        before = fresh.objective.terms[1].connector.conv.weight
+        assert not torch.equal(fitnet.learner.objective.terms[1].connector.conv.weight, before)
     # the epoch-2 learning rate reached the captured step through the tensor set_lr fills
     assert float(graphed.members[0].optimizer.param_groups[0]["lr"]) == pytest.approx(0.005)
 
@@ -123,18 +135,19 @@ def test_cuda_graph_matches_the_eager_step_on_a_gpu(tmp_path, amp):
     graphed.graph.check()
 
 
-class _KDWith(nn.Module):
-    """KD whose total goes through ``edit``: each edit below is a mistake a capture would freeze."""
+def _kd_with(edit):
+    """The KD objective whose total goes through ``edit``: each edit below is a mistake a capture would
+    freeze."""
+    objective = build_objective("kd", num_classes=CLASSES)
+    forward = objective.forward
 
-    def __init__(self, edit):
-        super().__init__()
-        self.edit = edit
-        self.kd = build_objective("kd", num_classes=CLASSES)
-
-    def forward(self, **inputs):
-        terms = dict(self.kd(**inputs))
-        terms["total"] = self.edit(terms["total"])
+    def edited(**inputs):
+        terms = dict(forward(**inputs))
+        terms["total"] = edit(terms["total"])
         return terms
+
+    objective.forward = edited
+    return objective
 
 
 _PYTHON_SCALE = {"value": 1.0}  # a Python number the test changes between epochs
@@ -148,7 +161,7 @@ MISTAKES = {
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_each_mistake_a_capture_would_freeze_is_caught(tmp_path, mistake):
     edit, message = MISTAKES[mistake]
-    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend(), objective_modules=[_KDWith(edit)])
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend(), objective_modules=[_kd_with(edit)])
     with pytest.raises(GraphCaptureError, match=message):
         for epoch in (1, 2):
             _PYTHON_SCALE["value"] = float(epoch)
@@ -274,3 +287,48 @@ def test_accumulator_resets_in_place_and_records_step_losses():
     assert all(before[k] is tensors[k] for k in before)
     assert acc.result()["top1"] == 0.0 and np.isnan(acc.step_losses()).all()
     assert int(acc.count) == 0 and acc.first_bad.tolist() == [-1, -1]
+
+
+# ---------------------------------------------------------------------------- the gradient guard
+def _kd_with_nan_gradient_from(holder, first_bad_step):
+    """KD whose ``kd`` term gains a part with a finite value (0) but a NaN gradient from step
+    ``first_bad_step`` on: a ``where`` selects zeros, while its unselected branch is sqrt(-1 - |s|)
+    (NaN) - the mechanism of the DKD report (inf x 0 in the backward pass of a masked entry)."""
+    objective = build_objective("kd", num_classes=CLASSES)
+    forward = objective.forward
+
+    def edited(**inputs):
+        terms = dict(forward(**inputs))
+        s = inputs["student_logits"]
+        sign = torch.where(holder["step"] >= first_bad_step, -1.0, 1.0)  # a tensor: no host read
+        bad = torch.where(s > float("inf"), torch.sqrt(sign * (1 + s.abs())), torch.zeros_like(s)).sum()
+        terms["kd"] = terms["kd"] + bad
+        terms["total"] = terms["total"] + bad
+        return terms
+
+    objective.forward = edited
+    return objective
+
+
+@pytest.mark.parametrize("first_bad_step, graph", [(0, False), (4, True)], ids=["step0-eager", "step4-captured"])
+def test_a_nonfinite_gradient_stops_before_any_update_and_names_its_term(tmp_path, first_bad_step, graph):
+    from figkd.engine.trainer import NonFiniteLossError
+
+    holder = {}
+    trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend() if graph else None,
+                       cuda_graph="auto" if graph else "off",
+                       objective_modules=[_kd_with_nan_gradient_from(holder, first_bad_step)])
+    holder["step"] = trainer._step_t
+    model = trainer.members[0].model
+    initial = {k: v.clone() for k, v in model.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match=rf"the gradient of loss term 'kd' is not finite at epoch 1, "
+                                                 rf"step {first_bad_step} \(every loss value was finite\); no update"):
+        trainer._train_epoch(1)
+    assert (trainer.graph is not None and trainer.graph.captured) == graph
+    params = dict(model.named_parameters())
+    assert all(torch.isfinite(p).all() for p in params.values())  # the NaN never reached the weights
+    moved = [k for k in params if not torch.equal(params[k], initial[k])]
+    assert (moved == []) == (first_bad_step == 0)  # steps before the bad one were applied, none after
+    if first_bad_step > 0:  # (at step 0 the skipped update is the one that would have made the buffers)
+        momentum = [s["momentum_buffer"] for s in trainer.members[0].optimizer.state.values()]
+        assert momentum and all(torch.isfinite(b).all() for b in momentum)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from figkd.config import ConfigError, RunConfig
 from figkd.engine import NonFiniteLossError, run
-from figkd.engine.trainer import FAULT_ENV
+from figkd.engine.faults import FAULT_ENV
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 BASE = RunConfig(dataset="digits", epochs=2, batch_size=64, lr_milestones=[1], device="cpu", progress="off",
@@ -69,32 +69,82 @@ def test_distill_several_objectives_share_the_teacher(teacher_dir, tmp_path):
     assert kd.keys() == fig.keys() and not torch.equal(kd["fc.weight"], fig["fc.weight"])
 
 
+def test_config_records_the_resolved_objective_and_resume_refuses_a_change(teacher_dir, tmp_path):
+    import yaml
+
+    from figkd.config import load_yaml
+    from figkd.losses import term_defaults
+
+    out = tmp_path / "fig"
+    cfg = BASE.replace(teacher="resnet8", teacher_ckpt=str(teacher_dir), student="resnet8", objective="figkd",
+                       out=str(out), epochs=1)
+    run(cfg, "distill")
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["objective"] == "figkd"
+    terms = saved["resolved"]["objective"]
+    assert terms[0] == {"term": "ce", "name": "ce", "weight": 1.0, "warmup": 0}
+    assert terms[1] == {"term": "figkd", "name": "figkd", "weight": 2.0, "warmup": 0, **term_defaults("figkd")}
+    terms[1]["weight"] = 3.0  # as if the preset had changed since the run was made
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"different configuration \(objective term 'figkd' weight: 3.0 -> 2.0\)"):
+        run(cfg, "distill", resume=True)
+    assert "resolved" not in load_yaml(out / "config.yaml")  # a run's config.yaml is a valid --config
+
+
 def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
     [s] = run(BASE.replace(teacher="resnet8", teacher_ckpt=str(teacher_dir), student="resnet8", objective="mlkd",
                            out=str(tmp_path / "mlkd"), epochs=1), "distill")
     assert 0.0 <= s["last_top1"] <= 100.0
 
 
+#: The students of the resume test: FitNet (a trained connector in the objective's state) and DKD (a
+#: warm-up read from the epoch).
+RESUMED = ("fitnet", "dkd")
+
+
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
-    args = ["train", "--dataset", "digits", "--model", "resnet8", "--epochs", "3", "--device", "cpu",
-            "--set", "lr_milestones=[2]", "--set", "progress=off", "--set", "tensorboard=false"]
+    from figkd.models import build_model, save_weights
+
+    torch.manual_seed(0)
+    save_weights(build_model("resnet8", 10), tmp_path / "teacher.safetensors")
+    args = ["distill", "--dataset", "digits", "--teacher", "resnet8", "--teacher-ckpt",
+            str(tmp_path / "teacher.safetensors"), "--student", "resnet8", "--objective", *RESUMED, "--epochs", "3",
+            "--device", "cpu", "--set", "lr_milestones=[2]", "--set", "progress=off", "--set", "tensorboard=false"]
     full = _cli(*args, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
     killed = _cli(*args, "--out", str(tmp_path / "resumed"), env={FAULT_ENV: "2:7"})
     assert killed.returncode != 0  # SIGKILL in the middle of epoch 2
-    ckpt_dir = tmp_path / "resumed" / "checkpoints"
-    assert json.loads((ckpt_dir / "last.json").read_text())["epoch"] == 1
+    for name in RESUMED:
+        ckpt_dir = tmp_path / "resumed" / f"resnet8-{name}" / "checkpoints"
+        assert json.loads((ckpt_dir / "last.json").read_text())["epoch"] == 1
     refused = _cli(*args, "--out", str(tmp_path / "resumed"))
     assert refused.returncode == 2 and "--resume" in refused.stderr
     resumed = _cli(*args, "--out", str(tmp_path / "resumed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    a = load_file(str(tmp_path / "full" / "checkpoints" / "epoch_0003.safetensors"))
-    b = load_file(str(ckpt_dir / "epoch_0003.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    lines = [json.loads(x)["epoch"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert lines == [1, 2, 3]
+    for name in RESUMED:
+        full_dir = tmp_path / "full" / f"resnet8-{name}" / "checkpoints"
+        ckpt_dir = tmp_path / "resumed" / f"resnet8-{name}" / "checkpoints"
+        a = load_file(str(full_dir / "epoch_0003.safetensors"))
+        b = load_file(str(ckpt_dir / "epoch_0003.safetensors"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+        # the objective's state (FitNet's connector) and the optimizer's (momentum of student and connector)
+        sa = torch.load(full_dir / "epoch_0003.state.pt", weights_only=True)
+        sb = torch.load(ckpt_dir / "epoch_0003.state.pt", weights_only=True)
+        assert sa["objective"].keys() == sb["objective"].keys()
+        assert bool(sa["objective"]) == (name == "fitnet")
+        for k in sa["objective"]:
+            assert torch.equal(sa["objective"][k], sb["objective"][k]), (name, k)
+        momentum_a = [s["momentum_buffer"] for s in sa["optimizer"]["state"].values()]
+        momentum_b = [s["momentum_buffer"] for s in sb["optimizer"]["state"].values()]
+        student_tensors = len(list(build_model("resnet8", 10).parameters()))
+        connector_tensors = 4 if name == "fitnet" else 0  # conv weight and bias, BatchNorm weight and bias
+        assert len(momentum_a) == len(momentum_b) == student_tensors + connector_tensors
+        assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b, strict=True))
+        lines = [json.loads(x)["epoch"] for x in
+                 (tmp_path / "resumed" / f"resnet8-{name}" / "metrics.jsonl").read_text().splitlines()]
+        assert lines == [1, 2, 3]
 
 
 def test_nonfinite_loss_stops_with_epoch_step_and_term(tmp_path):

@@ -14,15 +14,16 @@ import torch
 
 from figkd.config import RunConfig
 from figkd.engine.distributed import DistInfo
+from figkd.engine.guard import GradientGuard
+from figkd.engine.learner import build_learner
 from figkd.engine.trainer import Member, Trainer
-from figkd.losses import build_objective
 from figkd.models import build_model
 
 META = torch.device("meta")
 
 
 @pytest.mark.parametrize("objectives", [["vanilla"], ["kd"], ["figkd"], ["dkd"], ["mlkd"], ["dist"],
-                                        ["mlkd+figkd"], ["kd", "figkd", "mlkd"]])
+                                        ["mlkd+figkd"], ["kd", "figkd", "mlkd"], ["fitnet", "at"]])
 def test_step_has_no_host_synchronisation(objectives):
     cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
     with META:
@@ -30,16 +31,20 @@ def test_step_has_no_host_synchronisation(objectives):
     members = []
     for name in objectives:
         with META:
-            student = build_model("resnet8", 10)
-        m = Member(name=name, model_name="resnet8", objective_name=name, model=student,
-                   objective=build_objective(name, num_classes=10), run_dir=Path("unused"), cfg=cfg)
-        m.optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+            learner = build_learner(build_model("resnet8", 10), name, teacher=teacher, num_classes=10,
+                                    input_size=(32, 32))
+        m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"),
+                   cfg=cfg)
+        m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        m.guard = GradientGuard(m.optimizer, META)
+        m.step_module = learner
         members.append(m)
     trainer = Trainer(cfg, members, None, None, teacher=None if objectives == ["vanilla"] else teacher,
                       device=META, info=DistInfo())
     images = torch.empty(4, 3, 32, 32, device=META)
     target = torch.zeros(4, dtype=torch.long, device=META)
     trainer._begin_epoch(1, steps=8)
-    trainer._train_step(images, images if trainer.strong_view else None, target)
+    trainer._train_step(images, target, strong=images if trainer.needs.strong() else None,
+                        index=torch.arange(4, device=META))
     for acc in trainer._accs:
         assert acc.names[-1] == "total" and acc.loss_sum.shape == (len(acc.names),)

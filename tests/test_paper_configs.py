@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from figkd.config import RunConfig, apply_overrides, load_yaml
-from figkd.data import list_datasets
+from figkd.data import list_datasets, recipe_for
+from figkd.engine.learner import build_learner
 from figkd.engine.run import default_run_dir, resolve
-from figkd.losses import build_objective
 from figkd.models import build_model, list_models
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -66,18 +66,26 @@ def test_every_config_loads_and_names_known_datasets_and_models():
 
 
 @cache
-def _objective(spec_json: str, num_classes: int):
-    return build_objective(json.loads(spec_json), num_classes=num_classes)
+def _needs(spec_json: str, dataset: str, teacher: str | None, student: str):
+    """What the objective of a config needs, built as the engine builds it (models on the meta device:
+    shapes only), so that terms sized from the models (FitNet's connector) are checked too."""
+    num_classes = gen.NUM_CLASSES[gen.family(dataset)]
+    size = recipe_for(dataset).size
+    with torch.device("meta"):
+        t = build_model(teacher, num_classes) if teacher else None
+        learner = build_learner(build_model(student, num_classes), json.loads(spec_json), teacher=t,
+                                num_classes=num_classes, input_size=(size, size))
+    return learner.needs
 
 
-def test_every_objective_builds_for_its_dataset():
+def test_every_objective_builds_for_its_dataset_and_pair():
     for rel, (command, cfg) in _configs().items():
-        num_classes = gen.NUM_CLASSES[gen.family(cfg.dataset)]
-        objective = _objective(json.dumps(cfg.objective, sort_keys=True), num_classes)
+        student = cfg.model if command == "train" else cfg.student
+        needs = _needs(json.dumps(cfg.objective, sort_keys=True), cfg.dataset, cfg.teacher, student)
         if command == "train":
-            assert cfg.objective == "vanilla" and not objective.needs_teacher, rel
+            assert cfg.objective == "vanilla" and not needs.teacher, rel
         else:
-            assert objective.needs_teacher, rel
+            assert needs.teacher, rel
 
 
 def test_models_build_with_the_class_count_of_their_dataset():

@@ -37,12 +37,14 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
         if command == "distill" and key == "model":
             continue
         p.add_argument(flag, dest=key, default=None, help=f"sets {key}", **kw)
+    from .losses import list_presets
+    presets = ", ".join(list_presets())
     if command == "distill":
         p.add_argument("--student", nargs="+", default=None,
                        help="student architecture(s); several train side by side on one teacher forward")
         p.add_argument("--objective", nargs="+", default=None,
-                       help="objective preset(s) (vanilla, kd, dkd, mlkd, dist, figkd, mlkd+figkd); several "
-                            "train side by side, one run directory each")
+                       help=f"objective preset(s) ({presets}; default figkd) or, with --config/--set, a term list "
+                            "(see 'loss terms' below); several train side by side, one run directory each")
     else:
         p.add_argument("--objective", default=None, help="objective preset (default vanilla)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
@@ -101,10 +103,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out=args.out, device=args.device, epochs=args.epochs, overwrite=args.overwrite)
 
 
+def objective_help() -> str:
+    """The presets and registered loss terms (from the registry), for ``--help``."""
+    from .losses import list_presets, list_terms, preset_spec, term_spec
+
+    lines = ["objective presets (--objective NAME):"]
+    for name in list_presets():
+        terms = " + ".join(f"{t['term']} {t.get('weight', 1.0):g}" for t in preset_spec(name))
+        lines.append(f"  {name:<16} {terms}")
+    lines.append("loss terms (objective: [{term: NAME, weight: W, warmup: EPOCHS, OPTION: VALUE, ...}, ...]):")
+    lines += [f"  {term_spec(name).summary}" for name in list_terms()]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="figkd", description="Frequency-aware knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fields = "config fields (YAML file, --set KEY=VALUE) with their defaults:\n" + RunConfig.help_table()
+    fields = ("config fields (YAML file, --set KEY=VALUE) with their defaults:\n" + RunConfig.help_table()
+              + "\n\n" + objective_help())
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("train", help="train a model alone with cross-entropy (teachers, student baselines)",

@@ -53,8 +53,8 @@ class RunConfig:
     teacher: str | None = _f(None, "teacher architecture (figkd distill)")
     teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth")
     student: str | None = _f(None, "student architecture (figkd distill)")
-    objective: Any = _f(None, "loss: a preset (vanilla, kd, dkd, mlkd, dist, figkd, mlkd+figkd) or a term "
-                        "list; default vanilla for train, figkd for distill")
+    objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
+                        "default vanilla for train, figkd for distill")
     # The recipe (paper Section 4.2).
     epochs: int = _f(240, "training epochs (paper: 240)")
     batch_size: int = _f(64, "training batch size per process (paper: 64)")
@@ -167,7 +167,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file: a mapping of RunConfig fields."""
+    """Read a config file: a mapping of RunConfig fields. A run directory's ``config.yaml`` may be
+    given as it is: its ``resolved`` section (what figkd recorded the run resolved to) is left out."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -177,6 +178,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
+    data.pop("resolved", None)
     for key in data:
         _check_key(key)
     return data

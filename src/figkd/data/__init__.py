@@ -4,13 +4,14 @@
 >>> ds = build_dataset("digits", None, train=True)
 >>> loader = build_loader("digits", None, True, 64, device="cpu", seed=0)
 >>> loader.set_epoch(0)
->>> images, labels = next(iter(loader))
+>>> batch = next(iter(loader))            # a Batch: batch.images, batch.target, batch.index
 
 See docs/data.md for the layouts, recipes, the determinism/DDP contract and caching.
 """
 
 from .augment import RECIPES, STRONG, Recipe, StrongRecipe
 from .base import ArrayDataset, DatasetNotFoundError, FileDataset, SplitFileError
+from .batch import Batch
 from .images import CorruptImageError
 from .loaders import ResidentLoader, WorkerLoader, build_loader, prepare_cache
 from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
@@ -18,6 +19,7 @@ from .stats import compute_mean_std, dataset_mean_std
 
 __all__ = [
     "ArrayDataset",
+    "Batch",
     "CorruptImageError",
     "DatasetNotFoundError",
     "FileDataset",

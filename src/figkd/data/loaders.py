@@ -47,14 +47,12 @@ from .augment import (
     sample_resized_crop,
 )
 from .base import FileDataset
+from .batch import Batch
 from .cache import ResizedCache, resident_arrays, resized_cache
 from .images import RESAMPLE, center_crop_box, default_threads, open_image, resize_shorter, to_rgb
 from .registry import build_dataset, dataset_spec, recipe_for
 
-__all__ = ["ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
-
-Batch = tuple[torch.Tensor, ...]
-
+__all__ = ["Batch", "ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
 
 class _Schedule:
     """Which samples each step of this rank takes (indices into the dataset)."""
@@ -168,8 +166,8 @@ class _LoaderBase:
         return self.iter_from(0)
 
     def iter_from(self, step: int = 0) -> Iterator[Batch]:
-        """Batches ``step, step + 1, ..., len(self) - 1`` of the current epoch: ``(images, labels)``, or
-        ``(images, images_strong, labels)`` with ``strong_view``."""
+        """Batches ``step, step + 1, ..., len(self) - 1`` of the current epoch, each a
+        :class:`~figkd.data.batch.Batch` (``strong`` set with ``strong_view``; ``index`` always)."""
         if not 0 <= step <= len(self):
             raise ValueError(f"step {step} outside [0, {len(self)}]")
         return self._iterate(self.epoch, step)
@@ -233,7 +231,8 @@ class ResidentLoader(_LoaderBase):
         s = self.schedule
         if not self.train:
             rows = s.eval_rows(step).to(self.device)
-            return normalize(self.images.index_select(0, rows), self._mean, self._std), self.labels[rows]
+            return Batch(normalize(self.images.index_select(0, rows), self._mean, self._std), self.labels[rows],
+                         index=rows)
         rows_global = s.global_rows(epoch, step)
         g = make_generator("batch", self.seed, epoch, step)
         gsize = len(rows_global)
@@ -248,9 +247,9 @@ class ResidentLoader(_LoaderBase):
         labels = self.labels.index_select(0, rows)
         images = normalize(pad_crop_flip(raw, offsets[sl], flips[sl], pad), self._mean, self._std)
         if self.strong is None:
-            return images, labels
+            return Batch(images, labels, index=rows)
         strong = self._strong_view(pad_crop_flip(raw, offsets2[sl], flips2[sl], pad), sp)
-        return images, strong, labels
+        return Batch(images, labels, strong=strong, index=rows)
 
 
 # ------------------------------------------------------------------------------- worker loader
@@ -298,13 +297,13 @@ class _DecodeDataset(torch.utils.data.Dataset):
         if not self.train:
             img = resize_shorter(img, r.test_resize)
             arr = np.asarray(img.crop(center_crop_box(img.width, img.height, r.size)), dtype=np.uint8)
-            return _chw(arr), self.targets[i]
+            return _chw(arr), self.targets[i], i
         _, epoch, step, pos = key
         g = make_generator("sample", self.seed, epoch, step, pos)
         first = _chw(self._random_crop(img, g))
         if not self.strong:
-            return first, self.targets[i]
-        return first, _chw(self._random_crop(img, g)), self.targets[i]
+            return first, self.targets[i], i
+        return first, _chw(self._random_crop(img, g)), self.targets[i], i
 
 
 def _chw(arr: np.ndarray) -> torch.Tensor:
@@ -375,13 +374,14 @@ class WorkerLoader(_LoaderBase):
         self._sampler.epoch, self._sampler.start = epoch, step
         it = iter(self._dl)
         for k, batch in enumerate(it, start=step):
-            *views, labels = (t.to(self.device, non_blocking=True) for t in batch)
+            *views, labels, index = (t.to(self.device, non_blocking=True) for t in batch)
             images = normalize(views[0], self._mean, self._std)
             if self.strong is None:
-                yield images, labels
+                yield Batch(images, labels, index=index)
                 continue
             gsize = len(self.schedule.global_rows(epoch, k))
-            yield images, self._strong_view(views[1], self._strong_params(epoch, k, gsize)), labels
+            yield Batch(images, labels, strong=self._strong_view(views[1], self._strong_params(epoch, k, gsize)),
+                        index=index)
 
 
 # -------------------------------------------------------------------------------------- builder

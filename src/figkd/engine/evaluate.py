@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
+from .device import autocast_context
 from .metrics import topk_correct
-
-
-def autocast_context(device: torch.device, amp_dtype: torch.dtype | None, cache: bool = True):
-    """bf16 (or other) autocast on ``device``, or nothing; ``cache=False`` inside CUDA graph capture."""
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype, cache_enabled=cache)
 
 
 @torch.inference_mode()
@@ -31,7 +23,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, amp_dtype: to
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.int64, device=device)
     for batch in loader:
-        images, target = batch[0], batch[-1]
+        images, target = batch.images, batch.target
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, amp_dtype):

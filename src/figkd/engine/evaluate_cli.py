@@ -10,9 +10,9 @@ import yaml
 
 from ..config import ConfigError
 from .checkpoint import CheckpointManager
+from .device import resolve_device
 from .distributed import DistInfo
 from .evaluate import evaluate
-from .trainer import resolve_device
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
 class EpochAccumulator:
     """Sums of loss terms, top-1/top-5 hits and sample counts over an epoch, kept on ``device``.
 
-    It also remembers, per term, the first step at which the term was not finite, so that a NaN is
+    It also remembers, per term, the first step at which the term was not finite, and the first step
+    at which a gradient was not finite (`figkd.engine.guard.GradientGuard`), so that a NaN is
     reported with its epoch, step and term while the step itself never waits for the host, and, with
     ``steps``, the total loss of each of the epoch's first ``steps`` steps (:meth:`step_losses`).
 
@@ -29,6 +30,7 @@ class EpochAccumulator:
         self.names: list[str] | None = None  # set from the first step's terms ("total" last)
         self.hits = torch.zeros(2, dtype=torch.int64, device=device)
         self.count = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_bad_grad = torch.full((), -1, dtype=torch.int64, device=device)
         self.step_total = torch.full((max(int(steps), 0),), float("nan"), dtype=torch.float64, device=device)
 
     def _start(self, terms: dict[str, torch.Tensor]) -> None:
@@ -40,6 +42,7 @@ class EpochAccumulator:
         """Zero every sum in place (a new epoch)."""
         self.hits.zero_()
         self.count.zero_()
+        self.first_bad_grad.fill_(-1)
         self.step_total.fill_(float("nan"))
         if self.names is not None:
             self.loss_sum.zero_()
@@ -47,15 +50,21 @@ class EpochAccumulator:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The accumulator's state by name (what a captured step writes)."""
-        out = {"hits": self.hits, "count": self.count, "step_total": self.step_total}
+        out = {"hits": self.hits, "count": self.count, "step_total": self.step_total,
+               "first_bad_grad": self.first_bad_grad}
         if self.names is not None:
             out.update(loss_sum=self.loss_sum, first_bad=self.first_bad)
         return out
 
     def add(self, terms: dict[str, torch.Tensor], logits: torch.Tensor, target: torch.Tensor,
-            step: torch.Tensor) -> None:
+            step: torch.Tensor, grad_found: torch.Tensor | None = None) -> None:
+        """Add one step: its (weighted) terms, the logits' hits, and whether a gradient was not finite
+        (``grad_found``: the guard's 1-element flag, sticky within the epoch)."""
         if self.names is None:
             self._start(terms)
+        if grad_found is not None:
+            bad_grad = (grad_found[0] > 0) & (self.first_bad_grad < 0)
+            torch.where(bad_grad, step, self.first_bad_grad, out=self.first_bad_grad)
         values = torch.stack([terms[n].detach().to(torch.float64) for n in self.names])
         bad = ~torch.isfinite(values)
         torch.where(bad & (self.first_bad < 0), step, self.first_bad, out=self.first_bad)
@@ -73,14 +82,19 @@ class EpochAccumulator:
         return self.step_total.tolist()
 
     def first_nonfinite(self) -> tuple[str, int] | None:
-        """(term, step) of the earliest non-finite term, or None. Synchronises with the device."""
+        """(what, step) of the earliest non-finite value, or None: ``what`` is a term's key, or
+        ``"gradient"`` when a gradient was not finite at a step whose terms all were (a term's own
+        non-finite value is the more precise report). Synchronises with the device."""
         if self.names is None:
             return None
         bad = self.first_bad.tolist()
-        found = [(step, name) for name, step in zip(self.names, bad, strict=True) if step >= 0]
+        found = [(step, 0, name) for name, step in zip(self.names, bad, strict=True) if step >= 0]
+        grad_step = int(self.first_bad_grad)
+        if grad_step >= 0:
+            found.append((grad_step, 1, "gradient"))
         if not found:
             return None
-        step, name = min(found)
+        step, _, name = min(found)
         return name, step
 
     def all_reduce(self) -> None:

@@ -1,13 +1,18 @@
 """Build a run from configurations and execute it: the body of ``figkd train`` and ``figkd distill``.
 
-Everything that can be wrong with a configuration (unknown model, dataset, objective or key, a
-missing dataset or checkpoint, a teacher whose class count differs from the dataset's) is found
-here, before the first step, and raised as :class:`~figkd.config.ConfigError` (the CLI prints it on
-one line and exits with status 2).
+The order is that of what each piece is built from: dataset -> teacher -> each student -> its
+objective (built from a `figkd.losses.BuildContext`: class count, training-set size, input size,
+both models' feature shapes, the teacher) -> the loaders (which yield what the objectives declare:
+the strong view, the sample index). Everything that can be wrong with a configuration (unknown
+model, dataset, objective or key, a missing dataset or checkpoint, a teacher whose class count
+differs from the dataset's, a term that does not fit the pair) is found here, before the first
+step, and raised as :class:`~figkd.config.ConfigError` (the CLI prints it on one line and exits
+with status 2).
 """
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,9 @@ import torch
 from ..config import ConfigError, RunConfig
 from . import distributed as dist_utils
 from . import rundir
-from .trainer import Member, Trainer, resolve_cuda_graph, resolve_device
+from .device import resolve_cuda_graph, resolve_device
+from .learner import build_learner
+from .trainer import Member, Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
 MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
@@ -56,14 +63,6 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
     return cfg
 
 
-def _build_objective(spec: Any, num_classes: int) -> torch.nn.Module:
-    from ..losses import build_objective
-    try:
-        return build_objective(spec, num_classes=num_classes)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"objective {spec!r}: {exc}") from exc
-
-
 def _build_model(name: str, num_classes: int) -> torch.nn.Module:
     from ..models import build_model
     try:
@@ -98,6 +97,12 @@ def _datasets(cfg: RunConfig):
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(list_datasets())}")
     return (build_dataset(cfg.dataset, cfg.data_root, train=True, skip_corrupt=cfg.skip_corrupt),
             build_dataset(cfg.dataset, cfg.data_root, train=False, skip_corrupt=cfg.skip_corrupt))
+
+
+def _input_size(cfg: RunConfig) -> tuple[int, int]:
+    from ..data import recipe_for
+    size = recipe_for(cfg.dataset).size
+    return (size, size)
 
 
 def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo):
@@ -144,6 +149,11 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
         dist_utils.shutdown()
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def _silent(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0: rank 0 speaks for the run."""
 
@@ -161,41 +171,42 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if skipped:
             log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
     num_classes = splits[0].num_classes
-    # Objectives before the loaders: they say whether a second (strong) view is needed.
-    objectives = [_build_objective(c.objective, num_classes) for c in configs]
-    if command == "train" and any(getattr(o, "needs_teacher", False) for o in objectives):
-        raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
-                          "(use figkd distill)")
-    strong = any("student_logits_strong" in getattr(o, "required_inputs", ()) for o in objectives)
-    train_loader, test_loader = _loaders(cfg, splits, device, strong, info)
     teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
+    input_size = _input_size(cfg)
 
     members, done = [], []
     run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("the students of one run need distinct run directories")
-    for c, objective, run_dir in zip(configs, objectives, run_dirs, strict=True):
+    for c, run_dir in zip(configs, run_dirs, strict=True):
         c = c.replace(out=str(run_dir))
-        cfg_dict = c.to_dict()
+        model_name = c.model if command == "train" else c.student
+        torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation; the
+        model = _build_model(model_name, num_classes)  # objective's modules continue the same stream
+        learner = build_learner(model, c.objective, teacher=teacher, num_classes=num_classes,
+                                input_size=input_size, train_size=len(splits[0]))
+        if command == "train" and learner.needs.teacher:
+            raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
+                              "(use figkd distill)")
+        cfg_dict = {**c.to_dict(), "resolved": {"objective": _plain(learner.objective.spec)}}
         status = dist_utils.decide_on_main(
             partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
         if status == "done":
             log(f"[{member_name(c, command)}] {run_dir} already holds this finished run: skipped")
             done.append(rundir.read_summary(run_dir))
             continue
-        model_name = c.model if command == "train" else c.student
-        torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation
-        model = _build_model(model_name, num_classes)
         if info.enabled:
-            model = dist_utils.convert_batchnorm(model)
+            learner = dist_utils.convert_batchnorm(learner)
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_config(run_dir, cfg_dict)
         members.append(Member(name=member_name(c, command), model_name=model_name,
-                              objective_name=objective_name(c.objective), model=model,
-                              objective=objective, run_dir=run_dir, cfg=c, status=status))
+                              objective_name=objective_name(c.objective), learner=learner,
+                              run_dir=run_dir, cfg=c, status=status))
     if not members:
         return done
+    strong = any(m.learner.needs.strong() for m in members)
+    train_loader, test_loader = _loaders(cfg, splits, device, strong, info)
     trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
                       log=log)
     trainer.setup()

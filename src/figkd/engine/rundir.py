@@ -1,6 +1,7 @@
 """Run directories: what a run writes, and whether a directory may be (re)used.
 
-``<run>/config.yaml`` (the resolved configuration), ``metrics.jsonl`` (one JSON object per epoch),
+``<run>/config.yaml`` (the configuration, and under ``resolved`` what it resolved to: the objective's
+full term list with every weight and option), ``metrics.jsonl`` (one JSON object per epoch),
 ``summary.json`` (written when the run has finished; its presence marks the run as done), TensorBoard
 events under ``tb/`` and ``checkpoints/`` (see :mod:`figkd.engine.checkpoint`).
 """
@@ -23,7 +24,26 @@ RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "ca
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RUNTIME_FIELDS}
+    return {k: v for k, v in cfg.items() if k not in RUNTIME_FIELDS and k != "resolved"}
+
+
+def objective_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """Where two resolved term lists differ, as ``"<term key>.<option>: old -> new"`` (or a term
+    present on one side only)."""
+    a = {t.get("name", t.get("term")): t for t in old}
+    b = {t.get("name", t.get("term")): t for t in new}
+    out = [f"objective term {k!r}: {'removed' if k in a else 'added'}" for k in [*a, *b] if (k in a) != (k in b)]
+    for key in (k for k in a if k in b):
+        for opt in sorted(set(a[key]) | set(b[key])):
+            if a[key].get(opt) != b[key].get(opt):
+                out.append(f"objective term {key!r} {opt}: {a[key].get(opt)!r} -> {b[key].get(opt)!r}")
+    if not out and [t.get("name") for t in old] != [t.get("name") for t in new]:
+        out.append("objective: the terms are in another order")
+    return out
+
+
+def _resolved_objective(cfg: dict[str, Any]) -> list[dict[str, Any]] | None:
+    return (cfg.get("resolved") or {}).get("objective")
 
 
 def prepare(run_dir: Path, cfg: dict[str, Any], *, resume: bool, overwrite: bool) -> str:
@@ -44,9 +64,13 @@ def prepare(run_dir: Path, cfg: dict[str, Any], *, resume: bool, overwrite: bool
     old = yaml.safe_load(cfg_path.read_text()) or {}
     differ = sorted(k for k in set(_comparable(old)) | set(_comparable(cfg))
                     if _comparable(old).get(k) != _comparable(cfg).get(k))
-    if differ:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in differ[:5])
-        raise ConfigError(f"{run_dir} holds a run with a different configuration ({shown}); "
+    shown = [f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in differ]
+    # The objective as it resolved (every weight and option): a preset whose defaults changed since the
+    # run started is a different run. Runs written before figkd recorded it are compared by config only.
+    if _resolved_objective(old) is not None and _resolved_objective(cfg) is not None:
+        shown += objective_differences(_resolved_objective(old), _resolved_objective(cfg))
+    if shown:
+        raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(shown[:5])}); "
                           f"use --overwrite to replace it or --out to choose another directory")
     if (run_dir / "summary.json").is_file():
         return "done"

@@ -1,25 +1,23 @@
 """The training loop of ``figkd train`` and ``figkd distill``.
 
-One run trains one or more *members* (a student, its objective and optimizer, its run directory)
-on the same batches. With a teacher, the teacher's logits are computed once per batch and shared by
-every member: several objectives or students cost one teacher forward per step, and they see the
-same data order and augmentation (a paired comparison).
+One run trains one or more *members* (a student's :class:`~figkd.engine.learner.Learner`, its
+optimizer and its run directory) on the same batches. With a teacher, the teacher's forward runs once
+per batch (`figkd.engine.teacher.TeacherForward`) and its outputs are shared by every member: several
+objectives or students cost one teacher forward per step, and they see the same data order and
+augmentation (a paired comparison).
 
 The step (``_train_step``) has static shapes and no host synchronisation: loss terms, hits and the
-first non-finite step are accumulated on the device (:class:`EpochAccumulator`) and read once per
-epoch (and every ``_SYNC_EVERY`` steps while a progress bar is shown). Everything it reads that
-changes during a run (learning rate, epoch, metric sums, step counter) is a tensor updated in place,
-so on CUDA the step is captured once in a CUDA graph and replayed (``figkd.engine.graph``,
-``cuda_graph`` in the config); where it cannot be, the log says why.
+first non-finite step (loss or gradient) are accumulated on the device (:class:`EpochAccumulator`)
+and read once per epoch (and every ``_SYNC_EVERY`` steps while a progress bar is shown). Everything
+it reads that changes during a run (learning rate, epoch, metric sums, step counter, the gradient
+guard) is a tensor updated in place, so on CUDA the step is captured once in a CUDA graph and
+replayed (``figkd.engine.graph``, ``cuda_graph`` in the config); where it cannot be, the log says why.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,36 +28,42 @@ import torch
 import torch.nn as nn
 
 from ..config import ConfigError, RunConfig
-from ..models.checkpoints import unwrap_model
+from ..data.batch import Batch
+from ..losses.inputs import Needs
 from . import distributed as dist_utils
 from . import rundir
 from .checkpoint import CheckpointManager
-from .evaluate import autocast_context, evaluate
+from .device import autocast_context, resolve_amp, resolve_channels_last, resolve_cuda_graph
+from .evaluate import evaluate
+from .faults import fault_point, kill_now
 from .graph import CudaGraphBackend, StepGraph
+from .guard import GradientGuard
+from .learner import Learner
 from .metrics import EpochAccumulator
-from .recipe import build_optimizer, initial_lr, load_optimizer_state, lr_at_epoch, set_lr
+from .recipe import build_optimizer, initial_lr, lr_at_epoch, set_lr
+from .state import restore, training_state
+from .teacher import TeacherForward
 
 _SYNC_EVERY = 25
-#: Test hook: ``FIGKD_FAULT_AT=E:S`` kills the process (SIGKILL) at step S of epoch E, to test resume.
-FAULT_ENV = "FIGKD_FAULT_AT"
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; the run stops and keeps its last good checkpoint."""
+    """A loss term or a gradient became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
 
 @dataclass
 class Member:
-    """One student being trained: model, objective, optimizer and where its run is written."""
+    """One student being trained: its learner (model + objective), optimizer and run directory."""
 
     name: str
     model_name: str
     objective_name: str
-    model: nn.Module
-    objective: nn.Module
+    learner: Learner
     run_dir: Path
     cfg: RunConfig
     optimizer: torch.optim.Optimizer | None = None
+    guard: GradientGuard | None = None
+    step_module: nn.Module | None = None  # the learner, or its DDP / torch.compile wrapper
     base_lr: float = 0.0
     ckpt: CheckpointManager | None = None
     writer: Any = None
@@ -69,75 +73,10 @@ class Member:
     status: str = "fresh"
     history: list[dict[str, Any]] = field(default_factory=list)
 
-
-def resolve_device(spec: str, info: dist_utils.DistInfo) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False")
-        if info.enabled and device.index is None:
-            device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
-def resolve_amp(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-def resolve_channels_last(cfg: RunConfig, device: torch.device) -> bool:
-    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
-
-
-def _why_not_captured(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
-                      backend_given: bool) -> str | None:
-    if cfg.cuda_graph == "off":
-        return "cuda_graph is off"
-    if device.type != "cuda" and not backend_given:
-        return f"device {device} is not CUDA"
-    if info.enabled:
-        return "distributed (DDP) steps are not captured (their all-reduce runs in DDP's hooks)"
-    if cfg.compile:
-        return "compile is on (torch.compile and a hand-captured graph are not combined; use one or the other)"
-    return None
-
-
-def resolve_cuda_graph(cfg: RunConfig, device: torch.device, info: dist_utils.DistInfo,
-                       backend_given: bool = False) -> tuple[bool, str]:
-    """Whether the training step is captured in a CUDA graph, and if not, why (for the log).
-    ``cuda_graph: on`` that cannot be honoured is a ConfigError."""
-    why = _why_not_captured(cfg, device, info, backend_given)
-    if why is not None and cfg.cuda_graph == "on":
-        raise ConfigError(f"cuda_graph is on but the training step cannot be captured: {why} "
-                          "(set cuda_graph to auto or off)")
-    return why is None, why or ""
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_version": random.getstate()[0], "python_gauss": random.getstate()[2]}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _fault_point() -> tuple[int, int] | None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return None
-    epoch, step = spec.split(":")
-    return int(epoch), int(step)
+    @property
+    def model(self) -> nn.Module:
+        """The student (what the exported weights hold)."""
+        return self.learner.model
 
 
 class Trainer:
@@ -155,9 +94,14 @@ class Trainer:
         self.info = info
         self.amp_dtype = resolve_amp(cfg, device)
         self.channels_last = resolve_channels_last(cfg, device)
-        self.strong_view = any(_needs_strong(m.objective) for m in members)
+        self.needs = Needs.of(*(m.learner.needs.inputs for m in members))
+        if self.needs.teacher and teacher is None:
+            raise ConfigError("the objective needs a teacher's outputs "
+                              f"({', '.join(sorted(n for n in self.needs.inputs if n.startswith('teacher_')))}); "
+                              "use figkd distill with --teacher and --teacher-ckpt")
+        self.teacher_forward = TeacherForward(teacher, self.needs) if teacher is not None else None
         self.log = log if info.is_main else (lambda *a, **k: None)
-        self.fault = _fault_point()
+        self.fault = fault_point()
         self.graph_backend = graph_backend
         self.record_step_losses = record_step_losses  # per-step totals (equivalence checks); off: fewer kernels
         self.graph: StepGraph | None = None
@@ -175,18 +119,15 @@ class Trainer:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         for m in self.members:
-            m.model.to(self.device, memory_format=mf)
-            m.objective.to(self.device)
+            m.learner.check_not_sharing(self.teacher)
+            m.learner.to(self.device, memory_format=mf)
             m.base_lr = initial_lr(m.cfg, m.model_name)
-            m.optimizer = build_optimizer(m.model, m.cfg, m.base_lr, self.device)
+            m.optimizer = build_optimizer(m.learner, m.cfg, m.base_lr, self.device)
+            m.guard = GradientGuard(m.optimizer, self.device)
             m.ckpt = CheckpointManager(m.run_dir)
             if m.status == "resume" and m.ckpt.last_epoch() is not None:
                 weights, state = m.ckpt.load_last()
-                unwrap_model(m.model).load_state_dict(weights)
-                load_optimizer_state(m.optimizer, state["optimizer"])
-                m.best_top1, m.best_epoch = state["best_top1"], state["best_epoch"]
-                m.start_epoch = state["epoch"] + 1
-                _set_rng_state(state["rng"], self.device)
+                restore(m, weights, state, self.device)
                 rundir.truncate_metrics(m.run_dir, state["epoch"])
                 m.history = rundir.read_metrics(m.run_dir)
                 self.log(f"[{m.name}] resuming after epoch {state['epoch']} from {m.run_dir}")
@@ -197,17 +138,18 @@ class Trainer:
             raise ConfigError("the students of this run stopped at different epochs "
                               f"({', '.join(f'{m.name}: {m.start_epoch - 1}' for m in self.members)}); "
                               "resume them as separate runs")
-        if self.info.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            for m in self.members:
+        for m in self.members:
+            m.step_module = m.learner
+            if self.info.enabled:
+                from torch.nn.parallel import DistributedDataParallel as DDP
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                m.model = DDP(m.model, device_ids=ids)
+                m.step_module = DDP(m.learner, device_ids=ids)
         if self.cfg.compile:
-            self.log("compiling the models with torch.compile (first steps are slow)")
+            self.log("compiling the learners and the teacher with torch.compile (first steps are slow)")
             for m in self.members:
-                m.model = torch.compile(m.model)
-            if self.teacher is not None:
-                self.teacher = torch.compile(self.teacher)
+                m.step_module = torch.compile(m.step_module)
+            if self.teacher_forward is not None:
+                self.teacher_forward.module = torch.compile(self.teacher)
         self._setup_graph()
         if self.info.is_main and self.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -231,8 +173,7 @@ class Trainer:
         if self.graph is not None and self.graph.static is not None:
             out.update({f"input/{k}": v for k, v in self.graph.static.items() if v is not None})
         modules = [("teacher", self.teacher)] if self.teacher is not None else []
-        modules += [(m.name, m.model) for m in self.members] + [(f"{m.name}/objective", m.objective)
-                                                                for m in self.members]
+        modules += [(m.name, m.learner) for m in self.members]
         for prefix, module in modules:
             for name, p in module.named_parameters():
                 out[f"{prefix}/{name}"] = p
@@ -248,6 +189,8 @@ class Trainer:
                 for key, value in state.items():
                     if isinstance(value, torch.Tensor):
                         out[f"{m.name}/optimizer/{i}/{key}"] = value
+            if m.guard is not None:
+                out.update({f"{m.name}/guard/{k}": v for k, v in m.guard.tensors().items()})
         for m, acc in zip(self.members, self._accs or [], strict=False):
             out.update({f"{m.name}/metrics/{k}": v for k, v in acc.tensors().items()})
         return out
@@ -262,40 +205,42 @@ class Trainer:
         # Autocast's cache of cast weights must be off inside a CUDA graph capture (PyTorch's notes).
         return autocast_context(self.device, self.amp_dtype, cache=self.graph is None)
 
-    def _teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast():
-            logits = self.teacher(images)
-        return logits.clone()  # a normal tensor, usable in the students' autograd graphs
+    def _teacher_outputs(self, batch: Batch) -> dict[str, Any]:
+        return self.teacher_forward(batch, self._autocast()) if self.teacher_forward is not None else {}
 
-    def _train_step(self, images: torch.Tensor, strong: torch.Tensor | None, target: torch.Tensor) -> None:
+    def _train_step(self, images: torch.Tensor, target: torch.Tensor, strong: torch.Tensor | None = None,
+                    index: torch.Tensor | None = None) -> None:
         """One step of every member on one batch. It reads the epoch, step and learning rate from
         tensors and writes only in place, so it can be captured once and replayed."""
-        teacher_logits = teacher_strong = None
-        if self.teacher is not None:
-            teacher_logits = self._teacher_logits(images)
-            if strong is not None:
-                teacher_strong = self._teacher_logits(strong)
+        batch = Batch(images, target, strong=strong, index=index)
+        teacher = self._teacher_outputs(batch)
         for m, acc in zip(self.members, self._accs, strict=True):
-            extra = {}
             with self._autocast():
-                logits = m.model(images)
-                if strong is not None and _needs_strong(m.objective):
-                    extra = {"student_logits_strong": m.model(strong),
-                             "teacher_logits_strong": teacher_strong}
-            terms = m.objective(student_logits=logits, teacher_logits=teacher_logits, target=target,
-                                epoch=self._epoch_t, **extra)
+                terms, logits = m.step_module(batch, teacher, self._epoch_t)
             m.optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
+            m.guard.check()  # a non-finite gradient: this and every later update of the epoch are skipped
             m.optimizer.step()
-            acc.add(terms, logits, target, self._step_t)
+            acc.add(terms, logits, target, self._step_t, m.guard.found)
         self._step_t += 1
+
+    def _step_inputs(self, batch: Batch) -> dict[str, torch.Tensor | None]:
+        """The batch as the step's keyword inputs: the memory format of the run, and only the fields a
+        term needs (each one a static buffer of a captured step)."""
+        def fmt(x):
+            return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x is not None else x
+
+        return {"images": fmt(batch.images), "target": batch.target,
+                "strong": fmt(batch.strong) if self.needs.strong() else None,
+                "index": batch.index if self.needs.index else None}
 
     def _begin_epoch(self, epoch: int, steps: int) -> None:
         """Set the epoch's learning rates, epoch tensor and zeroed sums, all in place."""
         self._epoch_t.fill_(epoch)
         self._step_t.zero_()
         for m in self.members:
-            m.model.train()
+            m.learner.train()
+            m.guard.reset()
             set_lr(m.optimizer, lr_at_epoch(m.base_lr, epoch, m.cfg.lr_milestones, m.cfg.lr_decay))
         if self._accs is None:
             recorded = steps if self.record_step_losses else 0
@@ -315,17 +260,12 @@ class Trainer:
         start = time.perf_counter()
         for step, batch in enumerate(self.train_loader.iter_from(0)):
             if self.fault == (epoch, step):
-                os.kill(os.getpid(), signal.SIGKILL)
-            images, target = batch[0], batch[-1]
-            strong = batch[1] if self.strong_view else None
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-                if strong is not None:
-                    strong = strong.contiguous(memory_format=torch.channels_last)
+                kill_now()
+            inputs = self._step_inputs(batch)
             if self.graph is not None:
-                self.graph(images=images, strong=strong, target=target)
+                self.graph(**inputs)
             else:
-                self._train_step(images, strong, target)
+                self._train_step(**inputs)
             if bar is not None:
                 bar.update(1)  # host-side only; the loss shown is read every _SYNC_EVERY steps
                 if (step + 1) % _SYNC_EVERY == 0:
@@ -356,13 +296,41 @@ class Trainer:
     def _check_finite(self, accs: list[EpochAccumulator], epoch: int) -> None:
         for m, acc in zip(self.members, accs, strict=True):
             bad = acc.first_nonfinite()
-            if bad is not None:
-                term, step = bad
-                last = m.ckpt.last_epoch() if m.ckpt else None
-                raise NonFiniteLossError(
-                    f"[{m.name}] loss term {term!r} is not finite at epoch {epoch}, step {step}; "
-                    f"the run stopped and its last good checkpoint (epoch {last}) is kept in "
+            if bad is None:
+                continue
+            what, step = bad
+            last = m.ckpt.last_epoch() if m.ckpt else None
+            kept = (f"the run stopped and its last good checkpoint (epoch {last}) is kept in "
                     f"{m.run_dir / 'checkpoints'}")
+            if what != "gradient":
+                raise NonFiniteLossError(f"[{m.name}] loss term {what!r} is not finite at epoch {epoch}, step {step}; "
+                                         f"{kept}")
+            term = self._term_with_nonfinite_gradient(m, epoch, step)
+            which = f"the gradient of loss term {term!r}" if term else "a gradient"
+            raise NonFiniteLossError(f"[{m.name}] {which} is not finite at epoch {epoch}, step {step} (every loss "
+                                     f"value was finite); no update from that step on was applied; {kept}")
+
+    def _term_with_nonfinite_gradient(self, m: Member, epoch: int, step: int) -> str | None:
+        """The first term whose gradient is not finite on the batch of (epoch, step), or None.
+
+        The guard skipped every update from that step on, so the learner's parameters are still those
+        the step saw; the loaders are a pure function of (seed, epoch, step), so the batch is the same.
+        Each term's gradient is then taken alone (eagerly, on the error path only). Not under DDP
+        (the ranks would have to agree on a second backward pass): there the report says "gradient".
+        """
+        if self.info.enabled:
+            return None
+        self.train_loader.set_epoch(epoch)
+        batch = next(iter(self.train_loader.iter_from(step)))
+        batch = Batch(**self._step_inputs(batch))
+        with self._autocast():
+            terms, _ = m.learner(batch, self._teacher_outputs(batch), self._epoch_t)
+        params = [p for p in m.learner.parameters() if p.requires_grad]
+        for key in m.learner.objective.keys:
+            grads = torch.autograd.grad(terms[key], params, retain_graph=True, allow_unused=True)
+            if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+                return key
+        return None
 
     def _progress(self, steps: int, epoch: int):
         on = self.cfg.progress == "on" or (self.cfg.progress == "auto" and sys.stderr.isatty())
@@ -381,8 +349,7 @@ class Trainer:
                     record = {"epoch": epoch, **tr}
                     if do_eval:
                         t0 = time.perf_counter()
-                        ev = evaluate(m.model, self.test_loader, self.device, self.amp_dtype,
-                                      self.channels_last)
+                        ev = evaluate(m.model, self.test_loader, self.device, self.amp_dtype, self.channels_last)
                         record.update({"test/top1": ev["top1"], "test/top5": ev["top5"],
                                        "test/loss": ev["loss"], "eval_time_s": time.perf_counter() - t0})
                     self._end_epoch(m, epoch, record)
@@ -407,11 +374,7 @@ class Trainer:
         if top1 is not None and top1 > m.best_top1:
             m.best_top1, m.best_epoch = top1, epoch
             m.ckpt.save_best(epoch, m.model, top1)
-        state = {"optimizer": m.optimizer.state_dict(), "best_top1": m.best_top1, "best_epoch": m.best_epoch,
-                 "rng": _rng_state(self.device),
-                 "scheduler": {"base_lr": m.base_lr, "milestones": list(m.cfg.lr_milestones),
-                               "decay": m.cfg.lr_decay}}
-        m.ckpt.save(epoch, m.model, state)
+        m.ckpt.save(epoch, m.model, training_state(m, self.device))
 
     def _finish(self, m: Member) -> dict[str, Any]:
         last = next((r for r in reversed(m.history) if "test/top1" in r), {})
@@ -424,10 +387,6 @@ class Trainer:
         if self.info.is_main:
             rundir.write_summary(m.run_dir, summary)
         return summary
-
-
-def _needs_strong(objective: nn.Module) -> bool:
-    return "student_logits_strong" in getattr(objective, "required_inputs", ())
 
 
 def _epoch_line(members: list[Member], epoch: int, epochs: int) -> str:

@@ -1,48 +1,60 @@
-"""Loss functions of figkd: pure functions, thin `nn.Module` wrappers and the objective registry.
+"""Loss functions of figkd: pure functions, modules registered as objective terms, and objectives.
 
 Pure functions (float32 or wider, teacher detached): `ce_loss`, `kd_loss`, `dkd_loss`, `mlkd_loss`,
-`dist_loss`, `figkd_loss`. Modules: `CELoss`, `KDLoss`, `DKDLoss`, `MLKDLoss`, `DISTLoss`,
-`FiGKDLoss`. Objectives: `build_objective(spec)`, `list_terms()`, `list_presets()`, `preset_spec()`.
+`dist_loss`, `figkd_loss`, `fitnet_loss`, `at_loss`. Modules (each registered as an objective term
+where it is defined): `CELoss` (``ce``), `KDLoss` (``kd``), `DKDLoss` (``dkd``), `MLKDLoss`
+(``mlkd``), `DISTLoss` (``dist``), `FiGKDLoss` (``figkd``), `FitNet` (``fitnet``), `AT` (``at``).
+Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`;
+the input vocabulary is `figkd.losses.inputs`, the build context `BuildContext`.
+
+A new method is one module with a pure function and a class decorated with `register_term`, and one
+import line below (docs/method.md, "Adding a method").
 """
 
+# Each method module registers its term when imported: a new method adds one import line here.
+from .at import AT, at_loss
 from .ce import CELoss, ce_loss
+from .context import BuildContext, FeatureShapes, probe_features
 from .dist import DISTLoss, dist_loss
 from .dkd import DKDLoss, dkd_loss
 from .figkd import FiGKDLoss, figkd_loss
+from .fitnet import FitNet, fitnet_loss
+from .inputs import VOCABULARY, Needs
 from .kd import KDLoss, kd_loss
 from .mlkd import MLKDLoss, mlkd_loss
-from .objective import (
-    PRESETS,
-    Objective,
-    TermDef,
-    build_objective,
-    list_presets,
-    list_terms,
-    preset_spec,
-    register_term,
-    term_defaults,
-)
+from .objective import PRESETS, Objective, build_objective, list_presets, preset_spec
+from .registry import TermSpec, list_terms, register_term, term_defaults, term_spec
 
 __all__ = [
+    "AT",
+    "BuildContext",
     "CELoss",
     "DISTLoss",
     "DKDLoss",
+    "FeatureShapes",
     "FiGKDLoss",
+    "FitNet",
     "KDLoss",
     "MLKDLoss",
+    "Needs",
     "Objective",
     "PRESETS",
-    "TermDef",
+    "TermSpec",
+    "VOCABULARY",
+    "at_loss",
     "build_objective",
     "ce_loss",
     "dist_loss",
     "dkd_loss",
     "figkd_loss",
+    "fitnet_loss",
     "kd_loss",
     "list_presets",
     "list_terms",
     "mlkd_loss",
     "preset_spec",
+    "probe_features",
     "register_term",
     "term_defaults",
+    "term_spec",
 ]

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_logits, check_target, full_precision
+from .registry import register_term
 
 
 @full_precision
@@ -17,6 +18,7 @@ def ce_loss(student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(student_logits, target.long())
 
 
+@register_term("ce", inputs=("student_logits", "target"), source="cross-entropy with the ground truth")
 class CELoss(nn.Module):
     """`ce_loss` as a module: `CELoss()(student_logits, target)`."""
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ._common import check_logits, check_positive, check_real, full_precision
+from .registry import register_term
 
 #: Denominator guard of the official `cosine_similarity`.
 EPS = 1e-8
@@ -51,6 +52,8 @@ def dist_loss(
     return (t * t) * (b * inter + g * intra)
 
 
+@register_term("dist", inputs=("student_logits", "teacher_logits"), batch_coupled=True,
+               source="Huang et al. NeurIPS 2022; hunto/DIST_KD (classification code: lib/models/losses/dist_kd.py)")
 class DISTLoss(nn.Module):
     """`dist_loss` as a module: `DISTLoss(beta=1.0, gamma=1.0, temperature=1.0)(s, t)`."""
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_logits, check_positive, check_real, check_target, full_precision
+from .registry import register_term
 
 
 def _log_binary_and_nontarget(z: torch.Tensor, gt: torch.Tensor, target: torch.Tensor):
@@ -70,6 +71,9 @@ def dkd_loss(
     return (a * tckd + b * nckd) * (t * t)
 
 
+@register_term("dkd", inputs=("student_logits", "teacher_logits", "target"),
+               source="Zhao et al. CVPR 2022; mdistiller/distillers/DKD.py "
+                      "(defaults: mdistiller/engine/cfg.py CFG.DKD)")
 class DKDLoss(nn.Module):
     """`dkd_loss` as a module: `DKDLoss(alpha=1.0, beta=8.0, temperature=4.0)(s, t, target)`."""
 

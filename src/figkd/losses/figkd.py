@@ -38,6 +38,7 @@ from torch import nn
 from .. import grid as _grid
 from .. import wavelets as _wavelets
 from ._common import check_logits, check_positive, full_precision
+from .registry import register_term
 
 BANDS = ("high", "low", "both")
 CRITERIA = ("mse", "l1", "kl")
@@ -228,18 +229,27 @@ def _plan(num_classes: int, wavelet: str, level: int, dims: int, grid: str | tup
     return shape
 
 
+@register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS,
+               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and paper/README.md")
 class FiGKDLoss(nn.Module):
     """Drop-in FiGKD detail loss for any training loop.
 
     ``loss = F.cross_entropy(s, y) + 2.0 * FiGKDLoss(100)(s, t)`` is the paper's Eq. 7 with its
     default weights (CE 1, detail 2; Section 5.1.2). ``num_classes`` fixes the logit grid once
     (e.g. 100 -> 10 x 10, 200 -> 15 x 14 with the default ``grid="pad"``) and is checked against
-    the logits of every call. Options as in `figkd_loss`; ``generator`` seeds the teacher noise.
+    the logits of every call; ``None`` lets the grid follow the width of the logits (computed and
+    checked once per width). Options as in `figkd_loss`; ``generator`` seeds the teacher noise
+    (without it, the global torch RNG, which the engine seeds and checkpoints).
     """
+
+    @classmethod
+    def from_context(cls, context, **options: Any) -> FiGKDLoss:
+        """The ``figkd`` objective term: the grid of the context's ``num_classes`` (if known)."""
+        return cls(context.num_classes, **options)
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None,
         *,
         wavelet: str = "haar",
         level: int = 1,
@@ -253,23 +263,36 @@ class FiGKDLoss(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"FiGKDLoss: num_classes must be a positive integer, got {num_classes!r}")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                        or num_classes < 1):
+            raise ValueError(f"FiGKDLoss: num_classes must be a positive integer or None, got {num_classes!r}")
         self.num_classes = num_classes
         self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
                                         criterion=criterion, grid=grid, noise_std=noise_std,
                                         temperature=temperature)
-        self.grid_shape = _grid_shape(num_classes, self.options)
+        # grid per number of classes, filled at build time when num_classes is known (the forward pass
+        # is then a dict lookup, which torch.compile(fullgraph=True) traces)
+        self._shapes: dict[int, tuple[int, int] | None] = {}
+        if num_classes is not None:
+            self._shapes[num_classes] = _grid_shape(num_classes, self.options)  # checks level/grid now
         self.generator = generator
+
+    @property
+    def grid_shape(self) -> tuple[int, int] | None:
+        """The (H, W) grid of ``num_classes`` (None for ``dims=1`` or when ``num_classes`` is None)."""
+        return self._shapes.get(self.num_classes) if self.num_classes is not None else None
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         check_logits(student_logits, teacher_logits, name="FiGKDLoss")
-        if student_logits.shape[1] != self.num_classes:
+        c = student_logits.shape[1]
+        if self.num_classes is not None and c != self.num_classes:
             raise ValueError(
                 f"FiGKDLoss was built for num_classes={self.num_classes} but got logits with "
-                f"{student_logits.shape[1]} classes (shape {tuple(student_logits.shape)})"
+                f"{c} classes (shape {tuple(student_logits.shape)})"
             )
-        return _detail_loss(student_logits, teacher_logits, self.grid_shape, self.options, self.generator)
+        if c not in self._shapes:
+            self._shapes[c] = _grid_shape(c, self.options)
+        return _detail_loss(student_logits, teacher_logits, self._shapes[c], self.options, self.generator)
 
     def extra_repr(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())

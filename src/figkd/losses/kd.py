@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_logits, check_positive, full_precision
+from .registry import register_term
 
 
 @full_precision
@@ -32,6 +33,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return kl * (t * t)
 
 
+@register_term("kd", inputs=("student_logits", "teacher_logits"),
+               source="Hinton et al. 2015; mdistiller/distillers/KD.py (T = 4: mdistiller/engine/cfg.py CFG.KD)")
 class KDLoss(nn.Module):
     """`kd_loss` as a module: `KDLoss(temperature=4.0)(student_logits, teacher_logits)`."""
 

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_logits, check_positive, check_real, check_target, full_precision
+from .registry import register_term
 
 #: The temperatures of `KD_ours.forward_train`, in the order the code sums them (the first is the
 #: configurable `CFG.KD.TEMPERATURE`, 4 on CIFAR-100).
@@ -157,6 +158,10 @@ def mlkd_loss(
     return {"ce": ce, "kd": kd, "cc": cc, "bc": bc}
 
 
+@register_term("mlkd", inputs=("student_logits", "teacher_logits", "student_logits_strong",
+                                 "teacher_logits_strong", "target"), batch_coupled=True,
+               source="Jin et al. CVPR 2023; Jin-Ying/Multi-Level-Logit-Distillation "
+                      "mdistiller/distillers/KD_ours.py (defaults: its mdistiller/engine/cfg.py CFG.KD)")
 class MLKDLoss(nn.Module):
     """`mlkd_loss` as a module; returns the dict of the four weighted parts.
 

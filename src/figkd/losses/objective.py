@@ -7,19 +7,31 @@
     out["total"].backward()
 
 A term entry is ``{"term": <name>, "weight": w (default 1), "warmup": N epochs (default 0),
-"name": <output key> (optional), **options of the term}``. ``list_terms()`` names the terms,
-``term_defaults(name)`` their options, ``list_presets()`` / ``preset_spec(name)`` the presets.
+"name": <output key> (optional), **options of the term}``. The terms are those registered with
+`figkd.losses.register_term` (``list_terms()``; ``term_defaults(name)`` gives their options),
+``list_presets()`` / ``preset_spec(name)`` the presets.
+
+Inputs are keyword arguments named from the vocabulary of `figkd.losses.inputs`; ``objective.needs``
+(a `figkd.losses.inputs.Needs`) is the union of what the terms declare (plus ``epoch`` when a term
+warms up), from which the engine derives which forwards return features and what the loader yields.
+A term with trainable modules or buffers (FitNet's connector, ...) is part of the objective's
+``parameters()`` / ``state_dict()``: the engine trains, synchronises, saves and resumes them with the
+student (`figkd.engine.learner.Learner`). Terms that need facts about the run (feature shapes,
+training-set size, the teacher) are built from a `figkd.losses.BuildContext`.
 
 Warm-up: the weight of a term with ``"warmup": N`` is multiplied by ``min(epoch / N, 1)`` (clamped to
 [0, 1]), the rule of mdistiller's DKD (`mdistiller/distillers/DKD.py`: ``min(kwargs["epoch"] /
 self.warmup, 1.0)``). Epochs are counted from 1 as in mdistiller's trainer (`BaseTrainer.train`
 starts at ``epoch = 1``): in the first epoch the factor is 1/N, from epoch N on it is 1.
 
+A term may return a dict of named parts (MLKD: ce, kd, cc, bc): the output then holds each weighted
+part as ``<key>/<part>`` and their sum as ``<key>``. Under DDP the inputs of a ``batch_coupled`` term
+are gathered over the ranks (`figkd.losses._distributed`).
+
 For the engine: the forward pass does no host synchronisation (no ``.item()``, no Python branch on
 tensor values); ``epoch`` may be a Python number or a 0-dim tensor (then the ramp is computed with
 torch ops, on the tensor's device - pass a tensor on the logits' device when capturing the step in a
-CUDA graph). ``required_inputs`` names the extra keyword inputs the terms need (MLKD's strong view),
-``needs_teacher`` / ``needs_target`` say whether ``teacher_logits`` / ``target`` must be given.
+CUDA graph).
 """
 
 from __future__ import annotations
@@ -27,172 +39,19 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._common import check_logits, check_real
-from .ce import ce_loss
-from .dist import DISTLoss
-from .dkd import DKDLoss
-from .figkd import DEFAULTS as FIGKD_DEFAULTS
-from .figkd import _detail_loss, _grid_shape, validate_options
-from .kd import KDLoss
-from .mlkd import MLKDLoss
+from ._common import check_real
+from ._distributed import gather_batch, world_size
+from .context import BuildContext
+from .inputs import NOT_PER_SAMPLE, VOCABULARY, Needs
+from .registry import TermSpec, list_terms, term_spec
 
-STRONG_INPUTS = frozenset({"student_logits_strong", "teacher_logits_strong"})
 _ENTRY_KEYS = ("term", "weight", "warmup", "name")
-
-
-# --------------------------------------------------------------------------- term modules
-# Each takes the dict of inputs (student_logits, teacher_logits, target and the declared extras)
-# and returns the unweighted scalar loss of the term.
-
-
-class _CETerm(nn.Module):
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        return ce_loss(inputs["student_logits"], inputs["target"])
-
-
-class _KDTerm(nn.Module):
-    def __init__(self, temperature: float) -> None:
-        super().__init__()
-        self.loss = KDLoss(temperature)
-
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        return self.loss(inputs["student_logits"], inputs["teacher_logits"])
-
-
-class _DKDTerm(nn.Module):
-    def __init__(self, alpha: float, beta: float, temperature: float) -> None:
-        super().__init__()
-        self.loss = DKDLoss(alpha, beta, temperature)
-
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        return self.loss(inputs["student_logits"], inputs["teacher_logits"], inputs["target"])
-
-
-class _MLKDTerm(nn.Module):
-    """The MLKD objective (its own weighted CE included): ce + kd + cc + bc of `mlkd_loss`."""
-
-    def __init__(self, temperature: float, ce_weight: float, kd_weight: float) -> None:
-        super().__init__()
-        self.loss = MLKDLoss(temperature, ce_weight, kd_weight)
-
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        parts = self.loss(inputs["student_logits"], inputs["teacher_logits"], inputs["student_logits_strong"],
-                          inputs["teacher_logits_strong"], inputs["target"])
-        return parts["ce"] + parts["kd"] + parts["cc"] + parts["bc"]
-
-
-class _DISTTerm(nn.Module):
-    def __init__(self, beta: float, gamma: float, temperature: float) -> None:
-        super().__init__()
-        self.loss = DISTLoss(beta, gamma, temperature)
-
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        return self.loss(inputs["student_logits"], inputs["teacher_logits"])
-
-
-class _FiGKDTerm(nn.Module):
-    """FiGKD detail loss on (student_logits, teacher_logits); the grid follows the logits' width
-    (checked against ``num_classes`` when the objective was built with one). Noise, if any, uses
-    the global torch RNG (seeded by the engine)."""
-
-    def __init__(self, num_classes: int | None, **options: Any) -> None:
-        super().__init__()
-        self.options = validate_options(**options)
-        self.num_classes = num_classes
-        # grid per number of classes; filled at build time when num_classes is known (then the
-        # forward pass is a dict lookup, which torch.compile(fullgraph=True) traces)
-        self._shapes: dict[int, tuple[int, int] | None] = {}
-        if num_classes is not None:
-            self._shapes[num_classes] = _grid_shape(num_classes, self.options)  # checks level/grid now
-
-    def forward(self, inputs: Mapping[str, Any]) -> torch.Tensor:
-        s, t = inputs["student_logits"], inputs["teacher_logits"]
-        check_logits(s, t, name="figkd term")
-        c = s.shape[1]
-        if self.num_classes is not None and c != self.num_classes:
-            raise ValueError(f"figkd term: objective built for num_classes={self.num_classes}, "
-                             f"logits have {c} classes")
-        if c not in self._shapes:
-            self._shapes[c] = _grid_shape(c, self.options)
-        return _detail_loss(s, t, self._shapes[c], self.options, None)
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class TermDef:
-    """A registered loss term: its option defaults, what it needs, how to build it, its source."""
-
-    name: str
-    defaults: Mapping[str, Any]
-    build: Callable[..., nn.Module]
-    needs_teacher: bool = True
-    needs_target: bool = False
-    extra_inputs: frozenset[str] = field(default_factory=frozenset)
-    source: str = ""
-
-
-_TERMS: dict[str, TermDef] = {}
-
-
-def register_term(term: TermDef) -> None:
-    """Add a loss term to the registry (a new method = one function, one entry here, its tests)."""
-    if term.name in _TERMS:
-        raise ValueError(f"a loss term named {term.name!r} is already registered")
-    _TERMS[term.name] = term
-
-
-register_term(TermDef(
-    "ce", {}, lambda num_classes, **o: _CETerm(), needs_teacher=False, needs_target=True,
-    source="cross-entropy with the ground truth",
-))
-register_term(TermDef(
-    "kd", {"temperature": 4.0}, lambda num_classes, **o: _KDTerm(**o),
-    source="Hinton et al. 2015; mdistiller/distillers/KD.py (T = 4: mdistiller/engine/cfg.py CFG.KD)",
-))
-register_term(TermDef(
-    "dkd", {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}, lambda num_classes, **o: _DKDTerm(**o),
-    needs_target=True,
-    source="Zhao et al. CVPR 2022; mdistiller/distillers/DKD.py (defaults: mdistiller/engine/cfg.py CFG.DKD)",
-))
-register_term(TermDef(
-    "mlkd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}, lambda num_classes, **o: _MLKDTerm(**o),
-    needs_target=True, extra_inputs=STRONG_INPUTS,
-    source="Jin et al. CVPR 2023; Jin-Ying/Multi-Level-Logit-Distillation mdistiller/distillers/KD_ours.py "
-           "(defaults: its mdistiller/engine/cfg.py CFG.KD)",
-))
-register_term(TermDef(
-    "dist", {"beta": 1.0, "gamma": 1.0, "temperature": 1.0}, lambda num_classes, **o: _DISTTerm(**o),
-    source="Huang et al. NeurIPS 2022; hunto/DIST_KD (classification code: lib/models/losses/dist_kd.py)",
-))
-register_term(TermDef(
-    "figkd", dict(FIGKD_DEFAULTS), lambda num_classes, **o: _FiGKDTerm(num_classes, **o),
-    source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and paper/README.md",
-))
-
-
-def list_terms() -> list[str]:
-    """Names of the registered loss terms."""
-    return sorted(_TERMS)
-
-
-def term_defaults(name: str) -> dict[str, Any]:
-    """The options of a term with their defaults."""
-    return dict(_term(name).defaults)
-
-
-def _term(name: Any) -> TermDef:
-    if not isinstance(name, str) or name not in _TERMS:
-        raise ValueError(f"unknown loss term {name!r}; valid terms: {', '.join(list_terms())}")
-    return _TERMS[name]
 
 
 # --------------------------------------------------------------------------- presets
@@ -224,6 +83,12 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # (paper/README.md); the detail term is computed on the weak view (student_logits/teacher_logits).
     "mlkd+figkd": [{"term": "mlkd", "weight": 1.0, "temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9},
                    {"term": "figkd", "weight": 2.0}],
+    # mdistiller CIFAR-100 FitNet: CFG.FITNET.HINT_LAYER 2, LOSS.CE_WEIGHT 1, LOSS.FEAT_WEIGHT 100
+    # (mdistiller/engine/cfg.py; mdistiller/distillers/FitNet.py).
+    "fitnet": [{"term": "ce", "weight": 1.0}, {"term": "fitnet", "weight": 100.0, "hint_layer": 2}],
+    # mdistiller CIFAR-100 AT: CFG.AT.P 2, LOSS.CE_WEIGHT 1, LOSS.FEAT_WEIGHT 1000
+    # (mdistiller/engine/cfg.py; mdistiller/distillers/AT.py).
+    "at": [{"term": "ce", "weight": 1.0}, {"term": "at", "weight": 1000.0, "p": 2.0}],
 }
 
 
@@ -243,51 +108,49 @@ def preset_spec(name: str) -> list[dict[str, Any]]:
 
 
 class Objective(nn.Module):
-    """Weighted sum of loss terms; see the module docstring. Build with `build_objective`."""
+    """Weighted sum of loss terms; see the module docstring. Build with `build_objective`.
 
-    def __init__(self, keys: Sequence[str], terms: Sequence[nn.Module], weights: Sequence[float],
-                 warmups: Sequence[int], defs: Sequence[TermDef], spec: list[dict[str, Any]]) -> None:
+    Attributes: ``keys`` (output key of each term), ``terms`` (the term modules), ``specs`` (their
+    registrations), ``weights``, ``warmups``, ``spec`` (the resolved term list: every weight and
+    option, what a run directory records) and ``needs`` (the inputs the terms declare).
+    """
+
+    def __init__(self, keys: Sequence[str], terms: Sequence[nn.Module], specs: Sequence[TermSpec],
+                 weights: Sequence[float], warmups: Sequence[int], spec: list[dict[str, Any]]) -> None:
         super().__init__()
         self.keys = tuple(keys)
         self.terms = nn.ModuleList(terms)
+        self.specs = tuple(specs)
         self.weights = tuple(float(w) for w in weights)
         self.warmups = tuple(int(n) for n in warmups)
         self.spec = spec
-        self.required_inputs: frozenset[str] = frozenset().union(*(d.extra_inputs for d in defs))
-        self.needs_teacher: bool = any(d.needs_teacher for d in defs)
-        self.needs_target: bool = any(d.needs_target for d in defs)
-        self.needs_epoch: bool = any(n > 0 for n in self.warmups)
+        self.needs = Needs.of(*(s.inputs for s in self.specs), ["epoch"] if any(self.warmups) else [])
 
-    def forward(
-        self,
-        *,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None = None,
-        target: torch.Tensor | None = None,
-        epoch: float | torch.Tensor | None = None,
-        **extra: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        unexpected = set(extra) - self.required_inputs
-        if unexpected:
-            raise TypeError(f"objective got unexpected inputs {sorted(unexpected)}; its terms take "
-                            f"{sorted(self.required_inputs) or 'no extra inputs'}")
-        missing = sorted(self.required_inputs - set(extra))
-        if self.needs_teacher and teacher_logits is None:
-            missing.insert(0, "teacher_logits")
-        if self.needs_target and target is None:
-            missing.insert(0, "target")
-        if self.needs_epoch and epoch is None:
-            missing.append("epoch")
+    def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
+        """The weighted terms by key, their parts (``key/part``) and ``total``. Inputs are keyword
+        arguments named from the vocabulary; names a term does not need are ignored. Raises TypeError
+        naming unknown or missing inputs."""
+        unknown = sorted(set(inputs) - set(VOCABULARY))
+        if unknown:
+            raise TypeError(f"objective got unknown inputs {unknown}; inputs are named from the vocabulary "
+                            f"{', '.join(VOCABULARY)} (figkd.losses.inputs)")
+        missing = sorted(n for n in self.needs.inputs if inputs.get(n) is None)
         if missing:
             raise TypeError(f"objective ({', '.join(self.keys)}) needs inputs {missing}")
-        inputs = {"student_logits": student_logits, "teacher_logits": teacher_logits, "target": target,
-                  **extra}
+        epoch = inputs.get("epoch")
+        coupled = world_size() > 1
         out: dict[str, torch.Tensor] = {}
         total = None
-        for key, term, weight, warmup in zip(self.keys, self.terms, self.weights, self.warmups, strict=True):
-            value = term(inputs) * weight
-            if warmup > 0:
-                value = value * _ramp(epoch, warmup, value)
+        for key, term, spec, weight, warmup in zip(self.keys, self.terms, self.specs, self.weights, self.warmups,
+                                                   strict=True):
+            args = [gather_batch(inputs[n]) if coupled and spec.batch_coupled and n not in NOT_PER_SAMPLE
+                    else inputs[n] for n in spec.inputs]
+            value = term(*args)
+            if isinstance(value, Mapping):
+                value = _sum([out.setdefault(f"{key}/{part}", _scaled(v, weight, epoch, warmup))
+                              for part, v in value.items()])
+            else:
+                value = _scaled(value, weight, epoch, warmup)
             out[key] = value
             total = value if total is None else total + value
         out["total"] = total
@@ -300,6 +163,19 @@ class Objective(nn.Module):
         return "\n".join(parts)
 
 
+def _scaled(value: torch.Tensor, weight: float, epoch: float | torch.Tensor | None, warmup: int) -> torch.Tensor:
+    """``value * weight``, times the warm-up ramp when ``warmup > 0``."""
+    value = value * weight
+    return value * _ramp(epoch, warmup, value) if warmup > 0 else value
+
+
+def _sum(values: list[torch.Tensor]) -> torch.Tensor:
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
+
+
 def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor) -> float | torch.Tensor:
     """min(epoch / warmup, 1), clamped at 0; torch ops for a tensor epoch (no host sync)."""
     if isinstance(epoch, torch.Tensor):
@@ -309,13 +185,16 @@ def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor) -> float
     return min(max(float(epoch) / warmup, 0.0), 1.0)
 
 
-def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int | None = None) -> Objective:
+def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int | None = None,
+                    context: BuildContext | None = None) -> Objective:
     """Build an `Objective` from a preset name (`list_presets()`) or a list of term entries.
 
     Each entry: ``{"term": name, "weight": 1.0, "warmup": 0, "name": key, **options}``; unknown
     terms, presets or options and invalid values raise ValueError naming the valid ones. Output keys
     are the terms' names (``name`` overrides; a term used twice without names gets ``term_1``,
-    ``term_2``, ...). ``num_classes``, if given, fixes the FiGKD grid and is checked on every call.
+    ``term_2``, ...). ``context`` (`BuildContext`) gives the terms the facts they are built from;
+    ``num_classes`` alone is the context of logit terms (it fixes the FiGKD grid, checked on every
+    call). A term needing a fact the context lacks raises ValueError naming it.
     """
     if isinstance(spec, str):
         entries: Sequence[Mapping[str, Any]] = preset_spec(spec)
@@ -329,18 +208,22 @@ def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                     or num_classes < 1):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if context is None:
+        context = BuildContext(num_classes=num_classes)
+    elif num_classes is not None and context.num_classes not in (None, num_classes):
+        raise ValueError(f"num_classes={num_classes} differs from the context's {context.num_classes}")
 
     names = [e.get("term") if isinstance(e, Mapping) else None for e in entries]
     counts = {n: names.count(n) for n in names}
     seen: dict[str, int] = {}
-    keys, modules, weights, warmups, defs, resolved = [], [], [], [], [], []
+    keys, modules, specs, weights, warmups, resolved = [], [], [], [], [], []
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise ValueError(f"objective term #{i} must be a mapping like {{'term': 'kd', 'weight': 0.9}}, "
                              f"got {entry!r}")
         if "term" not in entry:
             raise ValueError(f"objective term #{i} has no 'term' key; valid terms: {', '.join(list_terms())}")
-        d = _term(entry["term"])
+        d = term_spec(entry["term"])
         options = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
         unknown = sorted(set(options) - set(d.defaults))
         if unknown:
@@ -355,18 +238,18 @@ def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int
         if key is None:
             seen[d.name] = seen.get(d.name, 0) + 1
             key = d.name if counts[d.name] == 1 else f"{d.name}_{seen[d.name]}"
-        if not isinstance(key, str) or not key or key == "total" or key in keys:
-            raise ValueError(f"objective term #{i}: output name {key!r} must be a non-empty string, unique, "
-                             f"and not 'total'")
-        opts = {**d.defaults, **options}
+        if not isinstance(key, str) or not key or key == "total" or "/" in key or key in keys:
+            raise ValueError(f"objective term #{i}: output name {key!r} must be a non-empty string without '/', "
+                             "unique, and not 'total'")
+        opts = copy.deepcopy({**d.defaults, **options})
         try:
-            module = d.build(num_classes, **opts)
-        except ValueError as err:
+            module = d.build(context, **opts)
+        except (ValueError, TypeError) as err:
             raise ValueError(f"objective term {d.name!r}: {err}") from None
         keys.append(key)
         modules.append(module)
+        specs.append(d)
         weights.append(weight)
         warmups.append(warmup)
-        defs.append(d)
         resolved.append({"term": d.name, "name": key, "weight": weight, "warmup": warmup, **opts})
-    return Objective(keys, modules, weights, warmups, defs, resolved)
+    return Objective(keys, modules, specs, weights, warmups, resolved)

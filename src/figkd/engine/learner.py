@@ -1,0 +1,108 @@
+"""The Learner: one student together with its objective's trainable modules and buffers.
+
+A feature-based method trains more than the student: FitNet's connector, CRD's embedding heads and
+memory banks. The Learner is the one module that holds all of it, so that everything that must see
+it does: the optimizer (``learner.parameters()``: the student's first, then the objective's), DDP
+(the Learner is what is wrapped, so connector gradients are all-reduced too), the checkpoint and
+``--resume`` (:meth:`Learner.objective_state`), and the captured step (every parameter and buffer is
+a persistent tensor of the graph).
+
+The exported weights stay the student's alone (``best.safetensors``, ``epoch_*.safetensors``: the
+model's state dict, which ``figkd eval``, teacher loading and users' code read); the objective's
+state lives in the training state file beside them.
+
+:meth:`Learner.forward` does the student's side of a step: the forward passes the objective needs
+(stage features, the strong view), the inputs gathered by name from the vocabulary
+(`figkd.losses.inputs`), and the objective, all under the caller's autocast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ConfigError
+from ..data.batch import Batch
+from ..losses import BuildContext, build_objective
+from ..losses.objective import Objective
+from .teacher import forward_outputs
+
+
+class Learner(nn.Module):
+    """``model`` (the student) and ``objective`` (an `figkd.losses.Objective`) trained as one."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        needs = objective.needs
+        self._inputs = needs.inputs
+        self._features = needs.features("student")
+        self._strong = needs.strong("student")
+
+    @property
+    def needs(self):
+        """What the objective's terms declare (`figkd.losses.inputs.Needs`)."""
+        return self.objective.needs
+
+    def forward(self, batch: Batch, teacher: dict[str, Any], epoch: torch.Tensor) -> tuple[dict[str, torch.Tensor],
+                                                                                           torch.Tensor]:
+        """The objective's terms on ``batch`` and the student's logits (for the training accuracy).
+
+        ``teacher``: the teacher's outputs by vocabulary name (`figkd.engine.teacher.TeacherForward`),
+        empty without a teacher; ``epoch``: the 0-dim 1-based epoch tensor of the warm-ups.
+        """
+        inputs = forward_outputs(self.model, batch.images, "student", self._features)
+        if self._strong:
+            inputs["student_logits_strong"] = self.model(batch.strong)
+        inputs.update(teacher)
+        inputs.update(target=batch.target, index=batch.index, epoch=epoch)
+        terms = self.objective(**{k: v for k, v in inputs.items() if k in self._inputs})
+        return terms, inputs["student_logits"]
+
+    def objective_state(self) -> dict[str, torch.Tensor]:
+        """The objective's parameters and buffers (connectors, memory banks), for the training state."""
+        return self.objective.state_dict()
+
+    def load_objective_state(self, state: dict[str, torch.Tensor] | None, where: str) -> None:
+        """Restore :meth:`objective_state`. A checkpoint without it (written before the objective had
+        state) is accepted only for an objective without parameters or buffers."""
+        own = self.objective.state_dict()
+        if state is None:
+            if own:
+                raise ConfigError(f"{where} holds no state of the objective, whose terms have parameters or "
+                                  f"buffers ({', '.join(list(own)[:3])}, ...): it cannot be resumed exactly")
+            return
+        try:
+            self.objective.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"{where}: the saved objective state does not fit this objective ({first})") from None
+
+    def check_not_sharing(self, teacher: nn.Module | None) -> None:
+        """Refuse an objective that holds the teacher's parameters or buffers: the optimizer would
+        train the teacher. A term must copy what it reads from the teacher (``.detach().clone()``)."""
+        if teacher is None:
+            return
+        theirs = {id(t) for t in (*teacher.parameters(), *teacher.buffers())}
+        shared = [name for name, t in (*self.objective.named_parameters(), *self.objective.named_buffers())
+                  if id(t) in theirs]
+        if shared:
+            raise ConfigError(f"the objective holds the teacher's tensors ({', '.join(shared[:3])}): a term must copy "
+                              "what it reads from the teacher (build context, teacher_module), not keep the module")
+
+
+def build_learner(model: torch.nn.Module, spec: Any, *, teacher: torch.nn.Module | None, num_classes: int,
+                  input_size: tuple[int, int], train_size: int | None = None) -> Learner:
+    """A `Learner` of ``model`` with the objective ``spec`` (preset name or term list) built from the
+    context of this pair: feature shapes probed at ``input_size`` on the meta device, the class count,
+    the training-set size and the teacher. Continues the global torch RNG (seed it before)."""
+    try:
+        context = BuildContext.from_models(model, teacher, input_size=input_size, num_classes=num_classes,
+                                           train_size=train_size)
+        objective = build_objective(spec, context=context)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"objective {spec!r}: {exc}") from exc
+    return Learner(model, objective)

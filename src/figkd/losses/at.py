@@ -1,0 +1,107 @@
+"""Attention transfer (Zagoruyko and Komodakis, ICLR 2017), as in mdistiller.
+
+mdistiller (``mdistiller/distillers/AT.py``, ``at_loss`` / ``single_stage_at_loss``): for each stage
+after the stem, the spatial attention map of a (B, C, H, W) feature is ``a = normalize(mean_c f^p)``
+flattened to (B, H W) and L2-normalised per sample; the loss of a stage is the mean over batch and
+positions of the squared difference of the two maps, and the stage losses are summed:
+
+    L_at = sum_i mean((a(f_s[i]) - a(f_t[i]))^2)
+
+When the spatial sizes differ, the larger map is average-pooled to the smaller (adaptive pooling,
+square maps, as the official code). CIFAR-100 setting (``mdistiller/engine/cfg.py``, ``CFG.AT``):
+p = 2, feature weight 1000, CE weight 1 (the ``at`` preset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import check_positive, full_precision
+from .registry import register_term
+
+
+def _attention(feat: torch.Tensor, p: float) -> torch.Tensor:
+    return F.normalize(feat.pow(p).mean(1).reshape(feat.shape[0], -1))
+
+
+@full_precision
+def _stage_loss(f_s: torch.Tensor, f_t: torch.Tensor, p: float) -> torch.Tensor:
+    s_h, t_h = f_s.shape[2], f_t.shape[2]
+    if s_h > t_h:
+        f_s = F.adaptive_avg_pool2d(f_s, (t_h, t_h))
+    elif s_h < t_h:
+        f_t = F.adaptive_avg_pool2d(f_t, (s_h, s_h))
+    return (_attention(f_s, p) - _attention(f_t.detach(), p)).pow(2).mean()
+
+
+def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor],
+            p: float = 2.0) -> torch.Tensor:
+    """Attention-transfer loss summed over stage pairs (see the module docstring).
+
+    Args:
+        student_feats, teacher_feats: equally long lists of (B, C_i, H_i, W_i) maps (channels may
+            differ between student and teacher; the teacher is detached).
+        p: exponent of the attention map (mdistiller ``CFG.AT.P = 2``).
+
+    Raises ValueError for lists of different lengths or no stage. Computed in float32 or wider.
+    """
+    if len(student_feats) != len(teacher_feats) or len(student_feats) == 0:
+        raise ValueError(f"at_loss: needs equally long, non-empty lists of stage features, got "
+                         f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)")
+    p = check_positive(p, "at_loss: p")
+    losses = [_stage_loss(s, t, p) for s, t in zip(student_feats, teacher_feats, strict=True)]
+    total = losses[0]
+    for value in losses[1:]:
+        total = total + value
+    return total
+
+
+#: How AT pairs the stages after the stem when student and teacher have different numbers of them.
+STAGE_PAIRINGS = ("same", "first", "last")
+
+
+@register_term("at", inputs=("student_feats", "teacher_feats"),
+               source="Zagoruyko and Komodakis ICLR 2017; mdistiller/distillers/AT.py (p = 2: "
+                      "mdistiller/engine/cfg.py CFG.AT)")
+class AT(nn.Module):
+    """The AT term: ``at_loss`` over the stages after the stem (``feats[1:]``, as mdistiller).
+
+    ``stages`` says how the stages are paired: ``"same"`` (default) needs as many stages on both sides
+    (checked at build time when the context knows both models' shapes); ``"first"`` pairs them from the
+    first and drops the deeper extra ones, which is what mdistiller's ``zip`` does silently (e.g. a
+    MobileNetV1 teacher with 3 stages after its stem and a ResNet18 student with 4); ``"last"`` pairs
+    the deepest stages and drops the shallow extra ones.
+    """
+
+    @classmethod
+    def from_context(cls, context, p: float = 2.0, stages: str = "same") -> AT:
+        if stages == "same" and context.student is not None and context.teacher is not None:
+            s, t = len(context.student.feats), len(context.teacher.feats)
+            if s != t:
+                raise ValueError(f"attention transfer pairs stages one to one, but the student has {s - 1} stages "
+                                 f"after its stem and the teacher {t - 1}: set stages to 'first' (mdistiller's "
+                                 "pairing) or 'last'")
+        return cls(p, stages)
+
+    def __init__(self, p: float = 2.0, stages: str = "same") -> None:
+        super().__init__()
+        self.p = check_positive(p, "AT: p")
+        if stages not in STAGE_PAIRINGS:
+            raise ValueError(f"AT: stages must be one of {', '.join(STAGE_PAIRINGS)}, got {stages!r}")
+        self.stages = stages
+
+    def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        s, t = student_feats[1:], teacher_feats[1:]
+        n = min(len(s), len(t))
+        if self.stages == "first":
+            s, t = s[:n], t[:n]
+        elif self.stages == "last":
+            s, t = s[len(s) - n:], t[len(t) - n:]
+        return at_loss(s, t, self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, stages={self.stages!r}"

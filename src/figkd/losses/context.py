@@ -1,0 +1,105 @@
+"""The build context: the facts a loss term is built from.
+
+A term with trainable parts sizes them from the models it distils between: FitNet's connector from
+the student's and the teacher's stage shapes, CRD's memory bank from the training-set size, OFD's
+margins from the teacher's BatchNorm. The engine builds one :class:`BuildContext` per student, in the
+order dataset -> teacher -> student -> objective, and passes it to every term of the student's
+objective (`figkd.losses.build_objective(spec, context=...)`).
+
+Feature shapes are probed on the ``meta`` device (shapes without data: no computation, no memory),
+by calling the model with its parameters and buffers replaced by meta tensors
+(``torch.func.functional_call``), so the real module is neither copied nor changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FeatureShapes:
+    """Shapes (without the batch dimension) of what ``model(x, return_features=True)`` returns.
+
+    ``feats`` and ``preact_feats``: one ``(C_i, H_i, W_i)`` per entry of ``features["feats"]``;
+    ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes.
+    """
+
+    feats: tuple[tuple[int, ...], ...]
+    preact_feats: tuple[tuple[int, ...], ...]
+    pooled: int
+    logits: int
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(s[0] for s in self.feats)
+
+
+def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShapes:
+    """The feature shapes of ``model`` on a ``(H, W)`` RGB input, computed on the meta device.
+
+    ``model`` must accept ``return_features=True`` (every figkd zoo model does; see
+    `figkd.models.registry`). Raises TypeError if it does not.
+    """
+    from torch.func import functional_call
+
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    meta = {k: torch.empty_like(v, device="meta") for k, v in state.items()}
+    x = torch.empty(1, 3, *input_size, device="meta")
+    try:
+        out = functional_call(model, meta, (x,), {"return_features": True}, strict=False)
+    except TypeError as exc:
+        raise TypeError(f"{type(model).__name__} does not return stage features "
+                        f"(model(x, return_features=True)): {exc}") from None
+    logits, feats = out
+    return FeatureShapes(
+        feats=tuple(tuple(f.shape[1:]) for f in feats["feats"]),
+        preact_feats=tuple(tuple(f.shape[1:]) for f in feats["preact_feats"]),
+        pooled=int(feats["pooled_feat"].shape[1]),
+        logits=int(logits.shape[1]),
+    )
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a term may read when it is built. Every field may be None outside the engine (a term
+    that needs a missing field raises a ValueError naming it: :meth:`require`).
+
+    - ``num_classes``: C, the width of the logits.
+    - ``train_size``: number of training samples (CRD's memory bank has one row per sample).
+    - ``input_size``: ``(H, W)`` of the training images.
+    - ``student``, ``teacher``: :class:`FeatureShapes` of each model at ``input_size``.
+    - ``teacher_module``: the teacher itself, read-only (OFD reads its BatchNorm, CAT-KD its
+      classifier). A term must copy what it needs (``.detach().clone()``), never keep the module: a
+      Learner whose parameters include the teacher's is refused.
+    """
+
+    num_classes: int | None = None
+    train_size: int | None = None
+    input_size: tuple[int, int] | None = None
+    student: FeatureShapes | None = None
+    teacher: FeatureShapes | None = None
+    teacher_module: nn.Module | None = None
+
+    @classmethod
+    def from_models(cls, student: nn.Module, teacher: nn.Module | None, *, input_size: tuple[int, int],
+                    num_classes: int | None = None, train_size: int | None = None) -> BuildContext:
+        """A context with both models' feature shapes probed at ``input_size`` (meta device)."""
+        s = probe_features(student, input_size)
+        t = probe_features(teacher, input_size) if teacher is not None else None
+        return cls(num_classes=num_classes if num_classes is not None else s.logits, train_size=train_size,
+                   input_size=tuple(input_size), student=s, teacher=t, teacher_module=teacher)
+
+    def require(self, term: str, *fields: str) -> Any:
+        """The values of ``fields``; ValueError naming the term and the missing fields if any is None."""
+        missing = [f for f in fields if getattr(self, f) is None]
+        if missing:
+            raise ValueError(
+                f"term {term!r} is built from the {' and '.join(missing)} of its build context: build it "
+                "through the engine (figkd distill), or pass build_objective(..., context="
+                "BuildContext.from_models(student, teacher, input_size=(H, W), train_size=N))")
+        values = tuple(getattr(self, f) for f in fields)
+        return values[0] if len(values) == 1 else values

@@ -1,0 +1,68 @@
+"""FitNets: hints for thin deep nets (Romero et al., ICLR 2015), as in mdistiller.
+
+mdistiller (``mdistiller/distillers/FitNet.py``): the student's feature at the hint layer goes through
+a trainable connector (`figkd.losses.connectors.ConvReg`, sized from the student's and the teacher's
+feature shapes at that layer) and is pulled to the teacher's feature with a mean squared error:
+
+    L_fitnet = mean((ConvReg(f_s[h]) - f_t[h])^2)
+
+CIFAR-100 setting (``mdistiller/engine/cfg.py``, ``CFG.FITNET``): hint layer 2 (index into
+``features["feats"]``, stem = 0), feature weight 100, CE weight 1 (the ``fitnet`` preset).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import full_precision
+from .connectors import ConvReg
+from .registry import register_term
+
+
+@full_precision
+def fitnet_loss(student_hint: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the (connected) student hint and the teacher's feature.
+
+    Args:
+        student_hint: (B, C, H, W) student feature after the connector (differentiated).
+        teacher_hint: (B, C, H, W) teacher feature at the hint layer (detached here).
+
+    Raises ValueError if the shapes differ. Computed in float32 or wider.
+    """
+    if student_hint.shape != teacher_hint.shape:
+        raise ValueError(f"fitnet_loss: the connected student feature {tuple(student_hint.shape)} and the teacher "
+                         f"feature {tuple(teacher_hint.shape)} differ in shape")
+    return F.mse_loss(student_hint, teacher_hint.detach())
+
+
+@register_term("fitnet", inputs=("student_feats", "teacher_feats"),
+               source="Romero et al. ICLR 2015; mdistiller/distillers/FitNet.py and _common.py ConvReg "
+                      "(hint layer 2: mdistiller/engine/cfg.py CFG.FITNET)")
+class FitNet(nn.Module):
+    """The FitNet term: ``fitnet_loss(connector(student_feats[hint_layer]), teacher_feats[hint_layer])``.
+
+    Built from a `figkd.losses.BuildContext` with both models' feature shapes; the connector is
+    ``self.connector`` (a `ConvReg`), trained with the student.
+    """
+
+    @classmethod
+    def from_context(cls, context, hint_layer: int = 2) -> FitNet:
+        student, teacher = context.require("fitnet", "student", "teacher")
+        n = min(len(student.feats), len(teacher.feats))
+        if isinstance(hint_layer, bool) or not isinstance(hint_layer, int) or not 0 <= hint_layer < n:
+            raise ValueError(f"hint_layer must be an index into the stage features, 0..{n - 1}, got {hint_layer!r}")
+        return cls(student.feats[hint_layer], teacher.feats[hint_layer], hint_layer)
+
+    def __init__(self, student_shape, teacher_shape, hint_layer: int = 2) -> None:
+        super().__init__()
+        self.hint_layer = hint_layer
+        self.connector = ConvReg(student_shape, teacher_shape)
+
+    def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        h = self.hint_layer
+        return fitnet_loss(self.connector(student_feats[h]), teacher_feats[h])
+
+    def extra_repr(self) -> str:
+        return f"hint_layer={self.hint_layer}"

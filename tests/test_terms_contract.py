@@ -1,0 +1,95 @@
+"""The contract every registered loss term keeps, checked for each one (today's and every later one).
+
+For each name in ``list_terms()``, built with its default options through the engine's own path
+(`build_learner`: feature shapes probed, the teacher in the context) and fed exactly the inputs it
+declares:
+
+- its declared inputs are vocabulary names, and its options have defaults (registration checks);
+- the whole training step runs on meta tensors (no data: any host synchronisation would raise);
+- the step is captured and replayed by the recording backend (`figkd.engine.graph`): every replay
+  issues the captured operations with the same arguments, reads nothing on the host, creates no tensor
+  from host data, and moves no persistent tensor (parameters, buffers, optimizer and guard state);
+- its value is finite and, where it has parameters, they receive gradients.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from figkd.config import RunConfig
+from figkd.data import build_loader
+from figkd.data.base import ArrayDataset
+from figkd.engine.distributed import DistInfo
+from figkd.engine.graph import RecordingBackend
+from figkd.engine.guard import GradientGuard
+from figkd.engine.learner import build_learner
+from figkd.engine.trainer import Member, Trainer
+from figkd.losses import VOCABULARY, list_terms, term_spec
+from figkd.models import build_model
+
+CLASSES, BATCH, STEPS = 10, 4, 6
+META = torch.device("meta")
+
+
+def _learner(name, teacher, device_ctx=None):
+    with device_ctx or torch.device("cpu"):
+        student = build_model("resnet8", CLASSES)
+        return build_learner(student, [{"term": name}], teacher=teacher, num_classes=CLASSES, input_size=(32, 32),
+                             train_size=BATCH * STEPS)
+
+
+@pytest.mark.parametrize("name", list_terms())
+def test_registration_declares_vocabulary_inputs_and_defaults(name):
+    spec = term_spec(name)
+    assert spec.inputs and set(spec.inputs) <= set(VOCABULARY)
+    assert spec.source, f"term {name!r} names no source"
+
+
+@pytest.mark.parametrize("name", list_terms())
+def test_step_of_each_term_runs_on_meta_tensors(name):
+    cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
+    with META:
+        teacher = build_model("resnet8", CLASSES).eval()
+    learner = _learner(name, teacher, META)
+    m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"), cfg=cfg)
+    m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    m.guard, m.step_module = GradientGuard(m.optimizer, META), learner
+    trainer = Trainer(cfg, [m], None, None, teacher=teacher if learner.needs.teacher else None, device=META,
+                      info=DistInfo())
+    images = torch.empty(BATCH, 3, 32, 32, device=META)
+    trainer._begin_epoch(1, steps=STEPS)
+    trainer._train_step(images, torch.zeros(BATCH, dtype=torch.long, device=META),
+                        strong=images if learner.needs.strong() else None,
+                        index=torch.arange(BATCH, device=META) if learner.needs.index else None)
+    assert trainer._accs[0].names[-1] == "total"
+
+
+def test_every_term_is_captured_and_replayed_with_the_inputs_it_declares(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(BATCH * STEPS, 3, 32, 32), dtype=np.uint8)
+    split = ArrayDataset("digits", None, True, images, rng.integers(0, CLASSES, BATCH * STEPS).tolist(),
+                         [str(i) for i in range(CLASSES)])
+    cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=1, tensorboard=False, progress="off")
+    torch.manual_seed(0)
+    teacher = build_model("resnet8", CLASSES)
+    members = []
+    for name in list_terms():
+        torch.manual_seed(1)
+        members.append(Member(name=name, model_name="resnet8", objective_name=name, learner=_learner(name, teacher),
+                              run_dir=tmp_path / name, cfg=cfg))
+    strong = any(m.learner.needs.strong() for m in members)
+    train = build_loader("digits", None, True, BATCH, device="cpu", strong_view=strong, dataset=split)
+    backend = RecordingBackend()
+    trainer = Trainer(cfg, members, train, None, teacher=teacher, device=torch.device("cpu"), info=DistInfo(),
+                      log=lambda *a, **k: None, graph_backend=backend)
+    trainer.setup()
+    backend.guard_tensors = trainer.persistent_tensors
+    initial = {m.name: [p.detach().clone() for p in m.learner.objective.parameters()] for m in members}
+    [results] = [trainer._train_epoch(1)]
+    assert trainer.graph.captured and backend.replays == STEPS - 3  # 3 eager warm-up steps, then replays
+    for m, r in zip(members, results, strict=True):
+        assert np.isfinite(r["train/loss/total"]), m.name
+        for before, p in zip(initial[m.name], m.learner.objective.parameters(), strict=True):
+            assert not torch.equal(before, p), f"{m.name}: a parameter of its objective did not train"
