@@ -219,11 +219,11 @@ def _fp32_command(rel: str) -> list[str]:
 def test_every_header_says_how_to_run_in_fp32():
     from figkd.cli import build_configs, build_parser
 
-    fp32_teachers = {}
+    fp32_teachers, parser = {}, build_parser()
     for rel, (command, cfg) in sorted(_configs().items(), key=lambda kv: kv[1][0] != "train"):
         argv = _fp32_command(rel)
         assert argv[:2] == ["figkd", command], rel
-        [fp32] = [resolve(c, command) for c in build_configs(build_parser().parse_args(argv[1:]), command)]
+        [fp32] = [resolve(c, command) for c in build_configs(parser.parse_args(argv[1:]), command)]
         assert (fp32.amp, fp32.channels_last, fp32.cuda_graph) == ("none", "off", "off"), rel
         assert fp32.out and fp32.out != (cfg.out or default_run_dir(cfg, command).as_posix()), rel
         assert fp32.out.endswith("-fp32-s0"), rel
