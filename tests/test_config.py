@@ -13,7 +13,8 @@ def test_defaults_are_the_paper_recipe():
 
 
 @pytest.mark.parametrize("name,lr", [("resnet8x4", 0.05), ("ShuffleV1", 0.01), ("shufflenetv2", 0.01),
-                                     ("mobilenetv2", 0.01), ("MobileNetV2", 0.01), ("vgg8", 0.05)])
+                                     ("mobilenetv2", 0.01), ("MobileNetV2", 0.01), ("mobile_half", 0.01),
+                                     ("vgg8", 0.05), ("mobilenetv1_imagenet", 0.05)])
 def test_default_lr_follows_the_paper(name, lr):
     assert default_lr(name) == lr
 

@@ -12,6 +12,8 @@ from figkd.grid import from_grid, grid_shape, to_grid
 # paper/README.md, "What the text does not say": the pad policy's examples
 PAD_EXAMPLES = {100: (10, 10), 200: (15, 14), 120: (11, 11), 67: (9, 8), 40: (7, 6)}
 FACTOR_EXAMPLES = {200: (10, 20), 120: (10, 12), 100: (10, 10), 40: (5, 8), 1: (1, 1)}
+# issue 14, point 4: the floor-based reading of footnote 1
+PAD_FLOOR_EXAMPLES = {200: (14, 15), 120: (10, 12), 67: (8, 9), 40: (6, 7), 100: (10, 10), 2: (1, 2), 1: (1, 1)}
 
 
 @pytest.mark.parametrize("num_classes, shape", PAD_EXAMPLES.items())
@@ -25,6 +27,22 @@ def test_pad_policy_definition():
         h, w = grid_shape(c)
         assert (h - 1) ** 2 < c <= h * h  # h = ceil(sqrt(c)), exactly
         assert w == -(-c // h) and h * w >= c and h * (w - 1) < c
+
+
+@pytest.mark.parametrize("num_classes, shape", PAD_FLOOR_EXAMPLES.items())
+def test_pad_floor_policy_examples(num_classes, shape):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert grid_shape(num_classes, "pad_floor") == shape
+
+
+def test_pad_floor_policy_definition():
+    for c in range(1, 1001):
+        h, w = grid_shape(c, "pad_floor")
+        assert h * h <= c < (h + 1) ** 2  # h = floor(sqrt(c)), exactly
+        assert w == -(-c // h) and h * w >= c and h * (w - 1) < c and h <= w
+        logits = torch.arange(float(c))
+        assert torch.equal(from_grid(to_grid(logits, "pad_floor"), c), logits)
 
 
 @pytest.mark.parametrize("num_classes, shape", FACTOR_EXAMPLES.items())
@@ -58,7 +76,7 @@ def test_explicit_shape():
 
 
 def test_grid_shape_errors():
-    with pytest.raises(ValueError, match="unknown grid policy 'square'.*pad, factor"):
+    with pytest.raises(ValueError, match="unknown grid policy 'square'.*pad, pad_floor, factor"):
         grid_shape(100, "square")
     with pytest.raises(ValueError, match="num_classes must be >= 1"):
         grid_shape(0)

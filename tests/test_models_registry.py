@@ -126,6 +126,27 @@ def test_model_info():
     assert get_model_info("resnet18_imagenet").input_size == 224
 
 
+def test_every_model_has_the_papers_default_learning_rate():
+    """Paper Section 4.2: 0.05, except ShuffleNet-V1/V2 and MobileNet-V2 (0.01), whatever the spelling;
+    MobileNetV1 (Table 5's teachers) is not among the exceptions (issue 14, point 6)."""
+    from figkd.config import RunConfig, default_lr
+    from figkd.engine.recipe import initial_lr
+
+    small = {"mobilenetv2", "shufflenetv1", "shufflenetv2"}
+    for name in list_models(include_aliases=True):
+        info = get_model_info(name)
+        assert isinstance(info.default_lr, float) and info.default_lr > 0, name
+        assert info.default_lr == (0.01 if info.name in small else 0.05), name
+        assert default_lr(name) == initial_lr(RunConfig(), name) == info.default_lr, name
+    assert default_lr("mobilenetv1_imagenet") == default_lr("MobileNetV1") == 0.05
+    for name in ("mobilenetv2", "MobileNetV2", "mobile_half", "shufflenetv1", "ShuffleV1", "shufflenetv2",
+                 "ShuffleV2"):
+        assert default_lr(name) == 0.01, name
+    assert initial_lr(RunConfig(lr=0.2), "mobile_half") == 0.2  # an explicit lr wins
+    with pytest.raises(ValueError, match="unknown model 'mobilenetv3'"):
+        default_lr("mobilenetv3")
+
+
 @pytest.mark.parametrize("name", sorted(COUNTS_100))
 def test_parameter_count_100_classes(name):
     assert n_params(meta_model(name, 100)) == COUNTS_100[name]

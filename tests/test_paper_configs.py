@@ -127,12 +127,18 @@ def test_cells_cover_the_paper_tables_for_the_implemented_methods():
     with open(PAPER / "reported_top1.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     variant_method = {v: m for m, vs in gen.METHODS.items() for v in vs}
-    covered = set()
+    covered, figkd_recipe_copies = set(), set()
     for rel, (command, cfg) in _configs().items():
         table = rel.split("/")[0]
         if command == "distill" and table in {f"table{i}" for i in range(1, 10)}:
             variant = Path(rel).stem
+            if variant.endswith(gen.FIGKD_RECIPE_SUFFIX):  # a baseline's copy on FiGKD's recipe
+                figkd_recipe_copies.add((cfg.dataset, cfg.teacher, cfg.student, variant))
+                continue
             covered.add((table, cfg.dataset, cfg.teacher, cfg.student, variant_method[variant], variant))
+    # the copies exist exactly where the baseline's own recipe differs: MLKD on its CIFAR-100 pairs
+    assert figkd_recipe_copies == {("cifar100", t, s, "mlkd-figkd-recipe") for r in rows if r["method"] == "MLKD"
+                                   for t, s in [(r["teacher"], r["student"])] if r["dataset"] == "cifar100"}
     for method, variants in gen.METHODS.items():
         expected = {(r["table"], r["dataset"], r["teacher"], r["student"]) for r in rows if r["method"] == method}
         for variant in variants:
@@ -157,3 +163,99 @@ def test_ablation_options_reach_the_figkd_term(path):
     figkd_terms = [t for t in cfg.objective if t["term"] == "figkd"]
     assert len(figkd_terms) == 1 and figkd_terms[0]["weight"] == 2.0
     assert set(figkd_terms[0]) - {"term", "weight"} in ({"level"}, {"wavelet"}, {"dims"})
+
+
+# ----------------------------------------------------------------------------------------- recipes (issue 14)
+
+def _header(rel: str) -> list[str]:
+    return [line[2:] for line in (PAPER / rel).read_text().splitlines() if line.startswith("#")]
+
+
+#: MLKD's published CIFAR-100 recipe, typed here from Jin-Ying/Multi-Level-Logit-Distillation
+#: configs/cifar100/ours/*.yaml (commit 5ee473f), independently of the generator's table: (lr, epochs).
+MLKD_PUBLISHED = {
+    "table1/resnet110-resnet32": (0.025, 240), "table1/resnet32x4-resnet8x4": (0.025, 240),
+    "table1/vgg13-vgg8": (0.025, 240), "table1/wrn_40_2-wrn_16_2": (0.025, 240),
+    "table1/wrn_40_2-wrn_40_1": (0.025, 240), "table2/resnet32x4-shufflenetv1": (0.01, 960),
+    "table2/resnet32x4-shufflenetv2": (0.01, 960), "table2/resnet50-mobilenetv2": (0.01, 480),
+    "table2/vgg13-mobilenetv2": (0.01, 480), "table2/wrn_40_2-shufflenetv1": (0.01, 480),
+}
+
+
+def test_mlkd_runs_on_its_own_published_recipe_with_a_figkd_recipe_copy():
+    for pair, (lr, epochs) in MLKD_PUBLISHED.items():
+        own = _configs()[f"{pair}/mlkd.yaml"][1]
+        same = _configs()[f"{pair}/mlkd-figkd-recipe.yaml"][1]
+        assert (own.lr, own.epochs, own.lr_milestones, own.batch_size, own.weight_decay) == \
+            (lr, epochs, [150, 180, 210], 64, 5e-4), pair
+        assert (same.lr, same.epochs) == (None, 240), pair
+        assert own.replace(lr=None, epochs=240, out=same.out) == same, pair  # nothing else differs
+        assert any(h.startswith("Recipe: MLKD's own") and f"lr {lr:g}, {epochs} epochs" in h
+                   for h in _header(f"{pair}/mlkd.yaml")), pair
+        assert any(h.startswith("Recipe: FiGKD's") for h in _header(f"{pair}/mlkd-figkd-recipe.yaml")), pair
+    # every other config runs on FiGKD's recipe: lr from the model registry, 240 epochs
+    for rel, (_, cfg) in _configs().items():
+        if not (rel.endswith("/mlkd.yaml") and cfg.dataset == "cifar100"):
+            assert cfg.lr is None and cfg.epochs == 240, rel
+
+
+def test_every_header_states_its_recipe_with_the_models_learning_rate():
+    from figkd.engine.recipe import initial_lr
+
+    for rel, (command, cfg) in _configs().items():
+        [recipe] = [h for h in _header(rel) if h.startswith("Recipe: ")]
+        model = cfg.model if command == "train" else cfg.student
+        assert f"SGD lr {initial_lr(cfg, model):g}, {cfg.epochs} epochs" in recipe, rel
+    # issue 14, point 6: Table 5's MobileNetV1 teachers train at 0.05, MobileNetV2/ShuffleNet students at 0.01
+    assert "SGD lr 0.05," in " ".join(_header("teachers/cub200_224/mobilenetv1_imagenet.yaml"))
+    assert "SGD lr 0.01," in " ".join(_header("table2/vgg13-mobilenetv2/figkd.yaml"))
+
+
+def _fp32_command(rel: str) -> list[str]:
+    """The fp32 command of a config's header, as a shell would split it (continuation lines joined)."""
+    import shlex
+
+    lines = _header(rel)
+    start = next(i for i, h in enumerate(lines) if h.strip().startswith("figkd ") and "amp=none" in h)
+    text = lines[start].strip()
+    while text.endswith("\\"):
+        start += 1
+        text = text[:-1] + lines[start].strip()
+    return shlex.split(text.replace("<this file>", str(PAPER / rel)))
+
+
+def test_every_header_says_how_to_run_in_fp32():
+    from figkd.cli import build_configs, build_parser
+
+    fp32_teachers, parser = {}, build_parser()
+    for rel, (command, cfg) in sorted(_configs().items(), key=lambda kv: kv[1][0] != "train"):
+        argv = _fp32_command(rel)
+        assert argv[:2] == ["figkd", command], rel
+        [fp32] = [resolve(c, command) for c in build_configs(parser.parse_args(argv[1:]), command)]
+        assert (fp32.amp, fp32.channels_last, fp32.cuda_graph) == ("none", "off", "off"), rel
+        assert fp32.out and fp32.out != (cfg.out or default_run_dir(cfg, command).as_posix()), rel
+        assert fp32.out.endswith("-fp32-s0"), rel
+        same = {"amp": cfg.amp, "channels_last": cfg.channels_last, "cuda_graph": cfg.cuda_graph, "out": cfg.out,
+                "teacher_ckpt": cfg.teacher_ckpt}
+        assert fp32.replace(**same) == cfg, rel  # only precision, run directory and teacher differ
+        if command == "train":
+            fp32_teachers[(cfg.dataset, cfg.model)] = fp32.out
+        else:  # the fp32 student reads the fp32 teacher that its teacher config's fp32 line trains
+            assert fp32.teacher_ckpt == fp32_teachers[(cfg.dataset, cfg.teacher)], rel
+
+
+def test_table10_on_both_bases():
+    pairs = {p.parent.relative_to(PAPER).as_posix() for p in (PAPER / "table10").rglob("*.yaml")}
+    assert len(pairs) == 6
+    for pair in pairs:
+        variants = {p.stem for p in (PAPER / pair).glob("*.yaml")}
+        assert {"figkd-low", "figkd", "figkd-both", "mlkd", "mlkd+figkd-low", "mlkd+figkd",
+                "mlkd+figkd-both"} <= variants, pair
+        low, both = _configs()[f"{pair}/figkd-low.yaml"][1], _configs()[f"{pair}/figkd-both.yaml"][1]
+        assert low.objective == [{"term": "ce", "weight": 1.0}, {"term": "figkd", "weight": 2.0, "bands": "low"}]
+        assert both.objective == [{"term": "ce", "weight": 1.0}, {"term": "figkd", "weight": 2.0, "bands": "both"}]
+        assert _configs()[f"{pair}/figkd.yaml"][1].objective == "figkd"
+        # this base's "Low x, High x" row is the student alone, named in the header
+        [alone] = [h.split("student alone: configs/paper/")[1].rstrip(".") for h in _header(f"{pair}/figkd-low.yaml")
+                   if "student alone" in h]
+        assert _configs()[alone][1].model == low.student

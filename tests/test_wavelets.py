@@ -431,8 +431,10 @@ def test_level_too_high_is_an_error_naming_size_wavelet_and_max():
         W.wavedec2(x, "haar", level=4)
     with pytest.raises(ValueError, match=r"level 2 .*size 9x8.*'db2'.*maximum level is 1"):
         W.wavedec2(torch.randn(9, 8), "db2", level=2)
-    with pytest.raises(ValueError, match=r"level 3 .*size 5.*'db2'.*maximum level is 0"):
+    with pytest.raises(ValueError, match=r"level 3 .*size 5.*'db2'.*maximum level is 1 .*level 1 is always possible"):
         W.wavedec(torch.randn(2, 5), "db2", level=3)
+    with pytest.raises(ValueError, match=r"level 2 .*size 2x1.*'haar'.*maximum level is 1"):
+        W.wavedec2(torch.randn(2, 1), "haar", level=2)
     with pytest.raises(ValueError, match="level must be >= 0"):
         W.wavedec(torch.randn(8), level=-1)
     # pywt itself only warns
@@ -440,6 +442,24 @@ def test_level_too_high_is_an_error_naming_size_wavelet_and_max():
         warnings.simplefilter("always")
         pywt.wavedec2(np.zeros((10, 10)), "haar", level=4)
     assert caught
+
+
+@pytest.mark.parametrize("wavelet", ["bior1.3", "db4", "haar"])
+@pytest.mark.parametrize("shape", [(2, 1), (9, 8), (7, 6), (1, 1)])
+def test_level_one_is_one_dwt_on_any_size(wavelet, shape):
+    """Level 1 below dwt_max_level's threshold: one dwt2 / dwt, as pywt computes them (pywt's
+    wavedec2 would warn; figkd's computes the same coefficients)."""
+    x = np.random.default_rng(0).standard_normal((3, *shape))
+    for mode in ("zero", "symmetric", "periodization"):
+        ref_a, ref_d = pywt.dwt2(x, wavelet, mode=mode)
+        a, d = W.wavedec2(_t(x), wavelet, mode, level=1)
+        np.testing.assert_allclose(a.numpy(), ref_a, rtol=1e-10, atol=1e-12)
+        for got, want in zip(d, ref_d, strict=True):
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+        ref_a1, ref_d1 = pywt.dwt(x[..., 0, :], wavelet, mode=mode)
+        a1, d1 = W.wavedec(_t(x[..., 0, :]), wavelet, mode, level=1)
+        np.testing.assert_allclose(a1.numpy(), ref_a1, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(d1.numpy(), ref_d1, rtol=1e-10, atol=1e-12)
 
 
 def test_level_none_and_zero():

@@ -16,6 +16,12 @@ Layout:
 - ``table<N>/<teacher>-<student>/<variant>.yaml`` (Table 5 and 10: ``table<N>/<dataset>/<pair>/``):
   ``figkd distill``, one file per method or ablation row.
 
+Every config's header names its paper cell and reported top-1, its recipe (FiGKD's, Section 4.2, or a
+baseline's own published recipe), the command that runs it, and the command that runs it in fp32 (the
+paper's and mdistiller's precision; the defaults train in bf16 autocast with channels_last and a
+captured step on a GPU). The default learning rate of FiGKD's recipe comes from the model registry
+(``figkd.models.ModelInfo.default_lr``), read from this checkout's ``src``.
+
 Every distill config sets ``out`` to ``runs/distill/<dataset>/<teacher>-<student>/<variant>-s0``: the
 default run directory ``runs/distill/<dataset>/<student>-<objective>-s<seed>`` would be shared by two
 teachers of one student and by every term-list objective ("custom"). One experiment has one run
@@ -28,11 +34,15 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CSV_PATH = HERE / "reported_top1.csv"
+sys.path.insert(0, str(HERE.parents[1] / "src"))  # this checkout's model registry (default learning rates)
+
+from figkd.config import RunConfig, default_lr  # noqa: E402
 
 #: Where each dataset family is expected (docs/reproducing.md says what goes inside).
 DATA_ROOT = {
@@ -63,6 +73,33 @@ DKD_BETA_CIFAR100 = {
     ("vgg13", "vgg8"): 6.0, ("vgg13", "mobilenetv2"): 6.0, ("wrn_40_2", "wrn_16_2"): 6.0,
     ("wrn_40_2", "wrn_40_1"): 6.0, ("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
 }
+
+#: MLKD's own CIFAR-100 recipe, one config per pair: Jin-Ying/Multi-Level-Logit-Distillation
+#: ``configs/cifar100/ours/<file>`` at its latest commit 5ee473f (2024-09-23). Every file keeps batch 64,
+#: momentum 0.9, weight decay 5e-4 and the decay x0.1 after epochs 150, 180, 210 (FiGKD's values too)
+#: and sets LR and EPOCHS: 0.025 and 240 for the pairs of one family; 0.01 and 480 for the pairs with a
+#: ShuffleNetV1 or MobileNetV2 student, 0.01 and 960 for resnet32x4 -> ShuffleNetV1/V2 (the milestones
+#: stay at 150/180/210, so those runs spend epochs 211-960 at lr 1e-5). Earlier commits differ (6327e73:
+#: 480 epochs for the one-family pairs and lr 0.0025 for vgg13/resnet50 -> MobileNetV2 and
+#: wrn_40_2 -> ShuffleNetV1; 77b91ec: 480 epochs for resnet32x4 -> ShuffleNetV1/V2).
+MLKD_SOURCE = "Jin-Ying/Multi-Level-Logit-Distillation configs/cifar100/ours/{}, commit 5ee473f"
+MLKD_RECIPE_CIFAR100 = {  # (teacher, student) -> (file, lr, epochs)
+    ("resnet110", "resnet32"): ("res110_res32.yaml", 0.025, 240),
+    ("resnet32x4", "resnet8x4"): ("res32x4_res8x4.yaml", 0.025, 240),
+    ("resnet56", "resnet20"): ("res56_res20.yaml", 0.025, 240),
+    ("vgg13", "vgg8"): ("vgg13_vgg8.yaml", 0.025, 240),
+    ("wrn_40_2", "wrn_16_2"): ("wrn40_2_wrn_16_2.yaml", 0.025, 240),
+    ("wrn_40_2", "wrn_40_1"): ("wrn40_2_wrn_40_1.yaml", 0.025, 240),
+    ("resnet32x4", "shufflenetv1"): ("res32x4_shuv1.yaml", 0.01, 960),
+    ("resnet32x4", "shufflenetv2"): ("res32x4_shuv2.yaml", 0.01, 960),
+    ("resnet50", "mobilenetv2"): ("res50_mv2.yaml", 0.01, 480),
+    ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 0.01, 480),
+    ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 0.01, 480),
+}
+#: Suffix of a baseline variant run on FiGKD's recipe where its own published recipe differs.
+FIGKD_RECIPE_SUFFIX = "-figkd-recipe"
+#: Settings that train in fp32 as the paper and mdistiller do (RunConfig: amp, channels_last, cuda_graph).
+FP32_SET = ("amp=none", "channels_last=off", "cuda_graph=off")
 
 CE = {"term": "ce", "weight": 1.0}
 MLKD = {"term": "mlkd", "weight": 1.0}
@@ -96,6 +133,15 @@ TABLE10 = [
      {("cifar100", W402_W162): 76.56, ("cifar100", V13_V8): 75.83, ("cifar100", V13_MV2): 71.18,
       ("tiny_imagenet", R32x4_R8x4): 60.71, ("tiny_imagenet", V13_V8): 64.19,
       ("tiny_imagenet", R32x4_SV2): 69.59}),
+]
+
+
+#: Table 10 on the Eq. 7 base (ce + figkd): the same rows with CE in place of MLKD. Its "Low x, High x" row
+#: is the student trained alone (configs/paper/students/ or teachers/), not a distillation.
+TABLE10_EQ7 = [
+    ("Low v, High x", "figkd-low", [CE, _figkd(bands="low")], TABLE10[1][3]),
+    ("Low x, High v (FiGKD)", "figkd", "figkd", TABLE10[2][3]),
+    ("Low v, High v", "figkd-both", [CE, _figkd(bands="both")], TABLE10[3][3]),
 ]
 
 
@@ -164,27 +210,62 @@ def _fmt(v: float | None) -> str:
     return "not reported" if v is None else f"{v:.2f}"
 
 
-def teacher_run_dir(dataset: str, model: str) -> str:
-    """``figkd.engine.run.default_run_dir`` of the teacher's train config at seed 0."""
-    return f"runs/train/{dataset}/{model}-s0"
+def teacher_run_dir(dataset: str, model: str, fp32: bool = False) -> str:
+    """``figkd.engine.run.default_run_dir`` of the teacher's train config at seed 0 (its fp32 run: ``--out``)."""
+    return f"runs/train/{dataset}/{model}{'-fp32' if fp32 else ''}-s0"
 
 
-def distill_out(dataset: str, teacher: str, student: str, variant: str) -> str:
-    return f"runs/distill/{dataset}/{teacher}-{student}/{variant}-s0"
+def distill_out(dataset: str, teacher: str, student: str, variant: str, fp32: bool = False) -> str:
+    return f"runs/distill/{dataset}/{teacher}-{student}/{variant}{'-fp32' if fp32 else ''}-s0"
+
+
+def _recipe_text(lr: float, epochs: int) -> str:
+    d = RunConfig()
+    milestones = ", ".join(map(str, d.lr_milestones))
+    return (f"SGD lr {lr:g}, {epochs} epochs, lr x{d.lr_decay:g} after epochs {milestones}, batch {d.batch_size}, "
+            f"weight decay {d.weight_decay:g}, momentum {d.momentum:g}")
+
+
+def figkd_recipe_line(model: str) -> str:
+    """The header line of a config on FiGKD's recipe (RunConfig defaults; lr: the model's default_lr)."""
+    return (f"Recipe: FiGKD's (paper Section 4.2; RunConfig defaults): "
+            f"{_recipe_text(default_lr(model), RunConfig().epochs)} (lr: {model}'s default_lr in the model registry).")
+
+
+def fp32_lines(command: str, out: str, teacher_ckpt: str | None = None) -> list[str]:
+    """Header lines: how to run the config in fp32, into its own run directory (amp and channels_last are
+    part of a run's identity; cuda_graph is not, and is off so that the step runs eagerly as in mdistiller)."""
+    sets = " ".join(f"--set {kv}" for kv in FP32_SET)
+    extra = f"--set teacher_ckpt={teacher_ckpt} " if teacher_ckpt else ""
+    return ["fp32 (the paper's and mdistiller's precision; the defaults on a GPU are bf16 autocast, channels_last and",
+            "a captured step; amp and channels_last belong to a run's identity, hence its own run directory):",
+            f"  figkd {command} --config <this file> {sets} \\",
+            f"    {extra}--out {out}"]
+
+
+def _header(lines: list[str]) -> str:
+    return "".join(f"# {h}\n" if h else "#\n" for h in lines)
 
 
 def train_yaml(dataset: str, model: str, header: list[str]) -> str:
     body = (f"dataset: {dataset}\ndata_root: {DATA_ROOT[family(dataset)]}\nmodel: {model}\n"
             "objective: vanilla\nseed: 0\n")
-    return "".join(f"# {h}\n" if h else "#\n" for h in header) + body
+    return _header(header) + body
 
 
-def distill_yaml(dataset: str, teacher: str, student: str, variant: str, objective, header: list[str]) -> str:
+def distill_yaml(dataset: str, teacher: str, student: str, variant: str, objective, header: list[str],
+                 recipe: dict | None = None) -> str:
+    """A distill config: ``header`` (paper cell, variant, recipe), then the teacher, run and fp32 lines."""
+    header = header + [f"Teacher: configs/paper/teachers/{dataset}/{teacher}.yaml must have finished.",
+                       "Run: figkd distill --config <this file>",
+                       *fp32_lines("distill", distill_out(dataset, teacher, student, variant, fp32=True),
+                                   teacher_run_dir(dataset, teacher, fp32=True))]
     body = (f"dataset: {dataset}\ndata_root: {DATA_ROOT[family(dataset)]}\n"
             f"teacher: {teacher}\nteacher_ckpt: {teacher_run_dir(dataset, teacher)}\nstudent: {student}\n"
             + _objective_yaml(objective)
+            + "".join(f"{k}: {_scalar(v)}\n" for k, v in (recipe or {}).items())
             + f"seed: 0\nout: {distill_out(dataset, teacher, student, variant)}\n")
-    return "".join(f"# {h}\n" if h else "#\n" for h in header) + body
+    return _header(header) + body
 
 
 def read_csv(path: Path = CSV_PATH) -> list[dict]:
@@ -215,6 +296,36 @@ def _objective_for(variant: str, dataset: str, teacher: str, student: str):
     if variant == "at" and (teacher, student) in AT_STAGES_FIRST:
         return [dict(CE), {"term": "at", "weight": 1000.0, "p": 2.0, "stages": "first"}]
     return variant
+
+
+def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[dict, str] | None:
+    """A baseline's own published recipe where it differs from FiGKD's: (config fields, header line), else None.
+
+    MLKD on CIFAR-100 (MLKD_RECIPE_CIFAR100). KD and DKD follow mdistiller's CIFAR-100 recipe, which is
+    FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240 epochs); DKD's per-pair beta is in its objective.
+    """
+    if variant != "mlkd" or dataset != "cifar100" or (teacher, student) not in MLKD_RECIPE_CIFAR100:
+        return None
+    file, lr, epochs = MLKD_RECIPE_CIFAR100[(teacher, student)]
+    line = (f"Recipe: MLKD's own, as published for this pair ({MLKD_SOURCE.format(file)}): "
+            f"{_recipe_text(lr, epochs)}. On FiGKD's recipe: mlkd{FIGKD_RECIPE_SUFFIX}.yaml.")
+    return {"lr": lr, "epochs": epochs}, line
+
+
+def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
+    """[(variant, recipe fields, recipe line, note)] of one method variant: on its own recipe where
+    published (plus a ``-figkd-recipe`` copy on FiGKD's), else on FiGKD's."""
+    own = own_recipe(variant, dataset, teacher, student)
+    figkd_line = figkd_recipe_line(student)
+    if own is None:
+        note = (" (MLKD's repository publishes recipes for CIFAR-100 and ImageNet, none for this dataset: "
+                "FiGKD's recipe here)"
+                if variant == "mlkd" and dataset != "cifar100" else "")
+        return [(variant, None, figkd_line, note)]
+    return [(variant, own[0], own[1], ""),
+            (variant + FIGKD_RECIPE_SUFFIX, None, figkd_line,
+             f" on FiGKD's recipe, for a same-recipe comparison (the paper's {variant.upper()} column is "
+             f"{variant.upper()}'s published result, on its own recipe: {variant}.yaml)")]
 
 
 _VARIANT_NOTE = {
@@ -253,8 +364,10 @@ def generate() -> dict[str, str]:
         merged[key] = (kind, prev[1] + cells)
     for (dataset, model), (kind, cells) in sorted(merged.items()):
         header = [f"figkd train: {model} alone on {dataset} (the paper's recipe: RunConfig defaults).",
+                  figkd_recipe_line(model),
                   "Run: figkd train --config <this file>   (seeds 1, 2: add --set seed=1 / --set seed=2)",
                   f"Run directory: {teacher_run_dir(dataset, model)} (ends in -s1, -s2 for the other seeds).",
+                  *fp32_lines("train", teacher_run_dir(dataset, model, fp32=True)),
                   "Paper, reported top-1 (%):"] + [f"  {c}" for c in cells]
         files[f"{kind}/{dataset}/{model}.yaml"] = train_yaml(dataset, model, header)
 
@@ -267,32 +380,45 @@ def generate() -> dict[str, str]:
             top1 = reported.get((table, dataset, teacher, student, method))
             if top1 is None and not (method == "DIST" and table in DIST_TABLES):
                 continue
-            for variant in variants:
-                objective = _objective_for(variant, dataset, teacher, student)
-                note = _VARIANT_NOTE.get(variant, f"{method} (preset {variant!r})")
-                if variant == "dkd" and not isinstance(objective, str):
+            for base_variant in variants:
+                objective = _objective_for(base_variant, dataset, teacher, student)
+                note = _VARIANT_NOTE.get(base_variant, f"{method} (preset {base_variant!r})")
+                if base_variant == "dkd" and not isinstance(objective, str):
                     note = f"DKD with mdistiller's per-pair beta {objective[1]['beta']} (preset beta: 8)"
-                if variant == "at" and not isinstance(objective, str):
+                if base_variant == "at" and not isinstance(objective, str):
                     note = ("AT (mdistiller's setting: ce 1 + at 1000, p 2) with stages 'first': the teacher has "
                             "fewer stages than the student, paired from the first as mdistiller's zip does")
-                if variant in ("fitnet", "at") and dataset != "cifar100":
+                if base_variant in ("fitnet", "at") and dataset != "cifar100":
                     note += ". mdistiller publishes this setting for CIFAR-100 only; it is used here unchanged"
-                header = [f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
-                          f"reported top-1 {_fmt(top1)}",
-                          f"Variant: {note}.",
-                          f"Teacher: configs/paper/teachers/{dataset}/{teacher}.yaml must have finished.",
-                          "Run: figkd distill --config <this file>"]
-                path = f"{pair_dir(table, dataset, teacher, student, multi)}/{variant}.yaml"
-                files[path] = distill_yaml(dataset, teacher, student, variant, objective, header)
+                for variant, recipe, recipe_line, extra in baseline_variants(base_variant, dataset, teacher,
+                                                                             student):
+                    header = [f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
+                              f"reported top-1 {_fmt(top1)}",
+                              f"Variant: {note}{extra}.",
+                              recipe_line]
+                    path = f"{pair_dir(table, dataset, teacher, student, multi)}/{variant}.yaml"
+                    files[path] = distill_yaml(dataset, teacher, student, variant, objective, header, recipe)
 
-    # Table 10: MLKD base.
-    for label, variant, objective, values in TABLE10:
+    # Table 10: MLKD base (the baseline row is MLKD's cell of Tables 1-4: on MLKD's recipe where published,
+    # with its FiGKD-recipe copy as the same-recipe baseline of the other rows), and the Eq. 7 base.
+    for label, base_variant, objective, values in TABLE10:
         for (dataset, (teacher, student)), top1 in values.items():
+            for variant, recipe, recipe_line, extra in baseline_variants(base_variant, dataset, teacher, student):
+                header = [f"Paper Table 10 (frequency effect, {dataset}), {teacher} -> {student}, row "
+                          f"'{label}': reported top-1 {_fmt(top1)}",
+                          "Base: MLKD (the row without frequency terms equals MLKD's cells of Tables 1-4)"
+                          f"{extra}.",
+                          recipe_line]
+                path = f"table10/{dataset}/{teacher}-{student}/{variant}.yaml"
+                files[path] = distill_yaml(dataset, teacher, student, variant, objective, header, recipe)
+    for label, variant, objective, values in TABLE10_EQ7:
+        for (dataset, (teacher, student)), top1 in values.items():
+            alone = merged_path(merged, dataset, student)
             header = [f"Paper Table 10 (frequency effect, {dataset}), {teacher} -> {student}, row "
-                      f"'{label}': reported top-1 {_fmt(top1)}",
-                      "Base: MLKD (the row without frequency terms equals MLKD's cells of Tables 1-4).",
-                      f"Teacher: configs/paper/teachers/{dataset}/{teacher}.yaml must have finished.",
-                      "Run: figkd distill --config <this file>"]
+                      f"'{label}': reported top-1 {_fmt(top1)} (measured on the MLKD base)",
+                      f"Base: Eq. 7 (ce 1 + figkd 2); this base's 'Low x, High x' row is the student alone: "
+                      f"configs/paper/{alone}.",
+                      figkd_recipe_line(student)]
             path = f"table10/{dataset}/{teacher}-{student}/{variant}.yaml"
             files[path] = distill_yaml(dataset, teacher, student, variant, objective, header)
 
@@ -308,11 +434,16 @@ def generate() -> dict[str, str]:
                     header = [f"Paper Table {table_number(table)} ({what}, {dataset}), {teacher} -> {student}, "
                               f"row '{label}': reported top-1 {_fmt(top1)}",
                               f"Base: {base_text}.",
-                              f"Teacher: configs/paper/teachers/{dataset}/{teacher}.yaml must have finished.",
-                              "Run: figkd distill --config <this file>"]
+                              figkd_recipe_line(student)]
                     path = f"{table}/{teacher}-{student}/{variant}.yaml"
                     files[path] = distill_yaml(dataset, teacher, student, variant, objective, header)
     return files
+
+
+def merged_path(merged: dict, dataset: str, model: str) -> str:
+    """``teachers/<dataset>/<model>.yaml`` or ``students/...``: where the model trained alone is."""
+    kind, _ = merged[(dataset, model)]
+    return f"{kind}/{dataset}/{model}.yaml"
 
 
 def generated_dirs(files: dict[str, str]) -> list[str]:

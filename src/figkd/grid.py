@@ -5,10 +5,13 @@ FiGKD (paper Section 3.3) reshapes each C-dimensional logit vector into an H x W
 possible" to sqrt(C), and lists one grid per dataset, but the text extraction lost every number
 (see ``paper/README.md``).  MIT67 has C = 67, a prime, so an exact factorisation cannot be close to
 square; the grid must therefore allow padding.  The project's decision (DESIGN.md, "Open points of
-the paper") is the ``pad`` policy, with an exact factorisation available as ``factor``:
+the paper") is the ``pad`` policy, with the floor-based reading and an exact factorisation as options:
 
 * ``pad`` (default): H = ceil(sqrt(C)), W = ceil(C / H); the logits are zero-padded at the end to
   H*W.  100 -> 10x10, 200 -> 15x14, 120 -> 11x11, 67 -> 9x8, 40 -> 7x6.
+* ``pad_floor``: H = floor(sqrt(C)), W = ceil(C / H), zero-padded likewise (H <= W, the transpose
+  of ``pad`` where both are near-square).  100 -> 10x10, 200 -> 14x15, 120 -> 10x12, 67 -> 8x9,
+  40 -> 6x7; C <= 3 gives a single row (1 x C).
 * ``factor``: the exact factorisation C = H*W closest to a square, H <= W.  200 -> 10x20,
   120 -> 10x12; a prime C gives 1 x C, where the 2D transform degenerates to a 1D one along W
   (with the zero boundary mode the single row is transformed against padding), so it warns.
@@ -28,7 +31,7 @@ import torch.nn.functional as F
 __all__ = ["POLICIES", "from_grid", "grid_shape", "to_grid"]
 
 #: Names accepted by :func:`grid_shape` as ``policy``.
-POLICIES: tuple[str, ...] = ("pad", "factor")
+POLICIES: tuple[str, ...] = ("pad", "pad_floor", "factor")
 
 
 def _positive_int(value, what: str) -> int:
@@ -42,7 +45,8 @@ def _positive_int(value, what: str) -> int:
 def grid_shape(num_classes: int, policy: str | tuple[int, int] = "pad") -> tuple[int, int]:
     """The ``(H, W)`` grid for ``num_classes`` logits under ``policy``.
 
-    ``policy`` is ``"pad"`` (default: H = ceil(sqrt C), W = ceil(C / H), zero padding), ``"factor"``
+    ``policy`` is ``"pad"`` (default: H = ceil(sqrt C), W = ceil(C / H), zero padding), ``"pad_floor"``
+    (H = floor(sqrt C), W = ceil(C / H), zero padding), ``"factor"``
     (exact factorisation closest to a square, H <= W; warns for a prime C, which gives 1 x C), or an
     explicit ``(H, W)``, which is validated (positive ints, H * W >= C) and returned.
     """
@@ -50,6 +54,9 @@ def grid_shape(num_classes: int, policy: str | tuple[int, int] = "pad") -> tuple
     if isinstance(policy, str):
         if policy == "pad":
             h = math.isqrt(c - 1) + 1  # ceil(sqrt(c)) in exact integer arithmetic
+            return h, -(-c // h)
+        if policy == "pad_floor":
+            h = math.isqrt(c)  # floor(sqrt(c)) in exact integer arithmetic
             return h, -(-c // h)
         if policy == "factor":
             h = next(d for d in range(math.isqrt(c), 0, -1) if c % d == 0)

@@ -38,7 +38,8 @@ Differences from pywt, all deliberate:
 * The default mode is ``"zero"`` (pywt's is ``"symmetric"``): the logit grid is zero-padded, and the
   paper's Haar transform on an even grid does not depend on the mode.
 * A ``level`` above ``dwt_max_level`` is a ``ValueError`` (pywt only warns that every coefficient
-  then has boundary effects).
+  then has boundary effects), except ``level=1``: one level is one ``dwt``/``dwt2``, which pywt
+  computes on any size, so ``wavedec``/``wavedec2`` allow it on any size too.
 * Only pywt's six classic modes are implemented (``smooth``, ``antisymmetric`` and ``antireflect``
   are not); only discrete wavelets (``pywt.wavelist(kind="discrete")`` or a ``pywt.Wavelet``).
 * Inputs are tensors with any number of leading batch dimensions; the transform runs on the last
@@ -182,12 +183,13 @@ def _check_level(level: int | None, sizes: Sequence[int], bank: _Bank) -> int:
         raise TypeError(f"level must be an int or None, got {level!r}")
     if level < 0:
         raise ValueError(f"level must be >= 0, got {level}")
-    if level > max_level:
+    if level > max(max_level, 1):  # level 1 = one dwt, computed on any size (as pywt.dwt/dwt2 do)
         size = "x".join(str(s) for s in sizes)
         raise ValueError(
             f"level {level} is too high for size {size} with wavelet {bank.name!r} (filter length "
-            f"{bank.length}): the maximum level is {max_level} (pywt.dwt_max_level). PyWavelets only "
-            "warns here and returns coefficients that are all boundary effects; figkd refuses."
+            f"{bank.length}): the maximum level is {max(max_level, 1)} (pywt.dwt_max_level; level 1 is "
+            "always possible). PyWavelets only warns here and returns coefficients that are all boundary "
+            "effects; figkd refuses."
         )
     return level
 

@@ -95,13 +95,14 @@ class Learner(nn.Module):
 
 
 def build_learner(model: torch.nn.Module, spec: Any, *, teacher: torch.nn.Module | None, num_classes: int,
-                  input_size: tuple[int, int], train_size: int | None = None) -> Learner:
+                  input_size: tuple[int, int], train_size: int | None = None, seed: int = 0) -> Learner:
     """A `Learner` of ``model`` with the objective ``spec`` (preset name or term list) built from the
     context of this pair: feature shapes probed at ``input_size`` on the meta device, the class count,
-    the training-set size and the teacher. Continues the global torch RNG (seed it before)."""
+    the training-set size, the teacher and the run's seed. Continues the global torch RNG (seed it
+    before)."""
     try:
         context = BuildContext.from_models(model, teacher, input_size=input_size, num_classes=num_classes,
-                                           train_size=train_size)
+                                           train_size=train_size, seed=seed)
         objective = build_objective(spec, context=context)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"objective {spec!r}: {exc}") from exc

@@ -14,7 +14,8 @@ from ..config import RunConfig, default_lr
 
 
 def initial_lr(cfg: RunConfig, model_name: str) -> float:
-    """``cfg.lr`` if given, else the paper's 0.05 (0.01 for ShuffleNet/MobileNet, Section 4.2)."""
+    """``cfg.lr`` if given, else the model's default in the registry (`figkd.config.default_lr`: the
+    paper's 0.05, 0.01 for ShuffleNet-V1/V2 and MobileNet-V2, Section 4.2)."""
     return float(cfg.lr) if cfg.lr is not None else default_lr(model_name)
 
 

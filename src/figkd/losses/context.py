@@ -75,6 +75,8 @@ class BuildContext:
     - ``teacher_module``: the teacher itself, read-only (OFD reads its BatchNorm, CAT-KD its
       classifier). A term must copy what it needs (``.detach().clone()``), never keep the module: a
       Learner whose parameters include the teacher's is refused.
+    - ``seed``: the run's seed, from which a term that draws random numbers at every step makes its
+      keys (`figkd.losses.random.make_key`).
     """
 
     num_classes: int | None = None
@@ -83,15 +85,16 @@ class BuildContext:
     student: FeatureShapes | None = None
     teacher: FeatureShapes | None = None
     teacher_module: nn.Module | None = None
+    seed: int = 0
 
     @classmethod
     def from_models(cls, student: nn.Module, teacher: nn.Module | None, *, input_size: tuple[int, int],
-                    num_classes: int | None = None, train_size: int | None = None) -> BuildContext:
+                    num_classes: int | None = None, train_size: int | None = None, seed: int = 0) -> BuildContext:
         """A context with both models' feature shapes probed at ``input_size`` (meta device)."""
         s = probe_features(student, input_size)
         t = probe_features(teacher, input_size) if teacher is not None else None
         return cls(num_classes=num_classes if num_classes is not None else s.logits, train_size=train_size,
-                   input_size=tuple(input_size), student=s, teacher=t, teacher_module=teacher)
+                   input_size=tuple(input_size), student=s, teacher=t, teacher_module=teacher, seed=seed)
 
     def require(self, term: str, *fields: str) -> Any:
         """The values of ``fields``; ValueError naming the term and the missing fields if any is None."""

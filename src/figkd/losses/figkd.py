@@ -2,24 +2,37 @@
 
 The C logits of each sample are zero-padded to an H x W grid (`figkd.grid`), decomposed with a
 J-level 2D discrete wavelet transform (`figkd.wavelets.wavedec2`, PyWavelets' conventions) and the
-student is pulled towards the teacher on the chosen subbands:
+student is pulled towards the teacher on the chosen subbands K:
 
-    L_detail = sum_{k in K} crit(S_k, T_k)
-
-- K (``bands``): ``"high"`` = the detail subbands (cH, cV, cD) of every level 1..J (the paper's
-  choice, Table 10 "High"), ``"low"`` = the approximation cA_J, ``"both"`` = all of them.
-- crit (``criterion``), per subband, over the batch B and the n_k coefficients of the subband:
-  ``"mse"`` (default): 1/(B n_k) sum_b sum_i (S_k[b,i] - T_k[b,i])^2;
-  ``"l1"``: 1/(B n_k) sum_b sum_i |S_k[b,i] - T_k[b,i]|;
-  ``"kl"``: T^2/B sum_b KL(softmax(T_k[b]/T) || softmax(S_k[b]/T)), softmax over the subband's
+- K (``bands``): ``"high"`` = the detail subbands (cH, cV, cD) (the paper's choice, Table 10
+  "High"), ``"low"`` = the approximation cA_J, ``"both"`` = all of them. ``levels`` says which
+  levels' detail subbands: ``"all"`` (default) = every level 1..J, ``"deepest"`` = level J only
+  (the same at J = 1; Section 5.1.3's other reading of "high" at J > 1).
+- crit (``criterion``), elementwise over the n_k coefficients of subband k of each of the B samples:
+  ``"mse"`` (default): (S_k[b,i] - T_k[b,i])^2; ``"l1"``: |S_k[b,i] - T_k[b,i]|;
+  ``"kl"``: T^2 KL(softmax(T_k[b]/T) || softmax(S_k[b]/T)) per sample, softmax over the subband's
   coefficients, T = ``temperature``.
-  The paper's formula for Eq. 6 was lost in the text; docs/method.md explains why MSE is the default.
+- ``reduction`` of the elementwise criteria (mse, l1) to a scalar (Eq. 6's normalisation was lost
+  with its formula; docs/method.md explains the default):
+  ``"mean_per_band"`` (default): sum_k 1/(B n_k) sum_b sum_i crit;
+  ``"sum_per_sample"``: 1/B sum_b sum_k sum_i crit (n_k times each band's mean);
+  ``"mean_all"``: 1/(B sum_k n_k) sum_b sum_k sum_i crit (the mean over the stacked subbands).
+  ``kl`` is already a per-sample sum over each subband; it takes ``"mean_per_band"``
+  (sum_k 1/B sum_b) only.
 - ``dims=1`` (Table 13): a 1D transform (`figkd.wavelets.wavedec`) of the unpadded logit vector;
   the bands are then cD_1..cD_J (high) and cA_J (low).
 - ``noise_std`` (Table 12): Gaussian noise N(0, noise_std^2) added to the teacher's distilled
-  subbands after the transform (``generator`` makes it reproducible).
-- ``level`` (Table 11), ``wavelet`` (Appendix A, Table 16), ``mode`` (boundary extension) and
-  ``grid`` (``"pad"``, ``"factor"`` or an explicit ``(H, W)``; `figkd.grid.grid_shape`).
+  *detail* subbands after the transform ("into the high-frequency subbands of the teacher's
+  logits"); with ``bands="both"`` the approximation stays clean, with ``bands="low"`` it is an
+  error (nothing to perturb). ``generator`` makes it reproducible.
+- ``level`` J (Table 11): J = 1 is possible on every grid (a single DWT, which PyWavelets computes on
+  any size); J > 1 must not exceed ``pywt.dwt_max_level`` of the grid (ValueError).
+- ``wavelet`` (Appendix A, Table 16), ``mode`` (boundary extension) and ``grid`` (``"pad"``,
+  ``"pad_floor"``, ``"factor"`` or an explicit ``(H, W)``; `figkd.grid.grid_shape`).
+
+`DEFAULTS` is the one declaration of the option defaults (the paper's, Section 3.3, and
+docs/method.md for the open points); the keyword defaults of `figkd_loss` and `FiGKDLoss` are tested
+to equal it, and `validate_options` and the ``figkd`` objective term take theirs from it.
 
 Eq. 7 with the paper's weights: ``F.cross_entropy(s, y) + 2.0 * FiGKDLoss(C)(s, t)``.
 """
@@ -41,20 +54,25 @@ from ._common import check_logits, check_positive, full_precision
 from .registry import register_term
 
 BANDS = ("high", "low", "both")
+LEVELS = ("all", "deepest")
+REDUCTIONS = ("mean_per_band", "sum_per_sample", "mean_all")
 CRITERIA = ("mse", "l1", "kl")
 DIMS = (1, 2)
-GRID_POLICIES = ("pad", "factor")
+GRID_POLICIES = _grid.POLICIES
 #: Boundary modes; the transform (`figkd.wavelets`) supports these PyWavelets modes.
 MODES = tuple(_wavelets.MODES)
 
-#: The paper's defaults (Section 3.3: Haar, J = 1, 2D; docs/method.md for the rest).
+#: The option defaults, declared once: the paper's (Section 3.3: Haar, J = 1, 2D, high-frequency
+#: subbands) and this project's decisions on its open points (docs/method.md section 3).
 DEFAULTS: dict[str, Any] = {
     "wavelet": "haar",
     "level": 1,
     "mode": "zero",
     "bands": "high",
+    "levels": "all",
     "dims": 2,
     "criterion": "mse",
+    "reduction": "mean_per_band",
     "grid": "pad",
     "noise_std": 0.0,
     "temperature": 4.0,
@@ -72,58 +90,67 @@ def _choice(value: Any, valid: Sequence[Any], what: str) -> Any:
     return value
 
 
-def validate_options(
-    *,
-    wavelet: str = "haar",
-    level: int = 1,
-    mode: str = "zero",
-    bands: str = "high",
-    dims: int = 2,
-    criterion: str = "mse",
-    grid: str | Sequence[int] = "pad",
-    noise_std: float = 0.0,
-    temperature: float = 4.0,
-) -> dict[str, Any]:
-    """Check FiGKD options without any logits; return them normalised (grid shape as a tuple).
+def validate_options(**options: Any) -> dict[str, Any]:
+    """Check FiGKD options without any logits; return all of them (`DEFAULTS` filling the ones not
+    given), normalised (grid shape as a tuple).
 
-    Raises ValueError naming the valid values. Whether ``level`` fits the number of classes is
-    checked by the transform when the logits are known.
+    Raises ValueError naming the valid values, for an unknown option name too. Whether ``level``
+    fits the number of classes is checked when the number of classes is known (`_grid_shape`).
     """
-    if not isinstance(wavelet, str) or wavelet not in _discrete_wavelets():
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"figkd: unknown option(s) {unknown}; valid: {sorted(DEFAULTS)}")
+    o = {**DEFAULTS, **options}
+    if not isinstance(o["wavelet"], str) or o["wavelet"] not in _discrete_wavelets():
         raise ValueError(
-            f"figkd: unknown wavelet {wavelet!r}; valid: any discrete wavelet of PyWavelets "
+            f"figkd: unknown wavelet {o['wavelet']!r}; valid: any discrete wavelet of PyWavelets "
             f"(pywt.wavelist(kind='discrete')), e.g. 'haar', 'db2', 'bior1.3' (the paper's three)"
         )
+    level = o["level"]
     if isinstance(level, bool) or not isinstance(level, int) or level < 1:
         raise ValueError(f"figkd: level must be an integer >= 1, got {level!r}")
-    _choice(mode, MODES, "mode")
-    _choice(bands, BANDS, "bands")
-    _choice(dims, DIMS, "dims")
-    _choice(criterion, CRITERIA, "criterion")
+    _choice(o["mode"], MODES, "mode")
+    _choice(o["bands"], BANDS, "bands")
+    _choice(o["levels"], LEVELS, "levels")
+    _choice(o["dims"], DIMS, "dims")
+    _choice(o["criterion"], CRITERIA, "criterion")
+    _choice(o["reduction"], REDUCTIONS, "reduction")
+    grid = o["grid"]
     if isinstance(grid, str):
         _choice(grid, GRID_POLICIES, "grid policy")
     else:
         if (isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in grid)):
-            raise ValueError(f"figkd: grid must be 'pad', 'factor' or a shape (H, W) of positive ints, "
-                             f"got {grid!r}")
+            raise ValueError(f"figkd: grid must be one of {', '.join(map(repr, GRID_POLICIES))} or a shape "
+                             f"(H, W) of positive ints, got {grid!r}")
         grid = (int(grid[0]), int(grid[1]))
-    if dims == 1 and grid != "pad":
+    if o["dims"] == 1 and grid != "pad":
         raise ValueError("figkd: grid applies to dims=2 only (dims=1 transforms the unpadded logit vector); "
                          "leave grid at 'pad' with dims=1")
-    noise_std = check_positive(noise_std, "figkd: noise_std", allow_zero=True)
-    temperature = check_positive(temperature, "figkd: temperature")
-    return {"wavelet": wavelet, "level": level, "mode": mode, "bands": bands, "dims": dims,
-            "criterion": criterion, "grid": grid, "noise_std": noise_std, "temperature": temperature}
+    if o["bands"] == "low" and o["levels"] != "all":
+        raise ValueError("figkd: levels chooses the detail subbands, and bands='low' distils none "
+                         "(only cA_J); leave levels at 'all' or use bands='high' or 'both'")
+    if o["criterion"] == "kl" and o["reduction"] != "mean_per_band":
+        raise ValueError("figkd: reduction applies to the elementwise criteria 'mse' and 'l1'; criterion='kl' is "
+                         "already a per-sample sum over each subband: leave reduction at 'mean_per_band'")
+    noise_std = check_positive(o["noise_std"], "figkd: noise_std", allow_zero=True)
+    if noise_std > 0.0 and o["bands"] == "low":
+        raise ValueError("figkd: noise_std perturbs the teacher's high-frequency (detail) subbands (Table 12), "
+                         "and bands='low' distils none: use bands='high' or 'both', or noise_std=0")
+    temperature = check_positive(o["temperature"], "figkd: temperature")
+    return {**o, "grid": grid, "noise_std": noise_std, "temperature": temperature}
 
 
-def _select(coeffs: list, dims: int, bands: str) -> list[torch.Tensor]:
-    """Subbands of a `wavedec2` / `wavedec` result, in PyWavelets order: [cA_J] then details J..1."""
-    low = [coeffs[0]]
-    if dims == 2:
-        high = [band for details in coeffs[1:] for band in details]
+def _select(coeffs: list, opts: dict[str, Any]) -> list[tuple[torch.Tensor, bool]]:
+    """The distilled subbands of a `wavedec2` / `wavedec` result as (band, is_detail) pairs, in
+    PyWavelets order: [cA_J] then the details of levels J..1 (of level J only for levels="deepest")."""
+    details = coeffs[1:2] if opts["levels"] == "deepest" else coeffs[1:]
+    if opts["dims"] == 2:
+        high = [(band, True) for level in details for band in level]
     else:
-        high = list(coeffs[1:])
+        high = [(band, True) for band in details]
+    low = [(coeffs[0], False)]
+    bands = opts["bands"]
     if bands == "high":
         return high
     if bands == "low":
@@ -141,17 +168,35 @@ def _kl(s: torch.Tensor, t: torch.Tensor, temperature: float) -> torch.Tensor:
     return kl * (temperature * temperature)
 
 
-def _transform(x: torch.Tensor, shape: tuple[int, int] | None, opts: dict[str, Any]) -> list[torch.Tensor]:
+def _transform(x: torch.Tensor, shape: tuple[int, int] | None,
+               opts: dict[str, Any]) -> list[tuple[torch.Tensor, bool]]:
     if opts["dims"] == 2:
         coeffs = _wavelets.wavedec2(_grid.to_grid(x, shape), wavelet=opts["wavelet"], mode=opts["mode"],
                                     level=opts["level"])
     else:
         coeffs = _wavelets.wavedec(x, wavelet=opts["wavelet"], mode=opts["mode"], level=opts["level"])
-    return _select(coeffs, opts["dims"], opts["bands"])
+    return _select(coeffs, opts)
 
 
 def _noise(like: torch.Tensor, std: float, generator: torch.Generator | None) -> torch.Tensor:
     return std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _reduce(errors: list[torch.Tensor], reduction: str) -> torch.Tensor:
+    """Elementwise errors of each subband, shape (B, ...) -> the scalar loss (see the module docstring)."""
+    if reduction == "mean_per_band":
+        return _sum([e.mean() for e in errors])
+    total = _sum([e.sum() for e in errors])
+    if reduction == "sum_per_sample":
+        return total / errors[0].shape[0]
+    return total / sum(e.numel() for e in errors)  # mean_all
 
 
 @full_precision
@@ -159,26 +204,23 @@ def _detail_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, sha
                  opts: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
     teacher_logits = teacher_logits.detach()  # gradients reach the student only
     noise_std = opts["noise_std"]
-    terms = []
     if opts["criterion"] in ("mse", "l1"):
         # The zero padding and the DWT are linear in every boundary mode, so the subbands of the
         # difference are the differences of the subbands: one transform of s - t instead of two.
-        for band in _transform(student_logits - teacher_logits, shape, opts):
-            if noise_std > 0.0:  # noise on the teacher's subband: S - (T + n)
+        errors = []
+        for band, detail in _transform(student_logits - teacher_logits, shape, opts):
+            if noise_std > 0.0 and detail:  # noise on the teacher's detail subband: S - (T + n)
                 band = band - _noise(band, noise_std, generator)
-            terms.append(band.square().mean() if opts["criterion"] == "mse" else band.abs().mean())
-    else:
-        b = student_logits.shape[0]
-        bands = _transform(torch.cat([student_logits, teacher_logits], dim=0), shape, opts)
-        for band in bands:
-            s_k, t_k = band[:b], band[b:]
-            if noise_std > 0.0:
-                t_k = t_k + _noise(t_k, noise_std, generator)
-            terms.append(_kl(s_k, t_k, opts["temperature"]))
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+            errors.append(band.square() if opts["criterion"] == "mse" else band.abs())
+        return _reduce(errors, opts["reduction"])
+    b = student_logits.shape[0]
+    terms = []
+    for band, detail in _transform(torch.cat([student_logits, teacher_logits], dim=0), shape, opts):
+        s_k, t_k = band[:b], band[b:]
+        if noise_std > 0.0 and detail:
+            t_k = t_k + _noise(t_k, noise_std, generator)
+        terms.append(_kl(s_k, t_k, opts["temperature"]))
+    return _sum(terms)
 
 
 def figkd_loss(
@@ -189,8 +231,10 @@ def figkd_loss(
     level: int = 1,
     mode: str = "zero",
     bands: str = "high",
+    levels: str = "all",
     dims: int = 2,
     criterion: str = "mse",
+    reduction: str = "mean_per_band",
     grid: str | Sequence[int] = "pad",
     noise_std: float = 0.0,
     temperature: float = 4.0,
@@ -198,11 +242,14 @@ def figkd_loss(
 ) -> torch.Tensor:
     """FiGKD detail loss between (B, C) student and teacher logits (see the module docstring).
 
-    Computed in float32 or wider (float64 inputs stay float64; bf16/fp16 are cast up, autocast is
-    off inside); the teacher is detached. ``generator`` seeds the teacher noise (``noise_std > 0``).
+    Returns a 0-dim tensor. Computed in float32 or wider (float64 inputs stay float64; bf16/fp16 are
+    cast up, autocast is off inside); the teacher is detached. ``generator`` seeds the teacher noise
+    (``noise_std > 0``). The keyword defaults are `DEFAULTS`. Raises ValueError for an invalid
+    option, a ``level`` > 1 deeper than the grid allows, or logits of different shapes.
     """
-    opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
-                            criterion=criterion, grid=grid, noise_std=noise_std, temperature=temperature)
+    opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels, dims=dims,
+                            criterion=criterion, reduction=reduction, grid=grid, noise_std=noise_std,
+                            temperature=temperature)
     check_logits(student_logits, teacher_logits, name="figkd_loss")
     shape = _grid_shape(student_logits.shape[1], opts)
     return _detail_loss(student_logits, teacher_logits, shape, opts, generator)
@@ -210,22 +257,27 @@ def figkd_loss(
 
 def _grid_shape(num_classes: int, opts: dict[str, Any]) -> tuple[int, int] | None:
     """The grid of ``num_classes`` logits (None for dims=1), after checking that ``level`` fits it."""
-    return _plan(num_classes, opts["wavelet"], opts["level"], opts["dims"], opts["grid"])
+    return _plan(num_classes, opts["wavelet"], opts["level"], opts["mode"], opts["dims"], opts["grid"])
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(num_classes: int, wavelet: str, level: int, dims: int, grid: str | tuple[int, int]):
+def _plan(num_classes: int, wavelet: str, level: int, mode: str, dims: int, grid: str | tuple[int, int]):
     shape = tuple(_grid.grid_shape(num_classes, grid)) if dims == 2 else None
     sizes = shape if dims == 2 else (num_classes,)
+    where = (f"the {shape[0]} x {shape[1]} grid of {num_classes} classes (grid={grid!r})" if dims == 2
+             else f"the {num_classes} logits (dims=1)")
     filter_len = pywt.Wavelet(wavelet).dec_len
     max_level = min(_wavelets.dwt_max_level(n, filter_len) for n in sizes)
-    if level > max_level:
-        where = (f"the {shape[0]} x {shape[1]} grid of {num_classes} classes (grid={grid!r})" if dims == 2
-                 else f"the {num_classes} logits (dims=1)")
+    # Level 1 is a single DWT, which PyWavelets computes on any size (pywt.dwt2; boundary effects
+    # included): always allowed. Deeper levels must not exceed pywt.dwt_max_level.
+    if level > max(max_level, 1):
         raise ValueError(
             f"figkd: level {level} is too high for {where} with wavelet {wavelet!r} (filter length "
-            f"{filter_len}): the maximum is {max_level} (pywt.dwt_max_level)"
+            f"{filter_len}): the maximum is {max(max_level, 1)} (pywt.dwt_max_level; level 1 is always possible)"
         )
+    if mode == "reflect" and min(sizes) < 2:
+        raise ValueError(f"figkd: mode 'reflect' needs at least 2 samples per axis, and {where} has an axis of 1 "
+                         f"(as in pywt): use another mode, e.g. the default 'zero'")
     return shape
 
 
@@ -238,8 +290,10 @@ class FiGKDLoss(nn.Module):
     default weights (CE 1, detail 2; Section 5.1.2). ``num_classes`` fixes the logit grid once
     (e.g. 100 -> 10 x 10, 200 -> 15 x 14 with the default ``grid="pad"``) and is checked against
     the logits of every call; ``None`` lets the grid follow the width of the logits (computed and
-    checked once per width). Options as in `figkd_loss`; ``generator`` seeds the teacher noise
-    (without it, the global torch RNG, which the engine seeds and checkpoints).
+    checked once per width). Options as in `figkd_loss` (keyword defaults: `DEFAULTS`);
+    ``generator`` seeds the teacher noise (without it, the global torch RNG, which the engine seeds
+    and checkpoints). Raises ValueError for an invalid option or a level the grid cannot take (at
+    construction) and for logits of another class count (at the call).
     """
 
     @classmethod
@@ -255,8 +309,10 @@ class FiGKDLoss(nn.Module):
         level: int = 1,
         mode: str = "zero",
         bands: str = "high",
+        levels: str = "all",
         dims: int = 2,
         criterion: str = "mse",
+        reduction: str = "mean_per_band",
         grid: str | Sequence[int] = "pad",
         noise_std: float = 0.0,
         temperature: float = 4.0,
@@ -267,9 +323,9 @@ class FiGKDLoss(nn.Module):
                                         or num_classes < 1):
             raise ValueError(f"FiGKDLoss: num_classes must be a positive integer or None, got {num_classes!r}")
         self.num_classes = num_classes
-        self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, dims=dims,
-                                        criterion=criterion, grid=grid, noise_std=noise_std,
-                                        temperature=temperature)
+        self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels,
+                                        dims=dims, criterion=criterion, reduction=reduction, grid=grid,
+                                        noise_std=noise_std, temperature=temperature)
         # grid per number of classes, filled at build time when num_classes is known (the forward pass
         # is then a dict lookup, which torch.compile(fullgraph=True) traces)
         self._shapes: dict[int, tuple[int, int] | None] = {}

@@ -63,6 +63,12 @@ from .cifar import mobilenetv2, resnet, resnetv2, shufflenetv1, shufflenetv2, vg
 from .imagenet import mobilenetv1
 from .imagenet import resnet as imagenet_resnet
 
+#: The paper's initial learning rates (Section 4.2: "The initial learning rate is set to 0.05, except for
+#: ShuffleNet-V1/V2 and MobileNet-V2, which use 0.01"; mdistiller's CIFAR-100 configs do the same:
+#: ``SOLVER.LR: 0.01`` for the ShuffleV1/V2 and MobileNetV2 students in ``configs/cifar100/*/``).
+PAPER_LR = 0.05
+PAPER_LR_SHUFFLENET_MOBILENETV2 = 0.01
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -73,6 +79,8 @@ class ModelInfo:
     family: str  # "resnet", "wrn", "vgg", "mobilenet", "shufflenet"
     style: str  # "cifar" (3x3 stem; 32x32, 64x64, ...) or "imagenet" (224x224)
     source: str  # the reference implementation whose architecture and parameter names it follows
+    #: initial learning rate of the paper's recipe when the model is trained (as teacher or student)
+    default_lr: float = PAPER_LR
 
     @property
     def input_size(self) -> int:
@@ -83,8 +91,9 @@ class ModelInfo:
 _REPDISTILLER = "HobbitLong/RepDistiller models/{} (= megvii-research/mdistiller mdistiller/models/cifar/{})"
 
 
-def _cifar(name: str, builder: Callable[..., nn.Module], family: str, file: str) -> ModelInfo:
-    return ModelInfo(name, builder, family, "cifar", _REPDISTILLER.format(file, file))
+def _cifar(name: str, builder: Callable[..., nn.Module], family: str, file: str,
+           default_lr: float = PAPER_LR) -> ModelInfo:
+    return ModelInfo(name, builder, family, "cifar", _REPDISTILLER.format(file, file), default_lr)
 
 
 _MODELS: dict[str, ModelInfo] = {
@@ -109,9 +118,12 @@ _MODELS: dict[str, ModelInfo] = {
         _cifar("vgg13", vgg.vgg13, "vgg", "vgg.py"),
         _cifar("vgg16", vgg.vgg16, "vgg", "vgg.py"),
         _cifar("vgg19", vgg.vgg19, "vgg", "vgg.py"),
-        _cifar("mobilenetv2", mobilenetv2.mobilenetv2, "mobilenet", "mobilenetv2.py"),
-        _cifar("shufflenetv1", shufflenetv1.shufflenetv1, "shufflenet", "ShuffleNetv1.py"),
-        _cifar("shufflenetv2", shufflenetv2.shufflenetv2, "shufflenet", "ShuffleNetv2.py"),
+        _cifar("mobilenetv2", mobilenetv2.mobilenetv2, "mobilenet", "mobilenetv2.py",
+               PAPER_LR_SHUFFLENET_MOBILENETV2),
+        _cifar("shufflenetv1", shufflenetv1.shufflenetv1, "shufflenet", "ShuffleNetv1.py",
+               PAPER_LR_SHUFFLENET_MOBILENETV2),
+        _cifar("shufflenetv2", shufflenetv2.shufflenetv2, "shufflenet", "ShuffleNetv2.py",
+               PAPER_LR_SHUFFLENET_MOBILENETV2),
         ModelInfo(
             "resnet18_imagenet",
             imagenet_resnet.resnet18_imagenet,
@@ -192,6 +204,7 @@ def canonical_name(name: str) -> str:
 def get_model_info(name: str) -> ModelInfo:
     """The registry entry of a model name or alias."""
     return _MODELS[canonical_name(name)]
+
 
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
