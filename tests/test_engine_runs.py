@@ -57,10 +57,10 @@ def test_finished_run_is_skipped_and_different_run_refused(teacher_dir):
 
 def test_distill_several_objectives_share_the_teacher(teacher_dir, tmp_path):
     configs = [BASE.replace(teacher="resnet8", teacher_ckpt=str(teacher_dir), student="resnet8", objective=o,
-                            out=str(tmp_path / o), epochs=1) for o in ("kd", "figkd", "dkd")]
+                            out=str(tmp_path / o), epochs=1) for o in ("kd", "figkd", "dkd", "at")]
     summaries = run(configs, "distill")
-    assert [s["objective"] for s in summaries] == ["kd", "figkd", "dkd"]
-    for o in ("kd", "figkd", "dkd"):
+    assert [s["objective"] for s in summaries] == ["kd", "figkd", "dkd", "at"]  # AT: features on demand
+    for o in ("kd", "figkd", "dkd", "at"):
         record = json.loads((tmp_path / o / "metrics.jsonl").read_text().splitlines()[0])
         assert record["train/loss/total"] > 0 and 0.0 <= record["test/top1"] <= 100.0
     # Same initialisation and batches: the runs differ only through their objectives.

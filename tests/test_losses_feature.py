@@ -137,3 +137,41 @@ def test_learner_trains_the_connector_and_exports_the_student_only():
     assert set(terms) == {"ce", "fitnet", "total"} and logits.shape == (4, 10)
     terms["total"].backward()
     assert connector.conv.weight.grad is not None and connector.conv.weight.grad.abs().sum() > 0
+
+
+class _KeepsTheTeacher(torch.nn.Module):
+    """A term written wrongly: it keeps the teacher module instead of copying what it reads."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = teacher
+
+
+def test_an_objective_holding_the_teachers_tensors_is_refused():
+    from figkd.config import ConfigError
+    from figkd.engine.learner import Learner
+
+    teacher = build_model("resnet8", 10)
+    objective = build_objective("kd", num_classes=10)
+    objective.terms.append(_KeepsTheTeacher(teacher))
+    with pytest.raises(ConfigError, match="holds the teacher's tensors .*must copy what it reads"):
+        Learner(build_model("resnet8", 10), objective).check_not_sharing(teacher)
+    Learner(build_model("resnet8", 10), build_objective("kd", num_classes=10)).check_not_sharing(teacher)
+
+
+def test_objective_state_is_required_to_resume_an_objective_with_state():
+    from figkd.config import ConfigError
+
+    torch.manual_seed(0)
+    teacher = build_model("resnet20", 10)
+    learner = build_learner(build_model("resnet8", 10), "fitnet", teacher=teacher, num_classes=10, input_size=(32, 32))
+    with pytest.raises(ConfigError, match="holds no state of the objective.*cannot be resumed exactly"):
+        learner.load_objective_state(None, "the checkpoint of runs/x")
+    state = {k: v.clone() for k, v in learner.objective_state().items()}
+    with pytest.raises(ConfigError, match="does not fit this objective"):
+        learner.load_objective_state({k: v for k, v in list(state.items())[1:]}, "the checkpoint of runs/x")
+    state["terms.1.connector.conv.weight"].add_(1.0)
+    learner.load_objective_state(state, "the checkpoint of runs/x")
+    assert torch.equal(learner.objective.terms[1].connector.conv.weight, state["terms.1.connector.conv.weight"])
+    kd = build_learner(build_model("resnet8", 10), "kd", teacher=teacher, num_classes=10, input_size=(32, 32))
+    kd.load_objective_state(None, "an old checkpoint")  # no state to restore: runs saved before #10 resume
