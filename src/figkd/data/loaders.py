@@ -243,6 +243,10 @@ class ResidentLoader(_LoaderBase):
         if self.strong is not None:
             offsets2, flips2 = draw_pad_crop(g, gsize, pad)
             sp = self._strong_params(epoch, step, gsize, g)
+        if not self.recipe.flip:  # drawn all the same: the other parameters do not depend on the recipe
+            flips = torch.zeros_like(flips)
+            if self.strong is not None:
+                flips2 = torch.zeros_like(flips2)
         rows = rows_global[sl].to(self.device, non_blocking=True)
         raw = self.images.index_select(0, rows)
         labels = self.labels.index_select(0, rows)
@@ -286,7 +290,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
     def _random_crop(self, img: Image.Image, g: torch.Generator) -> np.ndarray:
         r = self.recipe
         left, top, w, h = sample_resized_crop(img.width, img.height, g, r.scale, r.ratio)
-        flip = bool(torch.rand(1, generator=g) < 0.5)
+        flip = bool(torch.rand(1, generator=g) < 0.5) and r.flip
         out = img.resize((r.size, r.size), RESAMPLE, box=(left, top, left + w, top + h))
         arr = np.asarray(out, dtype=np.uint8)
         return arr[:, ::-1] if flip else arr
@@ -446,7 +450,7 @@ def build_loader(
     )
     if spec.loader == "resident":
         images, targets = resident_arrays(
-            dataset, spec.size, cache_dir=cache_dir, threads=num_workers or None
+            dataset, spec.size, cache_dir=cache_dir, threads=num_workers or None, fit=spec.fit
         )
         return ResidentLoader(name, dataset, images, targets, recipe, train, batch_size, **kw)
     if not isinstance(dataset, FileDataset):

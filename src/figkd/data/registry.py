@@ -15,6 +15,7 @@ from .base import ArrayDataset, FileDataset
 from .cifar import load_cifar100
 from .digits import load_digits_dataset
 from .fgvr import load_cub200, load_mit67, load_stanford40, load_stanford_dogs
+from .idx import load_fashion_mnist, load_kmnist, load_mnist
 from .imagefolder import load_imagefolder
 from .tiny_imagenet import load_tiny_imagenet
 
@@ -31,6 +32,7 @@ class DatasetSpec:
     loader: str  # "resident" (whole split on the device) or "workers" (JPEG decoding processes)
     size: int | None  # resident image side (None: the arrays as loaded), or the output crop side
     description: str
+    fit: str = "resize"  # how resident images reach `size`: "resize" (image files) or "pad" (zero border)
 
 
 _FAMILIES: dict[str, Callable[..., Dataset]] = {
@@ -42,6 +44,9 @@ _FAMILIES: dict[str, Callable[..., Dataset]] = {
     "mit67": load_mit67,
     "stanford40": load_stanford40,
     "imagefolder": load_imagefolder,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "kmnist": load_kmnist,
 }
 
 _FGVR = {
@@ -78,6 +83,12 @@ _SPECS: dict[str, DatasetSpec] = {
         "imagefolder_32", "imagefolder", "cifar", "resident", 32, "any image folder resized to 32x32"
     ),
 }
+_IDX = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "Kuzushiji-MNIST"}
+for _fam, _title in _IDX.items():
+    _SPECS[_fam] = DatasetSpec(_fam, _fam, _fam, "resident", None, f"{_title}, 28x28 grey (IDX files)")
+    _SPECS[f"{_fam}_32"] = DatasetSpec(
+        f"{_fam}_32", _fam, f"{_fam}_32", "resident", 32, f"{_title} zero-padded to 32x32", fit="pad"
+    )
 for _fam, _title in _FGVR.items():
     _SPECS[f"{_fam}_224"] = DatasetSpec(
         f"{_fam}_224", _fam, "fgvr_224", "workers", 224, f"{_title} at 224x224 (Table 5)"

@@ -49,7 +49,7 @@ def dataset_mean_std(name: str, root: str | None = None, train: bool = True, cac
     ds = build_dataset(name, root, train)
     spec = _SPECS.get(name)
     if spec is not None and spec.loader == "resident":
-        images, _ = resident_arrays(ds, spec.size, cache_dir=cache_dir)
+        images, _ = resident_arrays(ds, spec.size, cache_dir=cache_dir, fit=spec.fit)
         return compute_mean_std(images)
     return compute_mean_std(ds)
 
