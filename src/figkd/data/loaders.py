@@ -27,8 +27,9 @@ The contract the training engine relies on (tests check each point):
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,8 +49,16 @@ from .augment import (
 )
 from .base import FileDataset
 from .cache import ResizedCache, resident_arrays, resized_cache
-from .images import RESAMPLE, center_crop_box, default_threads, open_image, resize_shorter, to_rgb
-from .registry import build_dataset, dataset_spec, recipe_for
+from .images import (
+    RESAMPLE,
+    center_crop_box,
+    default_threads,
+    open_image,
+    resize_shorter,
+    to_rgb,
+    warn_if_much_smaller,
+)
+from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
 
 __all__ = ["ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
 
@@ -404,6 +413,8 @@ def build_loader(
     drop_last: bool | None = None,
     cache_dir: str | None = None,
     dataset=None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> ResidentLoader | WorkerLoader:
     """A loader for dataset ``name`` (one of :func:`~figkd.data.list_datasets`).
 
@@ -413,11 +424,18 @@ def build_loader(
     True for training and False for evaluation; evaluation never drops. ``cache_dir``: where the
     decoded 32x32/64x64 arrays (resident loaders) or the shorter-side-256 images (JPEG loaders) are
     cached. ``strong_view`` adds MLKD's second view (training only). To skip corrupt images, build the
-    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``.
+    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``. ``mean`` / ``std``:
+    three per-channel values ([0, 1] units) that replace the recipe's normalisation (``loader.recipe``
+    then carries them; see :mod:`figkd.data.normalization` for ``auto``).
     """
     spec = dataset_spec(name)
     recipe = recipe_for(spec.name)
     assert isinstance(recipe, Recipe)
+    if mean is not None or std is not None:
+        given = {k: tuple(float(x) for x in v) for k, v in (("mean", mean), ("std", std)) if v is not None}
+        if any(len(v) != 3 for v in given.values()) or min(given.get("std", (1.0,))) <= 0:
+            raise ValueError(f"mean and std must be 3 per-channel values (std > 0), got mean={mean!r}, std={std!r}")
+        recipe = dataclasses.replace(recipe, **given, source=f"{recipe.source}; normalisation: {given} given")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if not (world_size >= 1 and 0 <= rank < world_size):
@@ -455,6 +473,8 @@ def build_loader(
         return ResidentLoader(name, dataset, images, targets, recipe, train, batch_size, **kw)
     if not isinstance(dataset, FileDataset):
         raise ValueError(f"{name} needs image files, got {type(dataset).__name__}")
+    small = f"{spec.family}_32"
+    warn_if_much_smaller(name, dataset.paths, recipe.size, small if small in list_datasets() else "a _32 dataset")
     cache = (
         resized_cache(dataset, recipe.test_resize, cache_dir, threads=num_workers or None)
         if cache_dir
