@@ -170,6 +170,16 @@ RECIPES: dict[str, Recipe] = {
         "(rois-codh/kmnist benchmarks/pytorch_kmnist.py, MNIST's Normalize((0.1307,), (0.3081,))); "
         "set mean/std to auto in the run configuration for your copy's own",
     ),
+    "digits_16": Recipe(
+        "digits_16",
+        "pad_crop",
+        16,
+        (0.3054, 0.3054, 0.3054),
+        (0.3760, 0.3760, 0.3760),
+        pad=2,
+        source="the digits recipe at half the size (pad 2 of 16 = pad 4 of 32, flip); the same mean/std: "
+        "nearest upscaling repeats every pixel equally often",
+    ),
     "fgvr_224": Recipe(
         "fgvr_224",
         "resized_crop",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .augment import RECIPES, STRONG, Recipe, StrongRecipe
 from .base import ArrayDataset, FileDataset
 from .cifar import load_cifar100
-from .digits import load_digits_dataset
+from .digits import load_digits16_dataset, load_digits_dataset
 from .fgvr import load_cub200, load_mit67, load_stanford40, load_stanford_dogs
 from .idx import load_fashion_mnist, load_kmnist, load_mnist
 from .imagefolder import load_imagefolder
@@ -39,6 +39,7 @@ _FAMILIES: dict[str, Callable[..., Dataset]] = {
     "cifar100": load_cifar100,
     "tiny_imagenet": load_tiny_imagenet,
     "digits": load_digits_dataset,
+    "digits_16": load_digits16_dataset,
     "cub200": load_cub200,
     "stanford_dogs": load_stanford_dogs,
     "mit67": load_mit67,
@@ -70,6 +71,10 @@ _SPECS: dict[str, DatasetSpec] = {
         "resident",
         None,
         "scikit-learn digits upscaled to 32x32 RGB (embedded, no download)",
+    ),
+    "digits_16": DatasetSpec(
+        "digits_16", "digits_16", "digits_16", "resident", None,
+        "scikit-learn digits upscaled to 16x16 RGB (embedded; the demo's data)",
     ),
     "imagefolder": DatasetSpec(
         "imagefolder",
