@@ -92,7 +92,7 @@ def test_fashion_mnist_kd_benchmark(tmp_path):
 
     root, _ = make_idx(str(tmp_path / "data"), n_train=64, n_test=20)
     data, stdout = _bench("fashion_mnist_kd.py", "--root", root, "--teacher", "resnet8", "--teacher-epochs", "1",
-                          "--epochs", "1", "--batch-size", "32", "--seeds", "0", "1",
+                          "--epochs", "1", "--batch-size", "16", "--seeds", "0", "1", "--train-images", "48",
                           "--workdir", str(tmp_path / "runs"), out=tmp_path / "f.json")
     methods = ["vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl"]
     assert [(r["method"], r["seed"]) for r in data["runs"]] == [(m, s) for s in (0, 1) for m in methods]
