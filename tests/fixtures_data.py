@@ -258,3 +258,42 @@ def make_imagefolder(
     with open(os.path.join(root, "train", classes[0], "notes.txt"), "w") as f:
         f.write("not an image\n")
     return root
+
+
+# ------------------------------------------------------------------------------ MNIST family (IDX)
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def write_idx(path: str, arr: np.ndarray, *, gz: bool = False) -> str:
+    """``arr`` (uint8) as an IDX file (LeCun's format: 0, 0, type 0x08, ndim, big-endian dims, data)."""
+    import gzip
+
+    assert arr.dtype == np.uint8
+    data = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape) + arr.tobytes()
+    path = path + ".gz" if gz else path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def make_idx(
+    tmp: str, n_train: int = 20, n_test: int = 10, *, gz: bool = False, sub: str = "", seed: int = 0
+) -> tuple[str, dict]:
+    """The four IDX files of an MNIST-family set in ``tmp/<sub>``. Returns (root, {split: (images, labels)})
+    with images uint8 (N, 28, 28) and labels uint8 (N,)."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(tmp, sub) if sub else tmp
+    content = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        images[:, :2] = 0  # a black border, as in the real sets
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        write_idx(os.path.join(folder, IDX_FILES[split][0]), images, gz=gz)
+        write_idx(os.path.join(folder, IDX_FILES[split][1]), labels, gz=gz)
+        content[split] = (images, labels)
+    return tmp, content

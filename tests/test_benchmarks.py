@@ -84,3 +84,22 @@ def test_gpu_suite_script_is_valid_and_names_existing_scripts():
     named = set(re.findall(r"benchmarks/(\w+\.py)", script.read_text()))
     assert named == {"loss_overhead.py", "input_pipeline.py", "throughput.py", "equivalence.py", "profile_step.py"}
     assert all((ROOT / "benchmarks" / name).is_file() for name in named)
+
+
+def test_fashion_mnist_kd_benchmark(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fixtures_data import make_idx
+
+    root, _ = make_idx(str(tmp_path / "data"), n_train=64, n_test=20)
+    data, stdout = _bench("fashion_mnist_kd.py", "--root", root, "--teacher", "resnet8", "--teacher-epochs", "1",
+                          "--epochs", "1", "--batch-size", "16", "--seeds", "0", "1", "--train-images", "48",
+                          "--workdir", str(tmp_path / "runs"), out=tmp_path / "f.json")
+    methods = ["vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl"]
+    assert [(r["method"], r["seed"]) for r in data["runs"]] == [(m, s) for s in (0, 1) for m in methods]
+    assert set(data["summary"]) == set(methods) and len(data["summary"]["kd"]["top1"]) == 2
+    fig = data["summary"]["figkd"]["loss_first_epoch"]
+    assert set(fig) == {"ce", "figkd", "total"} and fig["figkd"] > 0
+    spec = json.loads(json.dumps(__import__("yaml").safe_load(
+        (tmp_path / "runs" / "figkd_kl-s0" / "config.yaml").read_text())))["objective"]
+    assert spec[1]["criterion"] == "kl" and spec[1]["temperature"] == 4.0
+    assert "loss terms" in stdout

@@ -217,6 +217,11 @@ def test_digits_mean_std_matches_the_data():
     mean, std = compute_mean_std(images)
     r = recipe_for("digits")
     assert np.allclose(mean, r.mean, atol=5e-5) and np.allclose(std, r.std, atol=5e-5)
+    small, _ = digits_arrays(train=True, upscale=2)
+    assert small.shape[-2:] == (16, 16) and np.array_equal(small, images[:, :, ::2, ::2])
+    r16 = recipe_for("digits_16")
+    assert (r16.size, r16.pad, r16.mean, r16.std) == (16, 2, r.mean, r.std)
+    assert np.allclose(compute_mean_std(small), (mean, std), atol=1e-12)
 
 
 def test_compute_mean_std_on_dataset_and_array():

@@ -31,12 +31,14 @@ from fixtures_data import (
     corrupt,
     make_cifar100,
     make_cub200,
+    make_idx,
     make_imagefolder,
     make_mit67,
     make_stanford40,
     make_stanford_dogs,
     make_tiny_imagenet,
     truncate,
+    write_idx,
 )
 
 
@@ -248,6 +250,90 @@ def test_imagefolder_unknown_val_class(tmp_path):
         build_dataset("imagefolder", root, train=False)
 
 
+# ------------------------------------------------------------------------------ MNIST family (IDX)
+IDX_NAMES = ("mnist", "fashion_mnist", "kmnist")
+
+
+@pytest.mark.parametrize("name", IDX_NAMES)
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_family_plain_and_gzipped(tmp_path, name, gz):
+    root, content = make_idx(str(tmp_path), n_train=20, n_test=10, gz=gz)
+    for train, split in ((True, "train"), (False, "test")):
+        ds = build_dataset(name, root, train=train)
+        images, labels = content[split]
+        assert len(ds) == len(labels) and ds.targets == labels.tolist() and ds.num_classes == 10
+        img = _check_item(ds, 3, (28, 28))
+        for c in range(3):  # the grey plane on every channel
+            assert torch.equal(img[c], torch.from_numpy(images[3]))
+    assert build_dataset(f"{name}_32", root).targets == content["train"][1].tolist()
+
+
+def test_idx_family_class_names():
+    from figkd.data.idx import FAMILIES
+
+    assert FAMILIES["mnist"].classes == [str(i) for i in range(10)]
+    assert FAMILIES["fashion_mnist"].classes[0] == "T-shirt/top"
+    assert FAMILIES["fashion_mnist"].classes[9] == "Ankle boot"
+    assert FAMILIES["kmnist"].classes == ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+
+
+@pytest.mark.parametrize("sub", ["raw", "FashionMNIST/raw"])
+def test_idx_torchvision_layouts(tmp_path, sub):
+    root, content = make_idx(str(tmp_path), gz=True, sub=sub)
+    assert build_dataset("fashion_mnist", root, train=False).targets == content["test"][1].tolist()
+
+
+def test_idx_plain_file_preferred_over_gz(tmp_path):
+    root, content = make_idx(str(tmp_path), seed=1)
+    make_idx(str(tmp_path), gz=True, seed=2)  # different content under the .gz names
+    ds = build_dataset("mnist", root)
+    assert torch.equal(ds[0][0][0], torch.from_numpy(content["train"][0][0]))
+
+
+def test_idx_missing_files_name_path_and_source(tmp_path):
+    root, _ = make_idx(str(tmp_path), gz=True)
+    os.remove(os.path.join(root, "t10k-labels-idx1-ubyte.gz"))
+    with pytest.raises(DatasetNotFoundError) as e:
+        build_dataset("fashion_mnist", root, train=False)
+    msg = str(e.value)
+    assert "t10k-labels-idx1-ubyte[.gz] not found" in msg and "zalandoresearch" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "never downloads" in msg
+    build_dataset("fashion_mnist", root, train=True)  # the train split is complete
+    with pytest.raises(DatasetNotFoundError, match="rois-codh/kmnist"):
+        build_dataset("kmnist", str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetNotFoundError, match="root=None"):
+        build_dataset("mnist", None)
+
+
+def test_idx_malformed_files(tmp_path):
+    root, content = make_idx(str(tmp_path))
+    images_path = os.path.join(root, "train-images-idx3-ubyte")
+    labels_path = os.path.join(root, "train-labels-idx1-ubyte")
+    with open(images_path, "r+b") as f:  # truncated data
+        f.truncate(os.path.getsize(images_path) - 5)
+    with pytest.raises(SplitFileError, match="truncated or not this file"):
+        build_dataset("mnist", root)
+    with open(images_path, "wb") as f:
+        f.write(b"\x89PNG not idx at all")
+    with pytest.raises(SplitFileError, match="not an IDX file"):
+        build_dataset("mnist", root)
+    write_idx(images_path, content["train"][0][:-1])  # one image fewer than labels
+    with pytest.raises(SplitFileError, match="19 images but .* 20 labels"):
+        build_dataset("mnist", root)
+    write_idx(images_path, np.zeros((20, 32, 32), np.uint8))
+    with pytest.raises(SplitFileError, match=r"expected uint8 \(N, 28, 28\)"):
+        build_dataset("mnist", root)
+    write_idx(images_path, content["train"][0])
+    write_idx(labels_path, np.full(20, 10, np.uint8))  # label 10 of 10 classes
+    with pytest.raises(SplitFileError, match=r"labels must lie in \[0, 10\)"):
+        build_dataset("mnist", root)
+    with open(labels_path + ".gz", "wb") as f:  # a gzip stream cut short, read when the plain file is gone
+        f.write(b"\x1f\x8b\x08\x00broken")
+    os.remove(labels_path)
+    with pytest.raises(SplitFileError, match="gzip"):
+        build_dataset("mnist", root)
+
+
 # ------------------------------------------------------------------------------------------ digits
 def test_digits_embedded():
     tr = build_dataset("digits", None, train=True)
@@ -318,6 +404,19 @@ def test_registry_names_and_recipes():
     assert f["scale"] == (0.08, 1.0) and f["test_resize"] == 256 and f["mean"] == (0.485, 0.456, 0.406)
     s = recipe_for("strong").to_dict()
     assert s["num_ops"] == 2 and s["magnitude"] == 10 and len(s["ops"]) == 14
+    for fam in ("mnist", "fashion_mnist", "kmnist"):
+        assert {fam, f"{fam}_32"} <= set(names)
+        native, padded = recipe_for(fam), recipe_for(f"{fam}_32")
+        assert (native.name, native.size, padded.name, padded.size) == (fam, 28, f"{fam}_32", 32)
+        assert native.pad == padded.pad == 4 and len(set(native.mean)) == 1  # grey on 3 channels
+        # the 32x32 statistics follow from the 28x28 ones for a 2-pixel zero border (to the 4 digits pinned)
+        m, s = native.mean[0], native.std[0]
+        m32 = m * 784 / 1024
+        assert abs(padded.mean[0] - m32) < 1e-4
+        assert abs(padded.std[0] - ((s * s + m * m) * 784 / 1024 - m32 * m32) ** 0.5) < 1e-4
+    assert recipe_for("mnist").mean[0] == 0.1307 and "pytorch/examples" in recipe_for("mnist").source
+    assert recipe_for("fashion_mnist").mean[0] == 0.2860 and recipe_for("fashion_mnist").std[0] == 0.3530
+    assert "not KMNIST's own" in recipe_for("kmnist").source
     with pytest.raises(ValueError, match="cub200_224"):
         recipe_for("cub200")
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'"):
@@ -340,6 +439,9 @@ def test_nothing_is_downloaded(tmp_path, monkeypatch):
         "mit67",
         "stanford40",
         "imagefolder",
+        "mnist",
+        "fashion_mnist",
+        "kmnist",
     ):
         with pytest.raises(FileNotFoundError, match="figkd never downloads data"):
             build_dataset(name, str(tmp_path / "empty" / name))

@@ -12,6 +12,7 @@ from PIL import Image
 
 import figkd.data.cache as cache_mod
 from figkd.data import (
+    ArrayDataset,
     Batch,
     CorruptImageError,
     ResidentLoader,
@@ -21,7 +22,8 @@ from figkd.data import (
     prepare_cache,
     recipe_for,
 )
-from fixtures_data import corrupt, make_cifar100, make_imagefolder, make_mit67, make_tiny_imagenet
+from figkd.data.augment import draw_pad_crop, make_generator, normalize, pad_crop_flip
+from fixtures_data import corrupt, make_cifar100, make_idx, make_imagefolder, make_mit67, make_tiny_imagenet
 
 
 def _clone(b: Batch) -> Batch:
@@ -205,6 +207,42 @@ def test_tiny_imagenet_loader(tmp_path):
     b = next(iter(ld))
     assert b.images.shape == b.strong.shape == (4, 3, 64, 64) and len(ld) == 3
     assert ld.recipe.pad == 8
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "kmnist"])
+def test_idx_loaders_native_and_padded_to_32(tmp_path, name):
+    root, content = make_idx(str(tmp_path), n_train=40, n_test=10, gz=True)
+    images, labels = content["test"]
+    for variant, size in ((name, 28), (f"{name}_32", 32)):
+        ev = build_loader(variant, root, False, 4)
+        assert isinstance(ev, ResidentLoader) and ev.recipe.name == variant and ev.recipe.size == size
+        x, y = torch.cat([b.images for b in ev]), torch.cat([b.target for b in ev])
+        b = (size - 28) // 2  # the _32 variants: a zero border of 2 pixels, the image unchanged inside
+        grey = torch.zeros(len(images), size, size)
+        grey[:, b : b + 28, b : b + 28] = torch.from_numpy(images).float() / 255
+        mean, std = _mean_std(variant)
+        ref = (grey[:, None].expand(-1, 3, -1, -1) - mean) / std
+        assert y.tolist() == labels.tolist() and torch.allclose(x, ref, atol=1e-6)
+        tr = build_loader(variant, root, True, 8, seed=0)
+        assert next(iter(tr)).images.shape == (8, 3, size, size)
+
+
+def test_recipe_without_flip_never_flips(tmp_path):
+    # MNIST and KMNIST are not mirror-symmetric: their recipes have flip=False, Fashion-MNIST's flips.
+    assert not recipe_for("mnist").flip and not recipe_for("kmnist_32").flip and recipe_for("fashion_mnist").flip
+    root, _ = make_idx(str(tmp_path), n_train=64)
+    for name, flipped in (("mnist", False), ("fashion_mnist", True)):
+        ds = build_dataset(name, root)
+        one = ArrayDataset(name, root, True, np.repeat(ds.images[:1], 64, axis=0), [0] * 64, ds.classes)
+        ld = build_loader(name, root, True, 64, seed=0, strong_view=True, dataset=one)
+        batch = next(iter(ld))
+        x, xs = batch.images, batch.strong
+        raw = torch.from_numpy(one.images[:1]).float()
+        offsets, flips = draw_pad_crop(make_generator("batch", 0, 0, 0), 64, 4)
+        assert bool(flips.any()) and not bool(flips.all())
+        for i in range(64):
+            ref = pad_crop_flip(raw, offsets[i : i + 1], flips[i : i + 1] & flipped, 4)
+            assert torch.allclose(x[i : i + 1], normalize(ref, *_mean_std(name)), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ _32 and caching

@@ -26,8 +26,10 @@ def _worker(rank, world, port, x, w, queue):
     shard = x.chunk(world)[rank].clone().requires_grad_(True)
     y = bn(shard)
     (y * w.chunk(world)[rank]).sum().backward()
-    queue.put((rank, y.detach(), shard.grad, bn.running_mean.clone(), bn.running_var.clone(),
-               bn.weight.grad.clone()))
+    # numpy arrays travel by value: a shared-memory tensor would need this process alive until the
+    # parent has read it, and the process exits right after.
+    queue.put((rank, *(t.detach().numpy().copy() for t in (
+        y, shard.grad, bn.running_mean, bn.running_var, bn.weight.grad))))
     dist.destroy_process_group()
 
 
@@ -41,7 +43,8 @@ def test_global_batchnorm_equals_one_process_batchnorm():
     procs = [ctx.Process(target=_worker, args=(r, 2, port, x, w, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    results = sorted(queue.get(timeout=120) for _ in procs)
+    results = sorted((queue.get(timeout=120) for _ in procs), key=lambda r: r[0])
+    results = [(r[0], *(torch.from_numpy(a) for a in r[1:])) for r in results]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

@@ -155,7 +155,7 @@ def test_nonfinite_loss_stops_with_epoch_step_and_term(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["train", "--model", "resnet9000"], "resnet9000"),
-    (["train", "--model", "resnet8", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["train", "--model", "resnet8", "--dataset", "cifar10"], "unknown dataset 'cifar10'"),
     (["train", "--model", "resnet8", "--objective", "fancy"], "fancy"),
     (["train", "--model", "resnet8", "--set", "epoch=3"], "did you mean 'epochs'"),
     (["train"], "needs --model"),

@@ -50,7 +50,7 @@ def test_at_pools_the_larger_map_and_sums_stages():
     pooled = torch.nn.functional.adaptive_avg_pool2d(t[0], (8, 8))
     expected = at_loss([s[0]], [pooled]) + at_loss([s[1]], [t[1]])
     assert torch.allclose(at_loss(s, t), expected)
-    with pytest.raises(ValueError, match="equally long"):
+    with pytest.raises(ValueError, match="equally long, non-empty lists"):
         at_loss(s, t[:1])
 
 

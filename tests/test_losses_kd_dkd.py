@@ -90,6 +90,24 @@ def test_gradcheck_kd_dkd():
     assert torch.autograd.gradcheck(lambda x: dkd_loss(x, t, y, 1.0, 8.0, 2.0), (s,))
 
 
+def test_dkd_confident_teacher_gradient_is_finite_regression():
+    # Issue 17: one sample, two classes, target 0, teacher 100 logits ahead, T = 1, float32. The value
+    # was right and the gradient nan (exp overflow in the masked target entry of NCKD). The right
+    # values: loss log 2 (student 50/50 against a certain teacher; NCKD over one class is 0) and
+    # gradient softmax(s) - onehot(0) = [-0.5, 0.5] (mdistiller's dkd_loss in float64 agrees).
+    s = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[100.0, 0.0]])
+    y = torch.tensor([0])
+    loss = dkd_loss(s, t, y, alpha=1.0, beta=8.0, temperature=1.0)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert float(loss.detach()) == pytest.approx(0.6931472, abs=1e-7)
+    assert torch.allclose(s.grad, torch.tensor([[-0.5, 0.5]]), atol=1e-7), s.grad
+    s64 = s.detach().double().requires_grad_()
+    dkd_loss(s64, t.double(), y, 1.0, 8.0, 1.0).backward()
+    assert torch.allclose(s64.grad, s.grad.double(), atol=1e-7)
+
+
 def test_zero_when_student_equals_teacher():
     ls, _, y = _inputs()
     assert abs(float(kd_loss(ls, ls))) < 1e-12

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="teacher, student, KD and FiGKD on the bundled digits data (CPU, minutes)")
+    p = sub.add_parser("demo", help="teacher, student, KD and FiGKD on the bundled digits data (CPU, about a minute)")
     p.add_argument("--out", default="runs/demo", help="folder of the demo's runs (default runs/demo)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the demo's)")
     p.add_argument("--device", default="auto")

@@ -49,6 +49,9 @@ class RunConfig:
     teacher: str | None = _f(None, "teacher architecture (figkd distill)")
     teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth")
     student: str | None = _f(None, "student architecture (figkd distill)")
+    mean: Any = _f(None, "normalisation mean per channel: null (the dataset recipe's), a number, a list of 3, "
+                   "or auto (the training split's own, computed once, kept in the run directory)")
+    std: Any = _f(None, "normalisation std per channel: null (the recipe's), a number, a list of 3, or auto")
     objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
                         "default vanilla for train, figkd for distill")
     # The recipe (paper Section 4.2).
@@ -140,6 +143,12 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(f"lr must be a positive number or null, got {cfg.lr!r}")
     if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
         raise ConfigError(f"lr_milestones must be a list of epochs, got {cfg.lr_milestones!r}")
+    from .data.normalization import parse_value  # the one definition of the accepted forms
+    for name in ("mean", "std"):
+        try:
+            parse_value(name, getattr(cfg, name))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     for name, choices in (("amp", ("auto", "bf16", "none")), ("channels_last", ("auto", "on", "off")),
                           ("progress", ("auto", "on", "off")), ("cuda_graph", ("auto", "on", "off"))):
         if getattr(cfg, name) not in choices:

@@ -15,7 +15,17 @@ from .batch import Batch
 from .images import CorruptImageError
 from .loaders import ResidentLoader, WorkerLoader, build_loader, prepare_cache
 from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
-from .stats import compute_mean_std, dataset_mean_std
+
+
+def __getattr__(name: str):
+    # `stats` is imported on first use, not with the package: `python -m figkd.data.stats` then runs it
+    # without runpy's "found in sys.modules ... prior to execution" RuntimeWarning.
+    if name in ("compute_mean_std", "dataset_mean_std"):
+        from . import stats
+
+        return getattr(stats, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArrayDataset",

@@ -99,6 +99,18 @@ class StrongRecipe:
         return asdict(self)
 
 
+def _idx_recipes(
+    name: str, native: tuple[float, float], padded: tuple[float, float], *, flip: bool, source: str
+) -> dict[str, Recipe]:
+    """The recipes ``<name>`` (28x28) and ``<name>_32`` (zero-padded to 32x32) of one MNIST-family set:
+    grey images copied to 3 channels, so mean and std repeat over the channels."""
+    geometry = "; +-4-pixel translation (pad 4, random crop)" + (", horizontal flip" if flip else ", no flip")
+    return {
+        n: Recipe(n, "pad_crop", size, (m,) * 3, (s,) * 3, pad=4, flip=flip, source=source + geometry)
+        for n, size, (m, s) in ((name, 28, native), (f"{name}_32", 32, padded))
+    }
+
+
 RECIPES: dict[str, Recipe] = {
     "cifar": Recipe(
         "cifar",
@@ -128,6 +140,45 @@ RECIPES: dict[str, Recipe] = {
         (0.3760, 0.3760, 0.3760),
         pad=4,
         source="cifar geometry; mean/std of the digits training split (figkd.data.stats.compute_mean_std)",
+    ),
+    # The MNIST family (figkd.data.idx): a +-4-pixel translation (the cifar recipe's 4-pixel zero padding
+    # and random crop) at both sizes; no flip for the digits and characters (mirror images are not
+    # digits), a flip for Fashion-MNIST's garments. The *_32 values follow exactly from the 28x28 ones
+    # for the 2-pixel zero border: mean * 784 / 1024 and E[x^2] * 784 / 1024.
+    **_idx_recipes(
+        "mnist",
+        (0.1307, 0.3081),
+        (0.1001, 0.2752),
+        flip=False,
+        source="mean/std of the MNIST training split as published with PyTorch's example "
+        "(pytorch/examples mnist/main.py, Normalize((0.1307,), (0.3081,)))",
+    ),
+    **_idx_recipes(
+        "fashion_mnist",
+        (0.2860, 0.3530),
+        (0.2190, 0.3318),
+        flip=True,
+        source="mean/std of the Fashion-MNIST training split, computed by figkd.data.stats.compute_mean_std "
+        "on the files of Debian's dataset-fashion-mnist (checked by a test where they are installed)",
+    ),
+    **_idx_recipes(
+        "kmnist",
+        (0.1307, 0.3081),
+        (0.1001, 0.2752),
+        flip=False,
+        source="not KMNIST's own statistics: the normalisation of the KMNIST authors' PyTorch benchmark "
+        "(rois-codh/kmnist benchmarks/pytorch_kmnist.py, MNIST's Normalize((0.1307,), (0.3081,))); "
+        "set mean/std to auto in the run configuration for your copy's own",
+    ),
+    "digits_16": Recipe(
+        "digits_16",
+        "pad_crop",
+        16,
+        (0.3054, 0.3054, 0.3054),
+        (0.3760, 0.3760, 0.3760),
+        pad=2,
+        source="the digits recipe at half the size (pad 2 of 16 = pad 4 of 32, flip); the same mean/std: "
+        "nearest upscaling repeats every pixel equally often",
     ),
     "fgvr_224": Recipe(
         "fgvr_224",

@@ -69,15 +69,26 @@ def resident_arrays(
     *,
     cache_dir: str | None = None,
     threads: int | None = None,
+    fit: str = "resize",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(images uint8 (N, 3, S, S), targets int64 (N,))`` of ``ds``; ``size`` None keeps an
     :class:`ArrayDataset` as it is, an int brings every image of a :class:`FileDataset` to ``size x size``
-    (plain resize; a no-op for images already that size)."""
+    (plain resize; a no-op for images already that size). ``fit="pad"`` instead zero-pads the square
+    images of an :class:`ArrayDataset` equally on every side up to ``size`` (the MNIST family's 28x28 to
+    32x32: exact, no interpolation)."""
+    if fit not in ("resize", "pad"):
+        raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
     targets = np.asarray(ds.targets, dtype=np.int64)
     if isinstance(ds, ArrayDataset):
-        if size is not None and ds.images.shape[-2:] != (size, size):
-            raise ValueError(f"{ds.name}: images are {ds.images.shape[-2:]}, the recipe needs {size}x{size}")
-        return ds.images, targets
+        h, w = ds.images.shape[-2:]
+        if size is None or (h, w) == (size, size):
+            return ds.images, targets
+        if fit == "pad" and h == w and h < size and (size - h) % 2 == 0:
+            b = (size - h) // 2
+            return np.pad(ds.images, ((0, 0), (0, 0), (b, b), (b, b))), targets
+        raise ValueError(f"{ds.name}: images are {(h, w)}, the recipe needs {size}x{size}")
+    if fit != "resize":
+        raise ValueError(f"{ds.name}: fit={fit!r} applies to in-memory datasets; image files are resized")
     if size is None:
         raise ValueError(f"{ds.name}: a file dataset needs a size to be held on the device")
     expect = {

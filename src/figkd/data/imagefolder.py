@@ -1,7 +1,8 @@
 """``imagefolder``: any user dataset laid out as ``root/train/<class>/*`` and ``root/val/<class>/*``.
 
 Classes are the sorted folder names under ``root/train`` (torchvision's ``ImageFolder`` order); ``val``
-must use the same folder names (a subset is fine). Files are collected recursively below each class
+must use the same folder names (a subset is fine). A class folder of ``train`` without images is an
+error naming it (it would otherwise become a class no sample has). Files are collected recursively below each class
 folder, sorted, keeping those whose extension is an image extension Pillow reads.
 """
 
@@ -20,6 +21,13 @@ PUBLISHED = "your own data (any folder in the ImageFolder layout)"
 
 def _class_dirs(split_dir: str) -> list[str]:
     return sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+
+
+def _has_images(folder: str) -> bool:
+    for _, _, filenames in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            return True
+    return False
 
 
 def _files(folder: str) -> list[str]:
@@ -42,6 +50,15 @@ def load_imagefolder(
     classes = _class_dirs(train_dir)
     if not classes:
         raise SplitFileError(f"imagefolder: {train_dir} holds no class folders; expected {LAYOUT}")
+    # Every folder of train/ is a class (it sets the model's output count and FiGKD's grid): an empty one
+    # would silently become a class no sample has.
+    empty = [os.path.join(train_dir, c) for c in classes if not _has_images(os.path.join(train_dir, c))]
+    if empty:
+        raise SplitFileError(
+            f"imagefolder: class folder {empty[0]} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
+            + (f" (nor do {len(empty) - 1} other(s): {', '.join(empty[1:4])})" if len(empty) > 1 else "")
+            + "; add images or remove the folder: every folder of train/ is a class"
+        )
     split_dir = train_dir if train else require_dir("imagefolder", os.path.join(root, "val"), **req)
     index = {c: i for i, c in enumerate(classes)}
     unknown = [c for c in _class_dirs(split_dir) if c not in index]

@@ -133,3 +133,36 @@ def scan_images(
             stacklevel=3,
         )
     return bad
+
+
+#: Images whose median shorter side is below this fraction of a recipe's crop are "much smaller" than it.
+SMALL_FRACTION = 0.5
+
+
+def median_shorter_side(paths: Sequence[str], samples: int = 16) -> int | None:
+    """Median shorter side of up to ``samples`` evenly spaced images (headers only; unreadable ones are
+    left out: they are reported where they are decoded). None when none could be read."""
+    if not paths:
+        return None
+    step = max(1, len(paths) // samples)
+    sides = []
+    for path in list(paths)[::step][:samples]:
+        try:
+            with open_image(path) as img:
+                sides.append(min(img.size))
+        except (CorruptImageError, OSError):
+            continue
+    return int(np.median(sides)) if sides else None
+
+
+def warn_if_much_smaller(name: str, paths: Sequence[str], crop: int, alternative: str) -> None:
+    """Warn when the images are much smaller than the ``crop`` they are upscaled to (median shorter side
+    below ``SMALL_FRACTION`` of it), naming ``alternative``, the dataset name that keeps them small."""
+    side = median_shorter_side(paths)
+    if side is not None and side < SMALL_FRACTION * crop:
+        warnings.warn(
+            f"{name}: the images are much smaller than the {crop}x{crop} crop (median shorter side {side} px): "
+            f"each is decoded and upscaled about {crop / side:.0f}x in worker processes, which is slow and adds "
+            f"no detail; use {alternative} for small images (resized once to 32x32 and held on the device)",
+            stacklevel=3,
+        )

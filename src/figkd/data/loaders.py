@@ -27,8 +27,9 @@ The contract the training engine relies on (tests check each point):
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,8 +50,16 @@ from .augment import (
 from .base import FileDataset
 from .batch import Batch
 from .cache import ResizedCache, resident_arrays, resized_cache
-from .images import RESAMPLE, center_crop_box, default_threads, open_image, resize_shorter, to_rgb
-from .registry import build_dataset, dataset_spec, recipe_for
+from .images import (
+    RESAMPLE,
+    center_crop_box,
+    default_threads,
+    open_image,
+    resize_shorter,
+    to_rgb,
+    warn_if_much_smaller,
+)
+from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
 
 __all__ = ["Batch", "ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
 
@@ -242,6 +251,10 @@ class ResidentLoader(_LoaderBase):
         if self.strong is not None:
             offsets2, flips2 = draw_pad_crop(g, gsize, pad)
             sp = self._strong_params(epoch, step, gsize, g)
+        if not self.recipe.flip:  # drawn all the same: the other parameters do not depend on the recipe
+            flips = torch.zeros_like(flips)
+            if self.strong is not None:
+                flips2 = torch.zeros_like(flips2)
         rows = rows_global[sl].to(self.device, non_blocking=True)
         raw = self.images.index_select(0, rows)
         labels = self.labels.index_select(0, rows)
@@ -285,7 +298,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
     def _random_crop(self, img: Image.Image, g: torch.Generator) -> np.ndarray:
         r = self.recipe
         left, top, w, h = sample_resized_crop(img.width, img.height, g, r.scale, r.ratio)
-        flip = bool(torch.rand(1, generator=g) < 0.5)
+        flip = bool(torch.rand(1, generator=g) < 0.5) and r.flip
         out = img.resize((r.size, r.size), RESAMPLE, box=(left, top, left + w, top + h))
         arr = np.asarray(out, dtype=np.uint8)
         return arr[:, ::-1] if flip else arr
@@ -400,6 +413,8 @@ def build_loader(
     drop_last: bool | None = None,
     cache_dir: str | None = None,
     dataset=None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> ResidentLoader | WorkerLoader:
     """A loader for dataset ``name`` (one of :func:`~figkd.data.list_datasets`).
 
@@ -409,11 +424,18 @@ def build_loader(
     True for training and False for evaluation; evaluation never drops. ``cache_dir``: where the
     decoded 32x32/64x64 arrays (resident loaders) or the shorter-side-256 images (JPEG loaders) are
     cached. ``strong_view`` adds MLKD's second view (training only). To skip corrupt images, build the
-    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``.
+    dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``. ``mean`` / ``std``:
+    three per-channel values ([0, 1] units) that replace the recipe's normalisation (``loader.recipe``
+    then carries them; see :mod:`figkd.data.normalization` for ``auto``).
     """
     spec = dataset_spec(name)
     recipe = recipe_for(spec.name)
     assert isinstance(recipe, Recipe)
+    if mean is not None or std is not None:
+        given = {k: tuple(float(x) for x in v) for k, v in (("mean", mean), ("std", std)) if v is not None}
+        if any(len(v) != 3 for v in given.values()) or min(given.get("std", (1.0,))) <= 0:
+            raise ValueError(f"mean and std must be 3 per-channel values (std > 0), got mean={mean!r}, std={std!r}")
+        recipe = dataclasses.replace(recipe, **given, source=f"{recipe.source}; normalisation: {given} given")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if not (world_size >= 1 and 0 <= rank < world_size):
@@ -446,11 +468,13 @@ def build_loader(
     )
     if spec.loader == "resident":
         images, targets = resident_arrays(
-            dataset, spec.size, cache_dir=cache_dir, threads=num_workers or None
+            dataset, spec.size, cache_dir=cache_dir, threads=num_workers or None, fit=spec.fit
         )
         return ResidentLoader(name, dataset, images, targets, recipe, train, batch_size, **kw)
     if not isinstance(dataset, FileDataset):
         raise ValueError(f"{name} needs image files, got {type(dataset).__name__}")
+    small = f"{spec.family}_32"
+    warn_if_much_smaller(name, dataset.paths, recipe.size, small if small in list_datasets() else "a _32 dataset")
     cache = (
         resized_cache(dataset, recipe.test_resize, cache_dir, threads=num_workers or None)
         if cache_dir

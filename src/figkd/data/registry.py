@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from .augment import RECIPES, STRONG, Recipe, StrongRecipe
 from .base import ArrayDataset, FileDataset
 from .cifar import load_cifar100
-from .digits import load_digits_dataset
+from .digits import load_digits16_dataset, load_digits_dataset
 from .fgvr import load_cub200, load_mit67, load_stanford40, load_stanford_dogs
+from .idx import load_fashion_mnist, load_kmnist, load_mnist
 from .imagefolder import load_imagefolder
 from .tiny_imagenet import load_tiny_imagenet
 
@@ -31,17 +32,22 @@ class DatasetSpec:
     loader: str  # "resident" (whole split on the device) or "workers" (JPEG decoding processes)
     size: int | None  # resident image side (None: the arrays as loaded), or the output crop side
     description: str
+    fit: str = "resize"  # how resident images reach `size`: "resize" (image files) or "pad" (zero border)
 
 
 _FAMILIES: dict[str, Callable[..., Dataset]] = {
     "cifar100": load_cifar100,
     "tiny_imagenet": load_tiny_imagenet,
     "digits": load_digits_dataset,
+    "digits_16": load_digits16_dataset,
     "cub200": load_cub200,
     "stanford_dogs": load_stanford_dogs,
     "mit67": load_mit67,
     "stanford40": load_stanford40,
     "imagefolder": load_imagefolder,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "kmnist": load_kmnist,
 }
 
 _FGVR = {
@@ -66,6 +72,10 @@ _SPECS: dict[str, DatasetSpec] = {
         None,
         "scikit-learn digits upscaled to 32x32 RGB (embedded, no download)",
     ),
+    "digits_16": DatasetSpec(
+        "digits_16", "digits_16", "digits_16", "resident", None,
+        "scikit-learn digits upscaled to 16x16 RGB (embedded; the demo's data)",
+    ),
     "imagefolder": DatasetSpec(
         "imagefolder",
         "imagefolder",
@@ -78,6 +88,12 @@ _SPECS: dict[str, DatasetSpec] = {
         "imagefolder_32", "imagefolder", "cifar", "resident", 32, "any image folder resized to 32x32"
     ),
 }
+_IDX = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "Kuzushiji-MNIST"}
+for _fam, _title in _IDX.items():
+    _SPECS[_fam] = DatasetSpec(_fam, _fam, _fam, "resident", None, f"{_title}, 28x28 grey (IDX files)")
+    _SPECS[f"{_fam}_32"] = DatasetSpec(
+        f"{_fam}_32", _fam, f"{_fam}_32", "resident", 32, f"{_title} zero-padded to 32x32", fit="pad"
+    )
 for _fam, _title in _FGVR.items():
     _SPECS[f"{_fam}_224"] = DatasetSpec(
         f"{_fam}_224", _fam, "fgvr_224", "workers", 224, f"{_title} at 224x224 (Table 5)"

@@ -41,15 +41,19 @@ def compute_mean_std(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def dataset_mean_std(name: str, root: str | None = None, train: bool = True, cache_dir: str | None = None):
-    """:func:`compute_mean_std` of dataset ``name`` as its resident loader holds it (see module doc)."""
+def dataset_mean_std(name: str, root: str | None = None, train: bool = True, cache_dir: str | None = None,
+                     dataset=None):
+    """:func:`compute_mean_std` of dataset ``name`` as its resident loader holds it (see module doc).
+
+    ``dataset``: an already built split of ``name``'s family (``root`` and ``train`` are then unused).
+    """
     from .cache import resident_arrays
     from .registry import _SPECS, build_dataset
 
-    ds = build_dataset(name, root, train)
+    ds = dataset if dataset is not None else build_dataset(name, root, train)
     spec = _SPECS.get(name)
     if spec is not None and spec.loader == "resident":
-        images, _ = resident_arrays(ds, spec.size, cache_dir=cache_dir)
+        images, _ = resident_arrays(ds, spec.size, cache_dir=cache_dir, fit=spec.fit)
         return compute_mean_std(images)
     return compute_mean_std(ds)
 

@@ -17,10 +17,12 @@ from .evaluate import evaluate
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..data import build_dataset, build_loader, list_datasets
+    from ..data.normalization import load_for_run
     from ..models import load_teacher
 
     ckpt = Path(args.ckpt)
     model, dataset, data_root = args.model, args.dataset, args.data_root
+    norm = None
     if ckpt.is_dir():
         cfg_path = ckpt / "config.yaml"
         if not cfg_path.is_file():
@@ -29,6 +31,10 @@ def run_eval(args: argparse.Namespace) -> int:
         model = model or saved.get("model") or saved.get("student")
         dataset = dataset or saved.get("dataset")
         data_root = data_root or saved.get("data_root")
+        try:  # the normalisation the run was trained with (its mean/std fields)
+            norm = load_for_run(ckpt, saved)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         ckpt = CheckpointManager(ckpt).weights_path(args.which)
     if not model or not dataset:
         raise ConfigError("figkd eval needs --model and --dataset unless CKPT is a figkd run directory")
@@ -37,7 +43,8 @@ def run_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, DistInfo())
     # Evaluation mode (no augmentation, every sample once) on the chosen split.
     split = build_dataset(dataset, data_root, train=args.split == "train")
-    loader = build_loader(dataset, data_root, False, args.batch_size, device=device, dataset=split)
+    loader = build_loader(dataset, data_root, False, args.batch_size, device=device, dataset=split,
+                          mean=norm.mean if norm else None, std=norm.std if norm else None)
     try:
         net = load_teacher(model, str(ckpt), loader.num_classes)
     except (ValueError, KeyError, RuntimeError) as exc:

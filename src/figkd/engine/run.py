@@ -105,10 +105,12 @@ def _input_size(cfg: RunConfig) -> tuple[int, int]:
     return (size, size)
 
 
-def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo):
+def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo,
+             norm=None):
     from ..data import build_loader
     common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-                  num_workers=cfg.num_workers, cache_dir=cfg.cache_dir)
+                  num_workers=cfg.num_workers, cache_dir=cfg.cache_dir,
+                  mean=norm.mean if norm else None, std=norm.std if norm else None)
     train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view,
                          dataset=splits[0], **common)
     test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, dataset=splits[1], **common)
@@ -171,11 +173,14 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if skipped:
             log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
     num_classes = splits[0].num_classes
+    run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
+    from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
+    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], run_dirs=run_dirs, reuse=not overwrite,
+                                 cache_dir=cfg.cache_dir, log=log)
     teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
     input_size = _input_size(cfg)
 
     members, done = [], []
-    run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("the students of one run need distinct run directories")
     for c, run_dir in zip(configs, run_dirs, strict=True):
@@ -200,13 +205,14 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_config(run_dir, cfg_dict)
+            normalization.record(run_dir, norm)
         members.append(Member(name=member_name(c, command), model_name=model_name,
                               objective_name=objective_name(c.objective), learner=learner,
                               run_dir=run_dir, cfg=c, status=status))
     if not members:
         return done
     strong = any(m.learner.needs.strong() for m in members)
-    train_loader, test_loader = _loaders(cfg, splits, device, strong, info)
+    train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
     trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
                       log=log)
     trainer.setup()

@@ -57,13 +57,20 @@ def full_precision(fn: F) -> F:
 
 def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None = None, *,
                  name: str = "loss") -> None:
-    """Shape checks shared by the logit losses: (B, C) floating tensors, teacher of the same shape."""
+    """Shape checks shared by the logit losses: (B, C) floating tensors, B >= 1, teacher of the same shape.
+
+    Raises TypeError (not a floating tensor) or ValueError (wrong rank, empty batch, shape mismatch).
+    A batch of 0 samples is refused: every loss is a batch mean, which over no samples is nan.
+    """
     if not isinstance(student_logits, torch.Tensor) or not student_logits.is_floating_point():
         raise TypeError(f"{name}: student_logits must be a floating-point tensor, "
                         f"got {type(student_logits)!r}")
     if student_logits.ndim != 2:
         raise ValueError(f"{name}: logits must have shape (batch, num_classes), "
                          f"got {tuple(student_logits.shape)}")
+    if student_logits.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (logits of shape {tuple(student_logits.shape)}): the batch mean "
+                         f"of a loss over 0 samples is nan; skip empty batches before the loss")
     if teacher_logits is not None:
         if not isinstance(teacher_logits, torch.Tensor) or not teacher_logits.is_floating_point():
             raise TypeError(f"{name}: teacher_logits must be a floating-point tensor, "
@@ -73,6 +80,25 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
                 f"{name}: student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
                 f"{tuple(teacher_logits.shape)}"
             )
+
+
+def check_features(student, teacher, *, name: str = "loss") -> None:
+    """Checks shared by the feature losses: floating tensors (or lists of them) with a non-empty batch.
+
+    Raises TypeError (not a floating tensor) or ValueError (empty batch, or lists of different lengths).
+    """
+    s_list = list(student) if isinstance(student, list | tuple) else [student]
+    t_list = list(teacher) if isinstance(teacher, list | tuple) else [teacher]
+    if len(s_list) != len(t_list) or not s_list:
+        raise ValueError(f"{name}: needs equally long, non-empty lists of features, got {len(s_list)} (student) "
+                         f"and {len(t_list)} (teacher)")
+    for x in (*s_list, *t_list):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name}: features must be floating-point tensors, got "
+                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: empty batch (features of shape {tuple(x.shape)}): the batch mean of a loss "
+                             "over 0 samples is nan; skip empty batches before the loss")
 
 
 def check_target(target: torch.Tensor, logits: torch.Tensor, *, name: str = "loss") -> None:

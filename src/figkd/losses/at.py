@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_positive, full_precision
+from ._common import check_features, check_positive, full_precision
 from .registry import register_term
 
 
@@ -47,11 +47,10 @@ def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
             differ between student and teacher; the teacher is detached).
         p: exponent of the attention map (mdistiller ``CFG.AT.P = 2``).
 
-    Raises ValueError for lists of different lengths or no stage. Computed in float32 or wider.
+    Raises ValueError for lists of different lengths, no stage or an empty batch. Computed in float32
+    or wider.
     """
-    if len(student_feats) != len(teacher_feats) or len(student_feats) == 0:
-        raise ValueError(f"at_loss: needs equally long, non-empty lists of stage features, got "
-                         f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)")
+    check_features(student_feats, teacher_feats, name="at_loss")
     p = check_positive(p, "at_loss: p")
     losses = [_stage_loss(s, t, p) for s, t in zip(student_feats, teacher_feats, strict=True)]
     total = losses[0]

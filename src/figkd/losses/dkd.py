@@ -12,6 +12,10 @@ Same values as the official code (megvii-research/mdistiller, `mdistiller/distil
   excluded exactly (masked log-sum-exp), which gives the same numbers in float32 and float64.
 - Both are summed over classes, averaged over the batch and multiplied by T^2; the loss is
   alpha * TCKD + beta * NCKD.
+- Finite at any logit scale: the target entry of the non-target log-softmax is meaningless (it can be
+  +88.7 or more, whose `exp` overflows float32 when the teacher is confident). It is replaced by 0 in
+  both student and teacher *before* the KL, so it contributes exp(0) * (0 - 0) = 0 and no gradient;
+  masking the KL term afterwards (`torch.where`) would still send inf * 0 = nan backwards.
 
 The linear warm-up of the DKD weight (20 epochs on CIFAR-100, `CFG.DKD.WARMUP`) is not part of the
 loss: it is a property of the objective term (`build_objective`, `"warmup": 20`).
@@ -66,8 +70,9 @@ def dkd_loss(
     bin_s, nt_s = _log_binary_and_nontarget(student_logits / t, gt, target)
     bin_t, nt_t = _log_binary_and_nontarget(teacher_logits.detach() / t, gt, target)
     tckd = F.kl_div(bin_s, bin_t, reduction="none", log_target=True).sum(1).mean()
-    nckd_terms = F.kl_div(nt_s, nt_t, reduction="none", log_target=True)
-    nckd = torch.where(gt, torch.zeros_like(nckd_terms), nckd_terms).sum(1).mean()
+    # target entry set to 0 in both *inputs* of the KL (not masked after it): see the module docstring
+    nt_s, nt_t = nt_s.masked_fill(gt, 0.0), nt_t.masked_fill(gt, 0.0)
+    nckd = F.kl_div(nt_s, nt_t, reduction="none", log_target=True).sum(1).mean()
     return (a * tckd + b * nckd) * (t * t)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_features, full_precision
 from .connectors import ConvReg
 from .registry import register_term
 
@@ -29,8 +29,9 @@ def fitnet_loss(student_hint: torch.Tensor, teacher_hint: torch.Tensor) -> torch
         student_hint: (B, C, H, W) student feature after the connector (differentiated).
         teacher_hint: (B, C, H, W) teacher feature at the hint layer (detached here).
 
-    Raises ValueError if the shapes differ. Computed in float32 or wider.
+    Raises ValueError if the shapes differ or the batch is empty. Computed in float32 or wider.
     """
+    check_features(student_hint, teacher_hint, name="fitnet_loss")
     if student_hint.shape != teacher_hint.shape:
         raise ValueError(f"fitnet_loss: the connected student feature {tuple(student_hint.shape)} and the teacher "
                          f"feature {tuple(teacher_hint.shape)} differ in shape")

@@ -1,0 +1,151 @@
+"""Every registered loss term is finite, in value and gradient, at any logit scale (issue 17, section 1).
+
+Property: for float32 logits of magnitude up to 1e4 (extreme, tied and one-hot vectors, every
+student/teacher pairing of them), batch 1, C = 2 classes, each target and each temperature in
+0.05..10 (for terms with a ``temperature`` option), the term's value and the gradients of every
+student input are finite. Terms that read stage features or embeddings get them at the same
+scales (zeros, ties, +-1e4, random values of magnitude 1e4 and 1e-4), shaped as a resnet8 pair's.
+The terms come from the registry (`list_terms()`), so a term added later is tested without editing
+this file; what a term needs is its declared inputs (`objective.needs`, the vocabulary of
+`figkd.losses.inputs`). A batch of 0 samples is a ValueError for every term.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from figkd.losses import BuildContext, build_objective, list_terms, term_defaults
+from figkd.models import build_model
+
+C = 2
+TEMPERATURES = (0.05, 0.3, 1.0, 4.0, 10.0)
+BIG = 1e4
+
+#: Logit vectors of C = 2 classes (float32): extreme, tied, one-hot, and the issue's DKD teacher.
+VECTORS = {
+    "extreme": [BIG, -BIG],
+    "extreme_reversed": [-BIG, BIG],
+    "extreme_one_sided": [BIG, 0.0],
+    "tied_zero": [0.0, 0.0],
+    "tied_high": [BIG, BIG],
+    "tied_low": [-BIG, -BIG],
+    "one_hot_0": [1.0, 0.0],
+    "one_hot_1": [0.0, 1.0],
+    "confident_100": [100.0, 0.0],  # issue 17: the DKD teacher whose gradient was nan at T = 1
+}
+
+#: Options a term needs to be defined at C = 2, and its variants worth covering. FiGKD's default
+#: 2-D transform needs a grid of at least 2 x 2 (2 classes give a 2 x 1 grid: `build_objective`
+#: refuses level 1), so at C = 2 it runs on the logit vector (dims=1), once per criterion.
+VARIANTS = {
+    "figkd": [{"dims": 1, "criterion": c} for c in ("mse", "l1", "kl")],
+}
+
+
+#: Feature values of the feature terms' cases: name -> function of a shape.
+FEATURES = {
+    "zeros": lambda shape: torch.zeros(shape),
+    "tied_high": lambda shape: torch.full(shape, BIG),
+    "alternating": lambda shape: BIG * (1 - 2 * (torch.arange(torch.Size(shape).numel()) % 2)).reshape(shape).float(),
+    "random_big": lambda shape: BIG * torch.randn(shape, generator=torch.Generator().manual_seed(0)),
+    "random_tiny": lambda shape: 1e-4 * torch.randn(shape, generator=torch.Generator().manual_seed(1)),
+}
+
+
+def _context():
+    """A resnet8 -> resnet8 pair at C = 2 (features of 16-64 channels at 32x32 .. 8x8)."""
+    return BuildContext.from_models(build_model("resnet8", C), build_model("resnet8", C), input_size=(32, 32),
+                                    train_size=16)
+
+
+def _needed_inputs(objective) -> frozenset[str]:
+    """Names of the inputs the built objective (one term) declares, but the epoch (always passed)."""
+    return frozenset(objective.needs.inputs - {"epoch"})
+
+
+def _feature_inputs(needed, kind: str, context, batch: int):
+    """Features and embeddings of both sides filled with the values of FEATURES[kind]; student ones
+    require grad (returned separately)."""
+    kw, grads = {}, []
+    for side in ("student", "teacher"):
+        shapes = getattr(context, side)
+        for name, dims in ((f"{side}_feats", shapes.feats), (f"{side}_preact_feats", shapes.preact_feats)):
+            if name in needed:
+                kw[name] = [FEATURES[kind]((batch, *d)).requires_grad_(side == "student") for d in dims]
+                grads += kw[name] if side == "student" else []
+        if f"{side}_pooled" in needed:
+            kw[f"{side}_pooled"] = FEATURES[kind]((batch, shapes.pooled)).requires_grad_(side == "student")
+            grads += [kw[f"{side}_pooled"]] if side == "student" else []
+    return kw, grads
+
+
+def _entries(name: str):
+    variants = VARIANTS.get(name, [{}])
+    temps = TEMPERATURES if "temperature" in term_defaults(name) else (None,)
+    for options, temp in itertools.product(variants, temps):
+        entry = {"term": name, **options}
+        if temp is not None:
+            entry["temperature"] = temp
+        yield entry
+
+
+def _inputs(student, teacher, target, needed, *, batch=1):
+    """Keyword inputs of one call; student views require grad (returned separately)."""
+    s = torch.tensor([student] * batch, dtype=torch.float32).reshape(batch, C).requires_grad_()
+    kw = {"student_logits": s, "epoch": torch.tensor(1.0), "index": torch.arange(batch)}
+    grads = [s] if "student_logits" in needed else []
+    if "teacher_logits" in needed:
+        kw["teacher_logits"] = torch.tensor([teacher] * batch, dtype=torch.float32).reshape(batch, C)
+    if "target" in needed:
+        kw["target"] = torch.full((batch,), target, dtype=torch.long)
+    if "student_logits_strong" in needed:  # the strong view gets the pair the other way round
+        s2 = torch.tensor([teacher] * batch, dtype=torch.float32).reshape(batch, C).requires_grad_()
+        kw["student_logits_strong"] = s2
+        grads.append(s2)
+    if "teacher_logits_strong" in needed:
+        kw["teacher_logits_strong"] = torch.tensor([student] * batch, dtype=torch.float32).reshape(batch, C)
+    unknown = needed - set(kw) - {n for n in needed if n.endswith(("feats", "pooled"))}
+    assert not unknown, f"the property test does not know how to make inputs {sorted(unknown)}"
+    return kw, grads
+
+
+def _cases(needed, context, batch=1):
+    """(description, keyword inputs, student tensors) of every case of a term's declared inputs."""
+    logits = any(n.endswith(("logits", "logits_strong")) for n in needed)
+    features = any(n.endswith(("feats", "pooled")) for n in needed)
+    targets = range(C) if "target" in needed else (0,)
+    pairs = itertools.product(VECTORS.items(), VECTORS.items()) if logits else [(("-", VECTORS["tied_zero"]),) * 2]
+    kinds = FEATURES if features else ["-"]
+    for ((sn, s), (tn, t)), y, kind in itertools.product(pairs, targets, kinds):
+        kw, grads = _inputs(s, t, y, needed, batch=batch)
+        if features:
+            extra, more = _feature_inputs(needed, kind, context, batch)
+            kw.update(extra)
+            grads += more
+        yield f"student={sn} teacher={tn} target={y} features={kind}", kw, grads
+
+
+@pytest.mark.parametrize("name", list_terms())
+def test_every_term_is_finite_in_value_and_gradient(name):
+    failures = []
+    context = _context()
+    for entry in _entries(name):
+        objective = build_objective([entry], context=context)
+        for case, kw, grads in _cases(_needed_inputs(objective), context):
+            loss = objective(**kw)["total"]
+            loss.backward()
+            if not torch.isfinite(loss) or not all(g.grad is None or torch.isfinite(g.grad).all() for g in grads):
+                failures.append(f"{entry} {case}: loss {loss.item()}")
+            assert any(g.grad is not None for g in grads), f"{entry}: no gradient reached the student inputs"
+    assert not failures, f"{len(failures)} non-finite cases, first: " + "; ".join(failures[:3])
+
+
+@pytest.mark.parametrize("name", list_terms())
+def test_every_term_refuses_an_empty_batch(name):
+    entry = next(_entries(name))
+    context = _context()
+    objective = build_objective([entry], context=context)
+    _, kw, _ = next(_cases(_needed_inputs(objective), context, batch=0))
+    with pytest.raises(ValueError, match="empty batch"):
+        objective(**kw)
