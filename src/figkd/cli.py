@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     from .experiments.cli import add_parsers as add_experiment_parsers
     add_experiment_parsers(sub)
+    from .analysis.cli import add_parser as add_analysis_parser
+    add_analysis_parser(sub)
     return parser
 
 

@@ -231,3 +231,12 @@ def table_spec(number: int, paper_dir: str | Path | None = None) -> TableSpec:
         return _ablation_table(number, d)
     raise ConfigError(f"table {number} is not laid out from runs (tables {MAIN_TABLES[0]}-{MAIN_TABLES[-1]}, "
                       f"{', '.join(map(str, ABLATION_TABLES))}; 14: figkd analyze overhead; 15: figkd models)")
+
+
+def reported_top1(dataset: str, teacher: str, student: str, method: str,
+                  paper_dir: str | Path | None = None) -> float | None:
+    """The paper's top-1 of a method on a teacher-student pair (Tables 1-9), or None when not reported."""
+    for r in _csv_rows(_paper_dir(paper_dir)):
+        if (r["dataset"], r["teacher"], r["student"], r["method"]) == (dataset, teacher, student, method):
+            return float(r["top1"])
+    return None

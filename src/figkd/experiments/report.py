@@ -40,9 +40,6 @@ FORMATS = ("md", "csv", "latex")
 #: The training recipe of a run (compared with the paper's: RunConfig's defaults, paper Section 4.2).
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_decay")
 MISSING = "—"
-#: Paper Table 14 (ResNet32x4 -> ResNet8x4, CIFAR-100, batch 64, an NVIDIA RTX 3090): s/batch and overhead %.
-PAPER_TABLE14 = {"KD": (0.1040, None), "FiGKD (J = 1)": (0.1061, 2.0), "FiGKD (J = 2)": (0.1243, 19.5),
-                 "FiGKD (J = 3)": (0.1353, 30.1)}
 
 
 # ------------------------------------------------------------------------------------------------ cells
@@ -347,6 +344,8 @@ def table14(root: Path) -> Table:
     if not found:
         raise ConfigError(f"no overhead.json under {root}: Table 14 is timed, not collected from runs; run "
                           f"figkd analyze overhead --out {root}/overhead first")
+    from ..analysis.overhead import PAPER as PAPER_TABLE14
+
     data = json.loads(found[-1].read_text())
     rows, cells = [], []
     for r in data["results"]:
