@@ -149,3 +149,21 @@ def test_ablation_options_reach_the_figkd_term(path):
     figkd_terms = [t for t in cfg.objective if t["term"] == "figkd"]
     assert len(figkd_terms) == 1 and figkd_terms[0]["weight"] == 2.0
     assert set(figkd_terms[0]) - {"term", "weight"} in ({"level"}, {"wavelet"}, {"dims"})
+
+
+def test_fig4_grid_is_eq7_with_other_weights():
+    """Fig. 4: alpha in {0.5, 1, 2, 4} at beta 2 and beta in {0.5, 1, 2, 4, 8} at alpha 1 (figkd's grid: the
+    paper's values were lost), ResNet32x4 -> ResNet8x4 on both datasets; the default point is the figkd cell."""
+    from figkd.analysis.sensitivity import eq7_weights
+
+    for dataset in ("cifar100", "tiny_imagenet"):
+        cfgs = {rel: cfg for rel, (_, cfg) in _configs().items() if rel.startswith(f"fig4/{dataset}/")}
+        weights = {eq7_weights(cfg.objective) for cfg in cfgs.values()}
+        assert weights == {(a, 2.0) for a in (0.5, 1.0, 2.0, 4.0)} | {(1.0, b) for b in (0.5, 1.0, 2.0, 4.0, 8.0)}
+        assert len(cfgs) == 8
+        assert {(c.teacher, c.student) for c in cfgs.values()} == {("resnet32x4", "resnet8x4")}
+        default = cfgs[f"fig4/{dataset}/resnet32x4-resnet8x4/figkd.yaml"]
+        table = "table1/resnet32x4-resnet8x4" if dataset == "cifar100" else "table3/resnet32x4-resnet8x4"
+        assert default.to_dict() == _configs()[f"{table}/figkd.yaml"][1].to_dict()
+        assert "lost in the text extraction" in (PAPER / f"fig4/{dataset}/resnet32x4-resnet8x4/figkd-beta8.yaml"
+                                                 ).read_text()
