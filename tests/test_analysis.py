@@ -147,6 +147,7 @@ def test_predictions_disagreements_and_confusions(runs, tmp_path):
     for run_dir, m in zip(runs, result["models"], strict=True):
         logits, y = _logits(run_dir)
         preds.append(logits.argmax(1).numpy())
+        assert m["predicted"].tolist() == preds[-1].tolist()
         assert m["top1"] == pytest.approx(100.0 * np.mean(preds[-1] == y.numpy()), abs=1e-6)
     disagree = [i for i in range(len(y)) if len({int(p[i]) for p in preds}) > 1]
     assert result["disagreements"] == len(disagree) and len(result["images"]) == min(4, len(disagree))

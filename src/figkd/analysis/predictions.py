@@ -3,9 +3,10 @@
 For two or more models on the test split (in the paper's order: the teacher, the KD student, the FiGKD
 student; the first is the reference, the second the baseline):
 
-- each model's prediction and top-3 classes (softmax probabilities) per image;
+- each model's prediction on every test image (``predicted``, in test-split order beside ``targets``);
 - the images where the models do not all agree, the ones the reference gets right and the baseline
-  gets wrong first, drawn (up to ``--max-images``) with every model's top-3 under them;
+  gets wrong first, drawn (up to ``--max-images``) with every model's top-3 classes and softmax
+  probabilities above them;
 - the pairs of classes the baseline confuses most (count of i predicted as j plus j as i, ``--pairs``)
   and, for every model, its count on the same pairs: how FiGKD changes the KD student's confusions.
 
@@ -65,8 +66,9 @@ def predictions(run_dirs: list[str | Path], *, labels: list[str] | None = None, 
     names = class_names(runs[0])
     result = {
         "analysis": "predictions", "dataset": runs[0].dataset, "classes": names, "n": int(targets.numel()),
-        "models": [{"label": run.label, "run_dir": run.run_dir, "top1": 100.0 * float((preds[m] == targets).double()
-                                                                                     .mean())}
+        "targets": targets,
+        "models": [{"label": run.label, "run_dir": run.run_dir,
+                    "top1": 100.0 * float((preds[m] == targets).double().mean()), "predicted": preds[m]}
                    for m, (run, _) in enumerate(results)],
         "disagreements": len(disagree), "reference_right_baseline_wrong": len(ref_right_base_wrong),
         "images": [image_record(i) for i in ordered[:max_images]],
