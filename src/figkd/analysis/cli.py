@@ -38,7 +38,8 @@ def _wavelet(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``analyze`` and its subcommands on an ``argparse`` subparsers object."""
     parser = subparsers.add_parser("analyze", help="the paper's analyses (Figs. 1, 2, 4, 5, 6; Table 14)",
-                                   description=__doc__.split("\n\n")[0])
+                                   description="The paper's analyses, each writing a PNG and a JSON of its "
+                                               "numbers into FIRST_RUN_DIR/analysis or --out (docs/analysis.md).")
     sub = parser.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
 
     p = sub.add_parser("hf-accuracy", help="top-1 from the high-frequency logits only (Fig. 2)",
