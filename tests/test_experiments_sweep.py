@@ -4,13 +4,13 @@ finished ones skipped), then figkd report on the tree it leaves."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +32,6 @@ def _write(path: Path, **fields) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(fields))
     return path
-
-
-def _figkd(*args, cwd, env=None):
-    full = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "figkd", *args], capture_output=True, text=True, cwd=cwd,
-                          env=full, timeout=600)
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -144,13 +138,14 @@ def test_slurm_script_submits_waves_and_runs_tasks(tmp_path, monkeypatch):
 def swept(tmp_path_factory):
     """Three invocations of figkd sweep on 2 configs x 2 seeds (--jobs 2) in a fresh folder: a teacher
     (2 epochs) and a KD student of its seed-0 run (1 epoch). The seed-1 teacher fails on purpose every
-    time (its directory holds a different, unfinished run).
+    time (its directory holds a different, unfinished run). The command runs in this process (its runs
+    are processes, as always), which saves starting Python twice.
 
     1. with the runs killed at epoch 2, step 3 (FIGKD_FAULT_AT): the seed-0 teacher dies, both students
        are blocked;
     2. again: the teacher resumes after epoch 1 and finishes, then both students run; the failure stays;
-    3. again (in this process: :func:`execute` is what the command calls): nothing starts but the failing
-       run, every finished run is skipped.
+    3. again (:func:`execute`, what the command calls): nothing starts but the failing run, every finished
+       run is skipped.
     """
     root = tmp_path_factory.mktemp("sweep")
     _write(root / "configs" / "teacher.yaml", **{**TINY, "epochs": 2}, model="resnet8", out="runs/teacher-s0")
@@ -159,11 +154,18 @@ def swept(tmp_path_factory):
     conflict = root / "runs" / "teacher-s1"
     _write(conflict / "config.yaml", **{**TINY, "epochs": 5}, model="resnet8", objective="vanilla", seed=1)
     (conflict / "metrics.jsonl").write_text("")
-    args = ["sweep", "configs", "--seeds", "0", "1", "--jobs", "2"]
-    results = [_figkd(*args, cwd=root, env=env) for env in ({FAULT_ENV: "2:3"}, {})]
+    results = []
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        mp.setenv("PYTHONPATH", SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        mp.setenv("PYTHONPATH", SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))  # the runs' figkd is ours
+        for env in ({FAULT_ENV: "2:3"}, {}):
+            for key, value in env.items():
+                mp.setenv(key, value)
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                code = main(["sweep", "configs", "--seeds", "0", "1", "--jobs", "2", "--progress", "off"])
+            results.append(subprocess.CompletedProcess([], code, stdout.getvalue(), ""))
+            mp.delenv(FAULT_ENV, raising=False)
         runs = plan(["configs"], seeds=[0, 1])
         lines: list[str] = []
         outcomes = execute(runs, jobs=2, progress=False, echo=lines.append)
