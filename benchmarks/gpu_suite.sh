@@ -10,6 +10,7 @@
 #             equivalence.py        fp32 eager vs the fast path on digits, 3 seeds
 #             profile_step.py       what limits the captured step (GPU busy share, kernels per step)
 #             pytest                the CUDA-only tests (graph capture vs eager, wavelets on CUDA)
+#   issue #13 figkd analyze overhead Table 14: s/batch of KD and FiGKD J = 1, 2, 3, resnet32x4 -> resnet8x4, batch 64
 #
 # Usage, from the repository root:  bash benchmarks/gpu_suite.sh [OUTPUT_DIR]   (default benchmarks/results)
 # Each step's output is also appended to OUTPUT_DIR/gpu_suite.log. A failing step is reported and the
@@ -49,5 +50,6 @@ step profile python benchmarks/profile_step.py --mode graph --objectives figkd -
   --out "$out/profile_cuda_graph.json"
 step profile_eager python benchmarks/profile_step.py --mode bf16_cl --objectives figkd --steps 100 \
   --out "$out/profile_cuda_bf16_cl.json"
+step overhead python -m figkd analyze overhead --device cuda --steps 100 --repeats 5 --out "$out/overhead_cuda"
 echo "=== $failed step(s) failed" | tee -a "$log"
 exit "$failed"

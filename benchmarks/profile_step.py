@@ -1,8 +1,8 @@
 """What limits a training step: the PyTorch profiler over one epoch of the engine's own step.
 
-Builds the same trainer as ``throughput.py`` (a teacher/student pair, objectives, a dataset shape
-with synthetic uint8 data, a mode), runs warm-up epochs until the step is captured (``graph``
-mode) or compiled, then profiles one epoch of ``--steps`` steps and reports per step:
+Builds the same trainer as ``throughput.py`` (``figkd.engine.timing``: a teacher/student pair,
+objectives, a dataset shape with synthetic uint8 data, a mode), runs warm-up epochs until the step is
+captured (``graph`` mode) or compiled, then profiles one epoch of ``--steps`` steps and reports per step:
 
 - wall time, and on CUDA the time the GPU spent in kernels and the share of the wall time it was
   busy (``gpu_busy``): a step far from 100% is bound by the host (kernel launches, Python,
@@ -31,7 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchutil import machine_info, write_json
 from figkd.engine.device import resolve_device
 from figkd.engine.distributed import DistInfo
-from throughput import MODES, SHAPES, build_trainer, warm_up  # the sibling benchmark script
+from figkd.engine.timing import MODES, SHAPES, build_trainer, warm_up
 
 
 def _device_time(event) -> float:
@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     cuda = device.type == "cuda"
     mode = args.mode or ("graph" if cuda else "fp32")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(args, device, mode, list(args.objectives), Path(tmp))
+        trainer = build_trainer(args.teacher, args.student, [(o, o) for o in args.objectives], dataset=args.dataset,
+                                batch_size=args.batch_size, steps=args.steps, device=device, mode=mode,
+                                workdir=Path(tmp), eval_samples=args.eval_samples,
+                                eval_batch_size=args.eval_batch_size)
         epoch = warm_up(trainer)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:

@@ -3,7 +3,8 @@
 For a teacher/student pair, objectives and a dataset shape, it runs the engine's own training epoch
 (``figkd.engine.trainer.Trainer``: augmentation on the device, teacher forward under inference
 mode, student forward and backward, objective, SGD step, metrics on the device) on synthetic uint8
-data of the dataset's real image shape and class count, and its own evaluation, and reports:
+data of the dataset's real image shape and class count (``figkd.engine.timing``), and its own evaluation,
+and reports:
 
 - ms per training step (median over ``--repeats`` timed epochs of ``--steps`` steps, after one
   warm-up epoch, which also absorbs ``torch.compile``), and evaluation ms per image;
@@ -35,103 +36,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchutil import machine_info, write_json
-from figkd.config import RunConfig
-from figkd.data import build_loader
-from figkd.data.base import ArrayDataset
 from figkd.engine.device import resolve_device
 from figkd.engine.distributed import DistInfo
 from figkd.engine.evaluate import evaluate
-from figkd.engine.graph import RecordingBackend
-from figkd.engine.learner import build_learner
-from figkd.engine.trainer import Member, Trainer
-from figkd.models import build_model
-
-#: Image side, classes, real train and test sizes (CIFAR-100: 50,000/10,000 at 32x32; TinyImageNet:
-#: 100,000/10,000 at 64x64; digits: figkd's bundled 1,437/360 split).
-SHAPES = {
-    "cifar100": (32, 100, 50_000, 10_000),
-    "tiny_imagenet": (64, 200, 100_000, 10_000),
-    "digits": (32, 10, 1_437, 360),
-}
-MODES = ("fp32", "bf16_cl", "compile", "graph")
+from figkd.engine.timing import MODES, SHAPES, build_trainer, time_steps, warm_up
 
 
-def mode_settings(mode: str, device: torch.device) -> dict:
-    cuda = device.type == "cuda"
-    if mode == "fp32":
-        return {"amp": "none", "channels_last": "off", "compile": False, "cuda_graph": "off"}
-    if mode == "bf16_cl":
-        return {"amp": "bf16", "channels_last": "on", "compile": False, "cuda_graph": "off"}
-    if mode == "compile":
-        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": True,
-                "cuda_graph": "off"}
-    if mode == "graph":
-        return {"amp": "bf16" if cuda else "none", "channels_last": "on" if cuda else "off", "compile": False,
-                "cuda_graph": "on"}
-    raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-
-
-def synthetic_split(dataset: str, n: int, train: bool, seed: int) -> ArrayDataset:
-    side, classes, _, _ = SHAPES[dataset]
-    rng = np.random.default_rng(seed + int(train))
-    images = rng.integers(0, 256, size=(n, 3, side, side), dtype=np.uint8)
-    targets = rng.integers(0, classes, size=n).tolist()
-    return ArrayDataset(dataset, None, train, images, targets, [str(i) for i in range(classes)])
-
-
-def build_trainer(args, device, mode: str, objectives: list[str], workdir: Path) -> Trainer:
-    """The engine's trainer for ``objectives`` in ``mode`` on synthetic data of ``args.dataset``'s shape."""
-    side, classes, _, _ = SHAPES[args.dataset]
-    cfg = RunConfig(dataset=args.dataset, batch_size=args.batch_size, device=str(device), epochs=10 ** 6,
-                    tensorboard=False, progress="off", eval_batch_size=args.eval_batch_size,
-                    **mode_settings(mode, device))
-    torch.manual_seed(0)
-    teacher = build_model(args.teacher, classes)
-    learners = []
-    for objective in objectives:
-        torch.manual_seed(0)
-        learners.append(build_learner(build_model(args.student, classes), objective, teacher=teacher,
-                                      num_classes=classes, input_size=(side, side)))
-    strong = any(learner.needs.strong() for learner in learners)
-    train_ds = synthetic_split(args.dataset, args.batch_size * args.steps, True, 0)
-    test_ds = synthetic_split(args.dataset, args.eval_samples, False, 0)
-    train = build_loader(args.dataset, None, True, args.batch_size, device=device, strong_view=strong,
-                         dataset=train_ds)
-    test = build_loader(args.dataset, None, False, args.eval_batch_size, device=device, dataset=test_ds)
-    members = [Member(name=f"{args.student}-{name}", model_name=args.student, objective_name=name, learner=learner,
-                      run_dir=workdir / f"{mode}-{name}-{len(objectives)}", cfg=cfg)
-               for name, learner in zip(objectives, learners, strict=True)]
-    backend = RecordingBackend() if mode == "graph" and device.type != "cuda" else None
-    trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
-                      log=lambda *a, **k: None, graph_backend=backend)
-    trainer.setup()
-    return trainer
-
-
-def warm_up(trainer: Trainer) -> int:
-    """Train untimed epochs until the step is in its steady state (compiled, or captured in a CUDA
-    graph: that takes more than one epoch when an epoch is shorter than the graph's warm-up steps);
-    returns the next epoch."""
-    epoch = 1
-    trainer._train_epoch(epoch)
-    while trainer.graph is not None and not trainer.graph.captured and trainer.graph.failed is None:
-        epoch += 1
-        trainer._train_epoch(epoch)
-    return epoch + 1
+def _trainer(args, device, mode: str, objectives: list[str], workdir: Path):
+    return build_trainer(args.teacher, args.student, [(o, o) for o in objectives], dataset=args.dataset,
+                         batch_size=args.batch_size, steps=args.steps, device=device, mode=mode, workdir=workdir,
+                         eval_samples=args.eval_samples, eval_batch_size=args.eval_batch_size)
 
 
 def measure(args, device, mode: str, objectives: list[str], workdir: Path) -> dict:
     """Median ms per training step and evaluation ms per image of one run training ``objectives``."""
-    trainer = build_trainer(args, device, mode, objectives, workdir)
+    trainer = _trainer(args, device, mode, objectives, workdir)
     first = warm_up(trainer)
-    step_ms = []
-    for epoch in range(first, first + args.repeats):
-        result = trainer._train_epoch(epoch)[0]
-        step_ms.append(1000.0 * result["train_time_s"] / args.steps)
+    step_ms = [1000.0 * s for s in time_steps(trainer, first, args.repeats)]
     eval_ms = []
     model = trainer.members[0].model
     evaluate(model, trainer.test_loader, device, trainer.amp_dtype, trainer.channels_last)  # warm-up

@@ -236,7 +236,7 @@ def test_recipe_without_flip_never_flips(tmp_path):
         one = ArrayDataset(name, root, True, np.repeat(ds.images[:1], 64, axis=0), [0] * 64, ds.classes)
         ld = build_loader(name, root, True, 64, seed=0, strong_view=True, dataset=one)
         batch = next(iter(ld))
-        x, xs = batch.images, batch.strong
+        x = batch.images
         raw = torch.from_numpy(one.images[:1]).float()
         offsets, flips = draw_pad_crop(make_generator("batch", 0, 0, 0), 64, 4)
         assert bool(flips.any()) and not bool(flips.all())

@@ -13,8 +13,9 @@ import torch
 
 from figkd.config import RunConfig, apply_overrides, load_yaml
 from figkd.data import list_datasets, recipe_for
-from figkd.engine.learner import build_learner
 from figkd.engine.run import default_run_dir, resolve
+from figkd.losses import build_objective
+from figkd.losses.context import BuildContext
 from figkd.models import build_model, list_models
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -66,16 +67,23 @@ def test_every_config_loads_and_names_known_datasets_and_models():
 
 
 @cache
-def _needs(spec_json: str, dataset: str, teacher: str | None, student: str):
-    """What the objective of a config needs, built as the engine builds it (models on the meta device:
-    shapes only), so that terms sized from the models (FitNet's connector) are checked too."""
+def _context(dataset: str, teacher: str | None, student: str) -> BuildContext:
+    """The build context of a pair, probed as the engine probes it (models on the meta device: shapes only),
+    once per pair."""
     num_classes = gen.NUM_CLASSES[gen.family(dataset)]
     size = recipe_for(dataset).size
     with torch.device("meta"):
         t = build_model(teacher, num_classes) if teacher else None
-        learner = build_learner(build_model(student, num_classes), json.loads(spec_json), teacher=t,
-                                num_classes=num_classes, input_size=(size, size))
-    return learner.needs
+        return BuildContext.from_models(build_model(student, num_classes), t, input_size=(size, size),
+                                        num_classes=num_classes, train_size=50_000)
+
+
+@cache
+def _needs(spec_json: str, dataset: str, teacher: str | None, student: str):
+    """What the objective of a config needs, built from its pair's context as the engine builds it, so that
+    terms sized from the models (FitNet's connector) are checked too."""
+    with torch.device("meta"):
+        return build_objective(json.loads(spec_json), context=_context(dataset, teacher, student)).needs
 
 
 def test_every_objective_builds_for_its_dataset_and_pair():
@@ -259,3 +267,21 @@ def test_table10_on_both_bases():
         [alone] = [h.split("student alone: configs/paper/")[1].rstrip(".") for h in _header(f"{pair}/figkd-low.yaml")
                    if "student alone" in h]
         assert _configs()[alone][1].model == low.student
+
+
+def test_fig4_grid_is_eq7_with_other_weights():
+    """Fig. 4: alpha in {0.5, 1, 2, 4} at beta 2 and beta in {0.5, 1, 2, 4, 8} at alpha 1 (figkd's grid: the
+    paper's values were lost), ResNet32x4 -> ResNet8x4 on both datasets; the default point is the figkd cell."""
+    from figkd.analysis.sensitivity import eq7_weights
+
+    for dataset in ("cifar100", "tiny_imagenet"):
+        cfgs = {rel: cfg for rel, (_, cfg) in _configs().items() if rel.startswith(f"fig4/{dataset}/")}
+        weights = {eq7_weights(cfg.objective) for cfg in cfgs.values()}
+        assert weights == {(a, 2.0) for a in (0.5, 1.0, 2.0, 4.0)} | {(1.0, b) for b in (0.5, 1.0, 2.0, 4.0, 8.0)}
+        assert len(cfgs) == 8
+        assert {(c.teacher, c.student) for c in cfgs.values()} == {("resnet32x4", "resnet8x4")}
+        default = cfgs[f"fig4/{dataset}/resnet32x4-resnet8x4/figkd.yaml"]
+        table = "table1/resnet32x4-resnet8x4" if dataset == "cifar100" else "table3/resnet32x4-resnet8x4"
+        assert default.to_dict() == _configs()[f"{table}/figkd.yaml"][1].to_dict()
+        assert "lost in the text extraction" in (PAPER / f"fig4/{dataset}/resnet32x4-resnet8x4/figkd-beta8.yaml"
+                                                 ).read_text()

@@ -10,7 +10,8 @@ models, datasets and training recipe it is compared with.
 >>> loss = F.cross_entropy(s, y) + 2.0 * FiGKDLoss(100)(s, t)   # Eq. 7 with the paper's weights
 
 Submodules: ``figkd.wavelets`` (differentiable DWT), ``figkd.grid`` (logits <-> H x W grid),
-``figkd.losses``, ``figkd.models``, ``figkd.data``, ``figkd.engine``; the ``figkd`` command line.
+``figkd.losses``, ``figkd.models``, ``figkd.data``, ``figkd.engine``, ``figkd.experiments`` (sweeps, the
+paper's tables), ``figkd.analysis`` (the paper's figures); the ``figkd`` command line.
 """
 
 from .config import ConfigError, RunConfig

@@ -1,4 +1,4 @@
-"""The ``figkd`` command line: train, distill, eval, demo, models.
+"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze.
 
 Configuration errors (an unknown model, dataset, objective or key, a missing dataset or checkpoint,
 a teacher with another class count) are printed as one line ``figkd: error: ...`` and exit with
@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .models.cli import add_parser as add_models_parser
     add_models_parser(sub)
+    from .experiments.cli import add_parsers as add_experiment_parsers
+    add_experiment_parsers(sub)
+    from .analysis.cli import add_parser as add_analysis_parser
+    add_analysis_parser(sub)
     return parser
 
 
