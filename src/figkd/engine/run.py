@@ -17,24 +17,11 @@ import torch
 from ..config import ConfigError, RunConfig
 from . import distributed as dist_utils
 from . import rundir
+from .rundir import default_run_dir, member_name, objective_name  # noqa: F401 (also this module's API)
 from .trainer import Member, Trainer, resolve_cuda_graph, resolve_device
 
 #: Fields that may differ between the members of one run (everything else is shared).
 MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
-
-
-def objective_name(spec: Any) -> str:
-    return spec if isinstance(spec, str) else "custom"
-
-
-def member_name(cfg: RunConfig, command: str) -> str:
-    if command == "train":
-        return str(cfg.model)
-    return f"{cfg.student}-{objective_name(cfg.objective)}"
-
-
-def default_run_dir(cfg: RunConfig, command: str) -> Path:
-    return Path("runs") / command / cfg.dataset / f"{member_name(cfg, command)}-s{cfg.seed}"
 
 
 def resolve(cfg: RunConfig, command: str) -> RunConfig:
@@ -176,7 +163,7 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         raise ConfigError("the students of one run need distinct run directories")
     for c, objective, run_dir in zip(configs, objectives, run_dirs, strict=True):
         c = c.replace(out=str(run_dir))
-        cfg_dict = c.to_dict()
+        cfg_dict = rundir.recorded_config(c, command)  # absolute paths, the lr used
         status = dist_utils.decide_on_main(
             partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
         if status == "done":

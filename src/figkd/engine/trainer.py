@@ -33,7 +33,7 @@ from ..config import ConfigError, RunConfig
 from ..models.checkpoints import unwrap_model
 from . import distributed as dist_utils
 from . import rundir
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, kept_checkpoint
 from .evaluate import autocast_context, evaluate
 from .graph import CudaGraphBackend, StepGraph
 from .metrics import EpochAccumulator
@@ -358,11 +358,9 @@ class Trainer:
             bad = acc.first_nonfinite()
             if bad is not None:
                 term, step = bad
-                last = m.ckpt.last_epoch() if m.ckpt else None
                 raise NonFiniteLossError(
                     f"[{m.name}] loss term {term!r} is not finite at epoch {epoch}, step {step}; "
-                    f"the run stopped and its last good checkpoint (epoch {last}) is kept in "
-                    f"{m.run_dir / 'checkpoints'}")
+                    f"the run stopped: {kept_checkpoint(m.run_dir)}")  # robust: kept_checkpoint
 
     def _progress(self, steps: int, epoch: int):
         on = self.cfg.progress == "on" or (self.cfg.progress == "auto" and sys.stderr.isatty())

@@ -29,17 +29,27 @@ DESCRIPTION = (
 )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="PIXELS",
         help="input height and width (default: 32 for CIFAR-style models, 224 for ImageNet-style ones)",
     )
     parser.add_argument(
         "--num-classes",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="classifier outputs (default: 100 for CIFAR-style models, 1000 for ImageNet-style ones)",
