@@ -194,8 +194,8 @@ def test_full_disk_is_named_and_leaves_the_old_file(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("figkd.atomic.os.fsync", no_space)
-    with pytest.raises(WriteError, match=r"no space left on the file system holding .* \(\d+\.\d MB free\) while "
-                                         r"writing last.json: free some space") as info:
+    with pytest.raises(WriteError, match=r"no space left on the file system mounted at /.* \(\d+\.\d MB free\) "
+                                         r"while writing .*last.json: free some space") as info:
         atomic_write(path, lambda f: f.write(b"new"))
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["last.json"]

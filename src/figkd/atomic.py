@@ -45,6 +45,15 @@ def _free_space(folder: Path) -> str:
     return "free space unknown"
 
 
+def _mount_point(folder: Path) -> Path:
+    path = folder.resolve() if folder.exists() else folder.absolute()
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
 def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
     """A :class:`WriteError` for ``error`` raised while writing ``path``: what happened, where, the fix."""
     if isinstance(error, WriteError):
@@ -53,8 +62,9 @@ def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
     code = error.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
         what = "no space left" if code == errno.ENOSPC else "disk quota exceeded"
-        return WriteError(code, f"{what} on the file system holding {path.parent} ({_free_space(path.parent)}) "
-                                f"while writing {path.name}: free some space there or write elsewhere")
+        return WriteError(code, f"{what} on the file system mounted at {_mount_point(path.parent)} "
+                                f"({_free_space(path.parent)}) while writing {path}: free some space there "
+                                "or write elsewhere")
     if code == errno.EROFS:
         return WriteError(code, f"cannot write {path}: {path.parent} is on a read-only file system; "
                                 "write elsewhere")

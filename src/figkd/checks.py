@@ -40,13 +40,19 @@ class Check:
         return ValueError(f"{name} must be {self.describe()}, got {repr(value)}")
 
 
+def _num(x: float) -> str:
+    if isinstance(x, int) and x >= 2**32:
+        return f"2**{x.bit_length()} - 1" if x == 2**x.bit_length() - 1 else str(x)
+    return f"{x:g}"
+
+
 def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
     if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
     if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
     return ""
 
 

@@ -125,12 +125,15 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     from .engine.run import run
     from .engine.trainer import summary_json
     configs = build_configs(args, command)
+    from .atomic import WriteError
     from .engine.distributed import from_environment
-    from .engine.rundir import interrupted_message
+    from .engine.rundir import interrupted_message, resume_note
     try:
         summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(configs, command)) from None
+    except WriteError as error:  # a full disk: say where the run stands and how to continue it
+        raise WriteError(error.errno, f"{error}; the run stopped {resume_note(configs, command)}") from None
     if from_environment().is_main:
         print(summary_json(summaries))
     return 0

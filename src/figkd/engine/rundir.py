@@ -122,9 +122,9 @@ def foreign_entries(run_dir: Path) -> list[str]:
 
 def _not_a_run_dir(run_dir: Path, foreign: list[str]) -> ConfigError:
     shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-    return ConfigError(f"{run_dir} is not a figkd run directory (it holds {shown}); figkd writes a run only into "
-                       "a new or empty folder or one of its own run directories, and never deletes other files: "
-                       "choose another --out")
+    return ConfigError(f"{os.path.abspath(run_dir)} is not a figkd run directory (it holds {shown}); figkd writes "
+                       "a run only into a new or empty folder or one of its own run directories, and never deletes "
+                       "other files: choose another --out")
 
 
 def _protected(run_dir: Path) -> str | None:
