@@ -143,8 +143,8 @@ def test_batch_larger_than_the_dataset(tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = _cli(capsys, "train", "--model", "resnet8", "--device", "cpu", "--batch-size", "5000",
                         "--out", str(out))
-    _one_line(code, err, r"the training split has 1437 images, fewer than one batch of 5000 .*lower --batch-size "
-                         r"to at most 1437")
+    _one_line(code, err, r"the training split has 1437 images, fewer than one global batch of 5000 .*lower "
+                         r"--batch-size to at most 1437")
     assert not out.exists()
 
 

@@ -71,7 +71,7 @@ class _Schedule:
             self.steps = n // self.global_batch if drop_last else math.ceil(n / self.global_batch)
             if self.steps == 0:
                 raise DataError(
-                    f"the training split has {n} images, fewer than one batch of {self.global_batch} "
+                    f"the training split has {n} images, fewer than one global batch of {self.global_batch} "
                     f"({world_size} process(es) x batch_size {batch_size}; the last partial batch is dropped): "
                     f"lower --batch-size to at most {n // world_size}"
                 )
