@@ -236,3 +236,16 @@ def test_state_file_is_written_through_memory(tmp_path, monkeypatch):
                         or torch.serialization.save(obj, f))
     CheckpointManager(tmp_path).save(1, nn.Linear(2, 2), {})
     assert calls == ["BytesIO"]
+
+
+def test_paper_config_generator_deletes_only_what_it_wrote(tmp_path):
+    import importlib.util
+    paper = Path(__file__).resolve().parents[1] / "configs" / "paper"
+    spec = importlib.util.spec_from_file_location("paper_generate_robust", paper / "generate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    (tmp_path / "students").mkdir()
+    (tmp_path / "students" / "mine.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="holds files this script did not write"):
+        gen.write(tmp_path)
+    assert (tmp_path / "students" / "mine.txt").read_text() == "keep"
