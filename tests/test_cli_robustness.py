@@ -196,9 +196,9 @@ def test_the_corrected_command_runs_after_a_refused_value(images, tmp_path, caps
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (["eval", "RUN", "--batch-size", "0"], r"figkd eval: error: argument --batch-size: --batch-size must be a "
-                                           r"positive integer, got 0"),
-    (["eval", "RUN", "--device", "tpu"], r"argument --device: --device must be auto, cpu"),
+    (["eval", "RUN", "--batch-size", "0"], r"figkd eval: error: argument --batch-size: must be a positive "
+                                           r"integer, got 0"),
+    (["eval", "RUN", "--device", "tpu"], r"argument --device: must be auto, cpu"),
     (["models", "--input-size", "0"], r"figkd models: error: argument --input-size: must be a positive integer"),
     (["models", "--num-classes", "-1"], r"argument --num-classes: must be a positive integer"),
     (["eval", "nope"], r"^figkd: error: nope does not exist: pass a figkd run directory"),

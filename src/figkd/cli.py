@@ -43,11 +43,11 @@ def arg_type(check, name: str):
             try:
                 value = int(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"{name} must be {check.describe()}, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"must be {check.describe()}, got {text!r}") from None
         try:
             return check.check(name, value)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        except ValueError as error:  # argparse prefixes "argument NAME: "
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name} ")) from None
     parse.__name__ = name
     return parse
 
@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"figkd: {exc or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            _error(exc)  # another pipe (e.g. to a worker process) broke: not the reader going away
+            return EXIT_USER_ERROR
         # The reader of stdout is gone (figkd eval RUN | head): stop quietly. Pointing stdout at
         # /dev/null keeps the interpreter from reporting the same error again when it flushes at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -219,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
             _error(exc)
             return EXIT_NONFINITE
         raise
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error condition on it)."""
+    try:
+        import select
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout: assume it is
+        return True
 
 
 def one_line(text: str) -> str:
