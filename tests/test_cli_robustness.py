@@ -201,6 +201,8 @@ def test_the_corrected_command_runs_after_a_refused_value(images, tmp_path, caps
     (["eval", "RUN", "--device", "tpu"], r"argument --device: must be auto, cpu"),
     (["models", "--input-size", "0"], r"figkd models: error: argument --input-size: must be a positive integer"),
     (["models", "--num-classes", "-1"], r"argument --num-classes: must be a positive integer"),
+    (["models", "--pair", "vgg13", "vgg8", "--input-size", "1"], r"figkd models: error: vgg13 cannot take a 1x1 "
+                                                                  r"input \(.*\); use a larger --input-size"),
     (["eval", "nope"], r"^figkd: error: nope does not exist: pass a figkd run directory"),
 ])
 def test_eval_and_models_flags_are_checked(finished_run, capsys, args, pattern):

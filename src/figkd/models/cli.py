@@ -84,11 +84,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _measure(name: str, input_size: int | None, num_classes: int | None) -> Complexity:
     info = get_model_info(name)
     default_classes = 100 if info.style == "cifar" else 1000
-    return complexity(
-        info.name,
-        input_size if input_size is not None else info.input_size,
-        num_classes=num_classes if num_classes is not None else default_classes,
-    )
+    size = input_size if input_size is not None else info.input_size
+    try:
+        return complexity(info.name, size, num_classes=num_classes if num_classes is not None else default_classes)
+    except RuntimeError as error:  # e.g. a pooling layer whose output would be empty
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{info.name} cannot take a {size}x{size} input ({reason}); use a larger --input-size "
+                         f"(its native size is {info.input_size})") from None
 
 
 def _print_zoo(args: argparse.Namespace) -> None:
