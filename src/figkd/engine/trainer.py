@@ -77,14 +77,14 @@ def resolve_device(spec: str, info: dist_utils.DistInfo) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False")
-        if device.index is not None and device.index >= torch.cuda.device_count():  # robust: one line, not a
-            raise ConfigError(f"device {device} was asked for but there are {torch.cuda.device_count()} "  # torch
-                              "CUDA device(s): cuda:0 ... cuda:N-1")  # error from set_device
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device mps was asked for but torch.backends.mps.is_available() is False")
+        if device.index is not None and device.index >= torch.cuda.device_count():  # robust (issue 15)
+            raise ConfigError(f"device {device} was asked for but there are {torch.cuda.device_count()} "
+                              "CUDA device(s): cuda:0 ... cuda:N-1")
         if info.enabled and device.index is None:
             device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
+    if device.type == "mps" and not torch.backends.mps.is_available():  # robust (issue 15)
+        raise ConfigError("device mps was asked for but torch.backends.mps.is_available() is False")
     return device
 
 
