@@ -37,7 +37,7 @@ class Check:
         raise NotImplementedError
 
     def fail(self, name: str, value: Any) -> ValueError:
-        return ValueError(f"{name} must be {self.describe()}, got {repr(value)}")
+        return ValueError(f"{name} must be {self.describe()}, got {value!r}")
 
 
 def _num(x: float) -> str:
@@ -146,7 +146,7 @@ class Choice(Check):
         if self.on_off and isinstance(value, bool):
             value = "on" if value else "off"
         if value not in self.choices:
-            raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {repr(value)}")
+            raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
         return value
 
     def describe(self) -> str:
@@ -198,7 +198,7 @@ class Objective(Check):
         for i, entry in enumerate(value):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("term"), str):
                 raise ValueError(f"{name} term #{i} must be a mapping with a 'term' name, like "
-                                 f"{{term: kd, weight: 0.9}}, got {repr(entry)}")
+                                 f"{{term: kd, weight: 0.9}}, got {entry!r}")
             if "weight" in entry:
                 Float(min=0).check(f"{name} term #{i} ({entry['term']}): weight", entry["weight"])
         return value
