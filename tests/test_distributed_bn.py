@@ -1,5 +1,11 @@
-"""GlobalBatchNorm: two gloo processes on halves of a batch compute what one BatchNorm2d computes on all."""
+"""GlobalBatchNorm: two gloo processes on halves of a batch compute what one BatchNorm2d computes on all.
 
+The workers send their results as bytes (``torch.save`` into memory), not as tensors: a tensor put on a
+multiprocessing queue travels as a handle to the sender's shared memory, which the receiver can no longer
+open once the sender has exited - under CPU load the workers often exited before the parent read them.
+"""
+
+import io
 import os
 import socket
 
@@ -26,10 +32,9 @@ def _worker(rank, world, port, x, w, queue):
     shard = x.chunk(world)[rank].clone().requires_grad_(True)
     y = bn(shard)
     (y * w.chunk(world)[rank]).sum().backward()
-    # numpy arrays travel by value: a shared-memory tensor would need this process alive until the
-    # parent has read it, and the process exits right after.
-    queue.put((rank, *(t.detach().numpy().copy() for t in (
-        y, shard.grad, bn.running_mean, bn.running_var, bn.weight.grad))))
+    buffer = io.BytesIO()
+    torch.save((rank, y.detach(), shard.grad, bn.running_mean, bn.running_var, bn.weight.grad), buffer)
+    queue.put(buffer.getvalue())
     dist.destroy_process_group()
 
 
@@ -43,10 +48,10 @@ def test_global_batchnorm_equals_one_process_batchnorm():
     procs = [ctx.Process(target=_worker, args=(r, 2, port, x, w, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    results = sorted((queue.get(timeout=120) for _ in procs), key=lambda r: r[0])
-    results = [(r[0], *(torch.from_numpy(a) for a in r[1:])) for r in results]
+    results = sorted((torch.load(io.BytesIO(queue.get(timeout=300)), weights_only=True) for _ in procs),
+                     key=lambda r: r[0])
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=300)
         assert p.exitcode == 0
 
     ref_bn = nn.BatchNorm2d(3).double()

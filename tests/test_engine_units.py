@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 
 from figkd.atomic import atomic_write_text
-from figkd.config import ConfigError
 from figkd.engine import rundir
 from figkd.engine.checkpoint import CheckpointManager
 from figkd.engine.metrics import EpochAccumulator, topk_correct
@@ -86,25 +85,6 @@ def test_state_file_loads_without_unpickling_objects(tmp_path):
     ckpt.save(1, model, {"optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}})
     _, state = ckpt.load_last()  # torch.load(weights_only=True) inside
     assert "momentum_buffer" in state["optimizer"]["state"][0]
-
-
-def test_rundir_prepare_rules(tmp_path):
-    run = tmp_path / "run"
-    cfg = {"epochs": 2, "seed": 0, "device": "cpu"}
-    assert rundir.prepare(run, cfg, resume=False, overwrite=False) == "fresh"
-    run.mkdir()
-    rundir.write_config(run, cfg)
-    with pytest.raises(ConfigError, match="unfinished run.*--resume"):
-        rundir.prepare(run, cfg, resume=False, overwrite=False)
-    assert rundir.prepare(run, cfg, resume=True, overwrite=False) == "resume"
-    # Runtime-only fields may differ on resume.
-    assert rundir.prepare(run, {**cfg, "device": "cuda"}, resume=True, overwrite=False) == "resume"
-    with pytest.raises(ConfigError, match="different configuration.*epochs.*--overwrite"):
-        rundir.prepare(run, {**cfg, "epochs": 3}, resume=True, overwrite=False)
-    rundir.write_summary(run, {"best_top1": 1.0})
-    assert rundir.prepare(run, cfg, resume=False, overwrite=False) == "done"
-    assert rundir.prepare(run, {**cfg, "epochs": 3}, resume=False, overwrite=True) == "fresh"
-    assert not run.exists()
 
 
 def test_metrics_truncation(tmp_path):

@@ -138,7 +138,7 @@ def test_slurm_script_submits_waves_and_runs_tasks(tmp_path, monkeypatch):
 def swept(tmp_path_factory):
     """Three invocations of figkd sweep on 2 configs x 2 seeds (--jobs 2) in a fresh folder: a teacher
     (2 epochs) and a KD student of its seed-0 run (1 epoch). The seed-1 teacher fails on purpose every
-    time (its directory holds a different, unfinished run). The command runs in this process (its runs
+    time (its directory holds a file figkd did not write, so it is not a run directory figkd may use). The command runs in this process (its runs
     are processes, as always), which saves starting Python twice.
 
     1. with the runs killed at epoch 2, step 3 (FIGKD_FAULT_AT): the seed-0 teacher dies, both students
@@ -152,8 +152,8 @@ def swept(tmp_path_factory):
     _write(root / "configs" / "student.yaml", **TINY, teacher="resnet8", teacher_ckpt="runs/teacher-s0",
            student="resnet8", objective="kd", out="runs/kd-s0")
     conflict = root / "runs" / "teacher-s1"
-    _write(conflict / "config.yaml", **{**TINY, "epochs": 5}, model="resnet8", objective="vanilla", seed=1)
-    (conflict / "metrics.jsonl").write_text("")
+    conflict.mkdir(parents=True)
+    (conflict / "notes.txt").write_text("someone's own file")
     results = []
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
@@ -187,7 +187,7 @@ def test_sweep_resumes_interrupted_runs_and_keeps_going(swept):
     root, (_, second, _) = swept
     assert second.returncode == 1, second.stdout + second.stderr
     assert "4 runs: 3 finished, 1 failed" in second.stdout
-    assert "[failed] runs/teacher-s1" in second.stdout and "different configuration" in second.stdout
+    assert "[failed] runs/teacher-s1" in second.stdout and "not a figkd run directory" in second.stdout
     teacher = root / "runs" / "teacher-s0"
     epochs = [json.loads(x)["epoch"] for x in (teacher / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]  # epoch 1 from the killed attempt, epoch 2 after resuming
@@ -195,7 +195,7 @@ def test_sweep_resumes_interrupted_runs_and_keeps_going(swept):
     assert log.count("# figkd sweep") == 2 and "resuming after epoch 1" in log and "OMP_NUM_THREADS=1" in log
     for seed in (0, 1):
         assert (root / "runs" / f"kd-s{seed}" / "summary.json").is_file()
-    assert "different configuration" in (root / "runs" / "teacher-s1" / "sweep.log").read_text()
+    assert "not a figkd run directory" in (root / "runs" / "teacher-s1" / "sweep.log").read_text()
 
 
 def test_sweep_skips_finished_runs(swept):
@@ -223,10 +223,11 @@ def test_report_of_the_sweep_matches_the_summaries(swept, capsys):
         assert float(kd["mean"]) == pytest.approx(statistics.fmean(values), abs=1e-4)
         assert float(kd["std"]) == pytest.approx(statistics.stdev(values), abs=1e-4)
         alone = by_row["resnet8 alone: vanilla"]
-        assert alone["n"] == "1" and alone["std"] == "" and alone["unfinished"] == "1"  # teacher-s1 never ran
+        # teacher-s1 never ran: its folder holds no config.yaml, so it is not a run (not even an unfinished one)
+        assert alone["n"] == "1" and alone["std"] == "" and alone["unfinished"] == ""
         assert float(alone["mean"]) == pytest.approx(summaries["teacher-s0"][f"{metric}_top1"], abs=1e-4)
     assert main(["report", str(root / "runs")]) == 0
     md = capsys.readouterr().out
     values = [summaries[f"kd-s{s}"]["last_top1"] for s in (0, 1)]
     assert f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} (n=2)" in md
-    assert "last epoch" in md and "+1 unfinished" in md
+    assert "last epoch" in md and "unfinished" not in md

@@ -7,7 +7,8 @@
 Deterministic and idempotent: the output depends only on ``reported_top1.csv`` (a copy of the paper's
 Tables 1-9, ``paper/reported_top1.csv``) and the tables below (Tables 10-13 and 16, read from the
 paper's text). Every generated directory is removed and written again, so a config that is no longer
-generated disappears. See docs/reproducing.md for how to run them.
+generated disappears; only files carrying the generated header are removed, and a directory holding
+anything else is refused. See docs/reproducing.md for how to run them.
 
 Layout:
 - ``teachers/<dataset>/<model>.yaml``: ``figkd train`` for every teacher of Tables 1-9;
@@ -24,9 +25,9 @@ paper's and mdistiller's precision; the defaults train in bf16 autocast with cha
 captured step on a GPU). The default learning rate of FiGKD's recipe comes from the model registry
 (``figkd.models.ModelInfo.default_lr``), read from this checkout's ``src``.
 
-Every distill config sets ``out`` to ``runs/distill/<dataset>/<teacher>-<student>/<variant>-s0``: the
-default run directory ``runs/distill/<dataset>/<student>-<objective>-s<seed>`` would be shared by two
-teachers of one student and by every term-list objective ("custom"). One experiment has one run
+Every distill config sets ``out`` to ``runs/distill/<dataset>/<teacher>-<student>/<variant>-s0``, named
+by the variant the tables use (the default ``runs/distill/<dataset>/<teacher>-<student>-<objective>-s<seed>``
+names a term-list objective by its terms and a digest: unique, not readable). One experiment has one run
 directory whichever table lists it (the FiGKD cell of Table 1 and the J = 1 row of Table 11 are the same
 file content and the same run), so a run already finished for one table is skipped for the next.
 """
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -483,11 +483,34 @@ def generated_dirs(files: dict[str, str]) -> list[str]:
     return sorted({p.split("/", 1)[0] for p in files})
 
 
+#: The line every generated config has; only files with it are ever removed.
+GENERATED_MARK = "# Run: figkd "
+
+
+def _is_generated(path: Path) -> bool:
+    return path.suffix == ".yaml" and any(line.startswith(GENERATED_MARK) for line in path.read_text().splitlines())
+
+
+def _remove_generated(folder: Path) -> None:
+    """Remove the configs this script wrote under ``folder`` (and folders left empty); refuse (SystemExit)
+    when the folder holds anything else, which this script did not write and never deletes."""
+    files = [p for p in folder.rglob("*") if not p.is_dir()]
+    foreign = [p for p in files if not _is_generated(p)]
+    if foreign:
+        raise SystemExit(f"generate.py: {folder} holds files this script did not write (e.g. {foreign[0]}); "
+                         "it deletes nothing it did not write: choose another --out")
+    for p in files:
+        p.unlink()
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        d.rmdir()
+    folder.rmdir()
+
+
 def write(out: Path) -> int:
     files = generate()
     for d in generated_dirs(files):
         if (out / d).is_dir():
-            shutil.rmtree(out / d)
+            _remove_generated(out / d)
     for rel, text in sorted(files.items()):
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)

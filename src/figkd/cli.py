@@ -1,17 +1,58 @@
 """The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze.
 
-Configuration errors (an unknown model, dataset, objective or key, a missing dataset or checkpoint,
-a teacher with another class count) are printed as one line ``figkd: error: ...`` and exit with
-status 2 before any training starts.
+Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
+
+- 2: anything the user can fix - a bad flag or config value, an unknown model, dataset, objective or
+  key, a missing or malformed dataset, checkpoint or run file, a run directory that may not be used, a
+  file-system error (read-only, full disk): one line ``figkd: error: ...`` on stderr, no traceback,
+  found before any run directory is written where it can be;
+- 1: a loss that became NaN or infinite (the last good checkpoint is kept);
+- 130: Ctrl-C: one line saying which epoch was interrupted and which checkpoint ``--resume`` continues;
+- 141: the reader of stdout went away (``figkd eval RUN | head``): nothing more is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from .checks import Device, Int
 from .config import ConfigError, RunConfig, apply_overrides, load_yaml, parse_set
+
+#: Exit statuses (see the module docstring).
+EXIT_USER_ERROR = 2
+EXIT_NONFINITE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse prints its usage first, several lines)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def arg_type(check, name: str):
+    """An argparse ``type`` that parses a flag with a config check (figkd.checks), e.g. a positive int."""
+    def parse(text: str):
+        value: Any = text
+        if isinstance(check, Int):
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {check.describe()}, got {text!r}") from None
+        try:
+            return check.check(name, value)
+        except ValueError as error:  # argparse prefixes "argument NAME: "
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name} ")) from None
+    parse.__name__ = name
+    return parse
+
+
+POSITIVE_INT = Int(min=1)
 
 #: Dedicated flags of train/distill and the config field each one sets.
 _RUN_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
@@ -20,7 +61,7 @@ _RUN_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--model", "model", {}),
     ("--teacher", "teacher", {}),
     ("--teacher-ckpt", "teacher_ckpt", {}),
-    ("--epochs", "epochs", {"type": int}),
+    ("--epochs", "epochs", {"type": int}),  # values are checked with the config (RunConfig)
     ("--batch-size", "batch_size", {"type": int}),
     ("--lr", "lr", {"type": float}),
     ("--seed", "seed", {"type": int}),
@@ -77,7 +118,7 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
         for o in objectives:
             configs.append(apply_overrides(RunConfig(), {**values, "student": s, "objective": o}))
     if len(configs) > 1 and values.get("out"):
-        from .engine.run import member_name
+        from .engine.rundir import member_name
         configs = [c.replace(out=f"{values['out']}/{member_name(c, command)}") for c in configs]
     return configs
 
@@ -86,8 +127,15 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     from .engine.run import run
     from .engine.trainer import summary_json
     configs = build_configs(args, command)
+    from .atomic import WriteError
     from .engine.distributed import from_environment
-    summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
+    from .engine.rundir import interrupted_message, resume_note
+    try:
+        summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(configs, command)) from None
+    except WriteError as error:  # a full disk: say where the run stands and how to continue it
+        raise WriteError(error.errno, f"{error}; the run stopped {resume_note(configs, command)}") from None
     if from_environment().is_main:
         print(summary_json(summaries))
     return 0
@@ -117,7 +165,7 @@ def objective_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="figkd", description="Frequency-aware knowledge distillation.")
+    parser = _Parser(prog="figkd", description="Frequency-aware knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fields = ("config fields (YAML file, --set KEY=VALUE) with their defaults:\n" + RunConfig.help_table()
               + "\n\n" + objective_help())
@@ -140,14 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", dest="data_root", help="dataset folder (default: the run directory's)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--which", choices=("best", "last"), default="best", help="which weights of a run directory")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=512)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", dest="batch_size", type=arg_type(POSITIVE_INT, "--batch-size"), default=512)
+    p.add_argument("--device", type=arg_type(Device(), "--device"), default="auto")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="teacher, student, KD and FiGKD on the bundled digits data (CPU, about a minute)")
     p.add_argument("--out", default="runs/demo", help="folder of the demo's runs (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the demo's)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=arg_type(POSITIVE_INT, "--epochs"), default=None,
+                   help="epochs of every run (default: the demo's)")
+    p.add_argument("--device", type=arg_type(Device(), "--device"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="start again instead of reusing finished runs")
     p.set_defaults(func=_cmd_demo)
 
@@ -160,25 +209,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .engine.trainer import NonFiniteLossError
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says which epoch was interrupted and what ``--resume`` continues."""
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
     try:
-        return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except KeyboardInterrupt as exc:
+        print(f"figkd: {exc or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            _error(exc)  # another pipe (e.g. to a worker process) broke: not the reader going away
+            return EXIT_USER_ERROR
+        # The reader of stdout is gone (figkd eval RUN | head): stop quietly. Pointing stdout at
+        # /dev/null keeps the interpreter from reporting the same error again when it flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (ConfigError, OSError) as exc:
         _error(exc)
-        return 2
-    except NonFiniteLossError as exc:
-        _error(exc)
-        return 1
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        from .engine.trainer import NonFiniteLossError
+        if isinstance(exc, NonFiniteLossError):
+            _error(exc)
+            return EXIT_NONFINITE
+        raise
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error condition on it)."""
+    try:
+        import select
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout: assume it is
+        return True
+
+
+def one_line(text: str) -> str:
+    """A multi-line message on one line: lines joined with '; ', or with a space after a colon."""
+    out = ""
+    for line in (x.strip() for x in text.splitlines()):
+        if line:
+            out += (" " if out.endswith(":") else "; ") + line if out else line
+    return out
 
 
 def _error(exc: BaseException) -> None:
-    """Print an error on one line (multi-line messages are joined with '; ')."""
-    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    print(f"figkd: error: {text}", file=sys.stderr)
+    """Print an error on one line. A bare OSError (no figkd message) gets its file name."""
+    text = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, ConfigError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    print(f"figkd: error: {one_line(text)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

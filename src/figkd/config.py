@@ -26,16 +26,20 @@ from typing import Any
 
 import yaml
 
+from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Str
+
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the CLI prints it on one line and exits with 2."""
 
 
-def _f(default: Any, help: str, **kwargs: Any) -> Any:
+def _f(default: Any, help: str, *, check: Check, **kwargs: Any) -> Any:
+    """A RunConfig field: its default, its ``--help`` text and its ``check`` (type and range), the one
+    declaration every construction of a RunConfig is validated against (``RunConfig.__post_init__``)."""
+    meta = {"help": help, "check": check, **kwargs}
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: yaml.safe_load(yaml.safe_dump(d)),
-                     metadata={"help": help, **kwargs})
-    return field(default=default, metadata={"help": help, **kwargs})
+        return field(default_factory=lambda d=default: yaml.safe_load(yaml.safe_dump(d)), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -43,43 +47,58 @@ class RunConfig:
     """Everything a ``train`` or ``distill`` run needs. Field docs are the ``--help`` text."""
 
     # What to train on and with.
-    dataset: str = _f("digits", "dataset name (figkd.data.list_datasets())")
-    data_root: str | None = _f(None, "folder holding the dataset in its official layout")
-    model: str | None = _f(None, "model to train alone (figkd train)")
-    teacher: str | None = _f(None, "teacher architecture (figkd distill)")
-    teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth")
-    student: str | None = _f(None, "student architecture (figkd distill)")
+    dataset: str = _f("digits", "dataset name (figkd.data.list_datasets())", check=Str())
+    data_root: str | None = _f(None, "folder holding the dataset in its official layout", check=Optional(Str()))
+    model: str | None = _f(None, "model to train alone (figkd train)", check=Optional(Str()))
+    teacher: str | None = _f(None, "teacher architecture (figkd distill)", check=Optional(Str()))
+    teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth",
+                                    check=Optional(Str()))
+    student: str | None = _f(None, "student architecture (figkd distill)",
+                               check=Optional(Str(hint=" (several students: figkd distill --student A B)")))
     mean: Any = _f(None, "normalisation mean per channel: null (the dataset recipe's), a number, a list of 3, "
-                   "or auto (the training split's own, computed once, kept in the run directory)")
-    std: Any = _f(None, "normalisation std per channel: null (the recipe's), a number, a list of 3, or auto")
+                   "or auto (the training split's own, computed once, kept in the run directory)",
+                   check=Normalisation())
+    std: Any = _f(None, "normalisation std per channel: null (the recipe's), a number, a list of 3, or auto",
+                  check=Normalisation())
     objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
-                        "default vanilla for train, figkd for distill")
+                        "default vanilla for train, figkd for distill", check=Optional(Objective()))
     # The recipe (paper Section 4.2).
-    epochs: int = _f(240, "training epochs (paper: 240)")
-    batch_size: int = _f(64, "training batch size per process (paper: 64)")
+    epochs: int = _f(240, "training epochs (paper: 240)", check=Int(min=1))
+    batch_size: int = _f(64, "training batch size per process (paper: 64)", check=Int(min=1))
     lr: float | None = _f(None, "initial learning rate; default: the model's (registry default_lr: 0.05, "
-                          "0.01 for ShuffleNet-V1/V2 and MobileNet-V2; paper Section 4.2)")
-    momentum: float = _f(0.9, "SGD momentum (paper: 0.9)")
-    weight_decay: float = _f(5e-4, "SGD weight decay (mdistiller's 5e-4; the paper's number was lost)")
+                          "0.01 for ShuffleNet-V1/V2 and MobileNet-V2; paper Section 4.2)",
+                          check=Optional(Float(min=0, min_open=True)))
+    momentum: float = _f(0.9, "SGD momentum (paper: 0.9)", check=Float(min=0, max=1, max_open=True))
+    weight_decay: float = _f(5e-4, "SGD weight decay (mdistiller's 5e-4; the paper's number was lost)",
+                             check=Float(min=0))
     lr_milestones: list = _f([150, 180, 210], "epochs after which the learning rate is multiplied by "
-                             "lr_decay (paper: 150, 180, 210)")
-    lr_decay: float = _f(0.1, "learning-rate decay factor at each milestone (paper: 0.1)")
-    seed: int = _f(0, "seed of initialisation, data order and augmentation")
+                             "lr_decay (paper: 150, 180, 210)", check=IntList(min=1))
+    lr_decay: float = _f(0.1, "learning-rate decay factor at each milestone (paper: 0.1)",
+                         check=Float(min=0, max=1, min_open=True))
+    seed: int = _f(0, "seed of initialisation, data order and augmentation", check=Int(min=0, max=2**63 - 1))
     # Where and how.
-    device: str = _f("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
-    out: str | None = _f(None, "run directory; default runs/<command>/<dataset>/<name>-s<seed>")
-    amp: str = _f("auto", "autocast dtype: auto (bf16 on CUDA, none on CPU), bf16 or none")
-    channels_last: str = _f("auto", "channels_last memory format: auto (on for CUDA), on, off")
-    compile: bool = _f(False, "torch.compile the student and teacher")
+    device: str = _f("auto", "cpu, cuda, cuda:N, mps or auto (cuda when available)", check=Device())
+    out: str | None = _f(None, "run directory; default runs/<command>/<dataset>/<name>-s<seed>",
+                         check=Optional(Str()))
+    amp: str = _f("auto", "autocast dtype: auto (bf16 on CUDA, none on CPU), bf16 or none",
+                  check=Choice(("auto", "bf16", "none")))
+    channels_last: str = _f("auto", "channels_last memory format: auto (on for CUDA), on, off",
+                            check=Choice(("auto", "on", "off"), on_off=True))
+    compile: bool = _f(False, "torch.compile the student and teacher", check=Bool())
     cuda_graph: str = _f("auto", "capture the training step in a CUDA graph: auto (on CUDA, single process, "
-                         "no compile), on (fail if impossible), off")
-    eval_batch_size: int = _f(512, "batch size of evaluation")
-    eval_every: int = _f(1, "evaluate on the test split every N epochs (and always after the last)")
-    num_workers: int | None = _f(None, "decoding worker processes for JPEG datasets (default min(8, cpus))")
-    cache_dir: str | None = _f(None, "folder for pre-resized uint8 caches of JPEG datasets")
-    skip_corrupt: bool = _f(False, "skip unreadable images (counted and reported) instead of failing")
-    progress: str = _f("auto", "progress bars: auto (only on a terminal), on, off")
-    tensorboard: bool = _f(True, "write TensorBoard event files to the run directory")
+                         "no compile), on (fail if impossible), off",
+                         check=Choice(("auto", "on", "off"), on_off=True))
+    eval_batch_size: int = _f(512, "batch size of evaluation", check=Int(min=1))
+    eval_every: int = _f(1, "evaluate on the test split every N epochs (and always after the last)",
+                         check=Int(min=1))
+    num_workers: int | None = _f(None, "decoding worker processes for JPEG datasets (default min(8, cpus))",
+                                  check=Optional(Int(min=0)))
+    cache_dir: str | None = _f(None, "folder for pre-resized uint8 caches of JPEG datasets", check=Optional(Str()))
+    skip_corrupt: bool = _f(False, "skip unreadable images (counted and reported) instead of failing",
+                          check=Bool())
+    progress: str = _f("auto", "progress bars: auto (only on a terminal), on, off",
+                       check=Choice(("auto", "on", "off"), on_off=True))
+    tensorboard: bool = _f(True, "write TensorBoard event files to the run directory", check=Bool())
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -95,6 +114,9 @@ class RunConfig:
             shown = json.dumps(default) if default is None or isinstance(default, list | bool) else str(default)
             rows.append(f"  {f.name:<16} {shown:<18} {f.metadata['help']}")
         return "\n".join(rows)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,47 +134,19 @@ def _check_key(key: str) -> None:
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """A copy of ``cfg`` with ``overrides`` applied; unknown keys are a ConfigError."""
-    overrides = dict(overrides)
+    """A copy of ``cfg`` with ``overrides`` applied; unknown keys and bad values are a ConfigError."""
     for key in overrides:
         _check_key(key)
-        if key in _ON_OFF_FIELDS and isinstance(overrides[key], bool):
-            overrides[key] = "on" if overrides[key] else "off"  # YAML reads `off` as false
-    new = dataclasses.replace(cfg, **overrides)
-    _validate(new)
-    return new
+    return dataclasses.replace(cfg, **overrides)
 
 
-_ON_OFF_FIELDS = ("channels_last", "progress", "cuda_graph")
-
-
-def _validate(cfg: RunConfig) -> None:
-    def positive(name: str) -> None:
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-    for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-        positive(name)
-    for name in ("dataset", "data_root", "model", "teacher", "teacher_ckpt", "student", "out", "cache_dir"):
-        value = getattr(cfg, name)
-        if value is not None and not isinstance(value, str):
-            hint = " (several students: figkd distill --student A B)" if name == "student" else ""
-            raise ConfigError(f"{name} must be a single name or path, got {value!r}{hint}")
-    if cfg.lr is not None and not (isinstance(cfg.lr, int | float) and cfg.lr > 0):
-        raise ConfigError(f"lr must be a positive number or null, got {cfg.lr!r}")
-    if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
-        raise ConfigError(f"lr_milestones must be a list of epochs, got {cfg.lr_milestones!r}")
-    from .data.normalization import parse_value  # the one definition of the accepted forms
-    for name in ("mean", "std"):
+def validate(cfg: RunConfig) -> None:
+    """Check (and normalise, see :mod:`figkd.checks`) every field against its declared ``check``."""
+    for f in dataclasses.fields(cfg):
         try:
-            parse_value(name, getattr(cfg, name))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    for name, choices in (("amp", ("auto", "bf16", "none")), ("channels_last", ("auto", "on", "off")),
-                          ("progress", ("auto", "on", "off")), ("cuda_graph", ("auto", "on", "off"))):
-        if getattr(cfg, name) not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
+            setattr(cfg, f.name, f.metadata["check"].check(f.name, getattr(cfg, f.name)))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

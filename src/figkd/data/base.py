@@ -19,14 +19,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .errors import DataError
 from .images import decode_image, scan_images
 
 __all__ = [
     "ArrayDataset",
+    "DataError",
     "DatasetNotFoundError",
     "FileDataset",
     "SplitFileError",
     "require_dir",
+    "require_root",
     "require_file",
 ]
 
@@ -35,24 +38,33 @@ NOTHING_DOWNLOADED = "figkd never downloads data: download and extract it yourse
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset root, folder or file is missing. The message names the path, what was expected there
-    (the official archive and its layout) and where the dataset is published."""
+    (the official archive and its layout) and where the dataset is published (``published`` None: the
+    user's own data). ``path`` None: no dataset folder was given at all."""
 
-    def __init__(self, dataset: str, path: str | os.PathLike, expected: str, published: str):
+    def __init__(self, dataset: str, path: str | os.PathLike | None, expected: str, published: str | None):
         self.dataset = dataset
-        self.path = os.fspath(path)
+        self.path = None if path is None else os.fspath(path)
         self.expected = expected
         self.published = published
-        super().__init__(
-            f"{dataset}: {self.path} not found. Expected there: {expected}. "
-            f"The dataset is published at {published}; {NOTHING_DOWNLOADED}"
-        )
+        where = (f"{self.path} not found" if path is not None else
+                 "no dataset folder was given: pass --data-root DIR (Python: build_dataset(name, root=DIR))")
+        source = (f"The dataset is published at {published}; {NOTHING_DOWNLOADED}" if published
+                  else "figkd never downloads data.")
+        super().__init__(f"{dataset}: {where}. Expected there: {expected}. {source}")
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise print only errno/filename
         return self.args[0]
 
 
-class SplitFileError(ValueError):
-    """A split or list file is malformed or names images that are absent."""
+class SplitFileError(DataError):
+    """A split or list file (or an image folder) is malformed, empty or names images that are absent."""
+
+
+def require_root(dataset: str, root: str | os.PathLike | None, expected: str, published: str | None) -> str:
+    """``root`` with ``~`` expanded; a DatasetNotFoundError saying to pass --data-root when it is None."""
+    if root is None:
+        raise DatasetNotFoundError(dataset, None, expected, published)
+    return os.path.expanduser(os.fspath(root))
 
 
 def require_dir(dataset: str, path: str | os.PathLike, expected: str, published: str) -> str:

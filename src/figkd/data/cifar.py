@@ -15,7 +15,7 @@ import tarfile
 
 import numpy as np
 
-from .base import ArrayDataset, DatasetNotFoundError, SplitFileError
+from .base import ArrayDataset, DatasetNotFoundError, SplitFileError, require_root
 
 __all__ = ["load_cifar100"]
 
@@ -111,8 +111,7 @@ def _read_members(kind: str, path: str, names: list[str]) -> dict[str, bytes]:
 
 
 def load_cifar100(root: str | None, train: bool = True, **_: object) -> ArrayDataset:
-    if root is None:
-        raise DatasetNotFoundError("cifar100", "<root=None>", LAYOUT, PUBLISHED)
+    root = require_root("cifar100", root, LAYOUT, PUBLISHED)
     kind, path = _find_source(root)
     split = "train" if train else "test"
     raw = _read_members(kind, path, [split, "meta"])

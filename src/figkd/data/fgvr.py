@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .base import FileDataset, SplitFileError, check_files_exist, require_dir, require_file
+from .base import FileDataset, SplitFileError, check_files_exist, require_dir, require_file, require_root
 
 __all__ = ["load_cub200", "load_mit67", "load_stanford40", "load_stanford_dogs"]
 
@@ -68,17 +68,11 @@ def _int_pairs(dataset: str, path: str) -> dict[int, str]:
     return out
 
 
-def _root(root: str | None, dataset: str) -> str:
-    if root is None:
-        raise SplitFileError(f"{dataset}: root is None; pass the folder holding the extracted dataset")
-    return os.path.expanduser(os.fspath(root))
-
-
 # ---------------------------------------------------------------------------------------------- CUB
 def load_cub200(
     root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
 ) -> FileDataset:
-    root = _root(root, "cub200")
+    root = require_root("cub200", root, CUB_LAYOUT, CUB_PUBLISHED)
     base = os.path.join(root, "CUB_200_2011") if os.path.isdir(os.path.join(root, "CUB_200_2011")) else root
     req = dict(expected=CUB_LAYOUT, published=CUB_PUBLISHED)
     require_dir("cub200", base, **req)
@@ -117,7 +111,7 @@ def load_stanford_dogs(
 ) -> FileDataset:
     import scipy.io
 
-    root = _root(root, "stanford_dogs")
+    root = require_root("stanford_dogs", root, DOGS_LAYOUT, DOGS_PUBLISHED)
     req = dict(expected=DOGS_LAYOUT, published=DOGS_PUBLISHED)
     require_dir("stanford_dogs", root, **req)
     img_dir = require_dir("stanford_dogs", os.path.join(root, "Images"), **req)
@@ -167,7 +161,7 @@ def _mat_str(x) -> str:
 def load_mit67(
     root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
 ) -> FileDataset:
-    root = _root(root, "mit67")
+    root = require_root("mit67", root, MIT_LAYOUT, MIT_PUBLISHED)
     req = dict(expected=MIT_LAYOUT, published=MIT_PUBLISHED)
     require_dir("mit67", root, **req)
     img_dir = require_dir("mit67", os.path.join(root, "Images"), **req)
@@ -193,7 +187,7 @@ def load_mit67(
 def load_stanford40(
     root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
 ) -> FileDataset:
-    root = _root(root, "stanford40")
+    root = require_root("stanford40", root, S40_LAYOUT, S40_PUBLISHED)
     req = dict(expected=S40_LAYOUT, published=S40_PUBLISHED)
     require_dir("stanford40", root, **req)
     img_dir = require_dir("stanford40", os.path.join(root, "JPEGImages"), **req)

@@ -1,22 +1,23 @@
 """``imagefolder``: any user dataset laid out as ``root/train/<class>/*`` and ``root/val/<class>/*``.
 
 Classes are the sorted folder names under ``root/train`` (torchvision's ``ImageFolder`` order); ``val``
-must use the same folder names (a subset is fine). A class folder of ``train`` without images is an
-error naming it (it would otherwise become a class no sample has). Files are collected recursively below each class
-folder, sorted, keeping those whose extension is an image extension Pillow reads.
+must use the same folder names (a subset is fine). Files are collected recursively below each class
+folder, sorted, keeping those whose extension is an image extension Pillow reads. A class folder of
+``train`` without images is an error (the class could never be learned, and it would still count as
+an output of the classifier); so are a split without images and a ``val`` class unknown to ``train``.
 """
 
 from __future__ import annotations
 
 import os
 
-from .base import FileDataset, SplitFileError, require_dir
+from .base import FileDataset, SplitFileError, require_dir, require_root
 
 __all__ = ["load_imagefolder", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 LAYOUT = "root/train/<class>/<images> and root/val/<class>/<images>"
-PUBLISHED = "your own data (any folder in the ImageFolder layout)"
+PUBLISHED = None  # the user's own data
 
 
 def _class_dirs(split_dir: str) -> list[str]:
@@ -41,9 +42,7 @@ def _files(folder: str) -> list[str]:
 def load_imagefolder(
     root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
 ) -> FileDataset:
-    if root is None:
-        raise SplitFileError("imagefolder: root is None; pass the folder holding train/ and val/")
-    root = os.path.expanduser(os.fspath(root))
+    root = require_root("imagefolder", root, LAYOUT, PUBLISHED)
     req = dict(expected=LAYOUT, published=PUBLISHED)
     require_dir("imagefolder", root, **req)
     train_dir = require_dir("imagefolder", os.path.join(root, "train"), **req)
@@ -64,11 +63,17 @@ def load_imagefolder(
     unknown = [c for c in _class_dirs(split_dir) if c not in index]
     if unknown:
         raise SplitFileError(
-            f"imagefolder: {split_dir} has class folder(s) absent from {train_dir}: {unknown[:5]}"
+            f"imagefolder: {split_dir} has class folder(s) absent from {train_dir}: "
+            f"{', '.join(unknown[:5])}; every class of val/ needs a folder of training images in train/"
         )
     paths, targets = [], []
     for c in _class_dirs(split_dir):
         files = _files(os.path.join(split_dir, c))
+        if train and not files:
+            raise SplitFileError(
+                f"imagefolder: class folder {os.path.join(split_dir, c)} holds no image files "
+                f"({', '.join(IMAGE_EXTENSIONS)}); add its images or remove the folder"
+            )
         paths += files
         targets += [index[c]] * len(files)
     if not paths:

@@ -8,12 +8,15 @@ kept: a truncated JPEG is a corrupt image, not a silently grey-padded one.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
+
+from .errors import DataError
 
 __all__ = [
     "CorruptImageError",
@@ -31,19 +34,28 @@ __all__ = [
 RESAMPLE = Image.Resampling.BILINEAR
 
 
-class CorruptImageError(ValueError):
-    """An image file that Pillow cannot decode. ``path`` names it, ``reason`` says why."""
+#: How to skip undecodable images, in the spelling of the command line and of the Python API.
+SKIP_ADVICE = ("or skip such files: figkd train/distill --set skip_corrupt=true (Python: build_dataset(..., "
+               "skip_corrupt=True)); skipped files are counted and listed")
+
+
+class CorruptImageError(DataError):
+    """An image file that Pillow cannot decode. ``path`` names it, ``reason`` says why.
+
+    A DataLoader worker re-raises an exception as ``type(exc)(message)``, where the message holds the
+    worker's whole traceback; this class then keeps only the last line (its own message) and recovers
+    ``path`` and ``reason`` from it, so that the error stays one line naming the file."""
 
     def __init__(self, path: str, reason: str | None = None):
         if reason is None:  # rebuilt from its message alone (DataLoader workers re-raise that way)
-            super().__init__(path)
-            self.path, self.reason = None, None
+            line = next((x for x in reversed(path.splitlines()) if x.strip()), path).strip()
+            line = line.split(f"{type(self).__name__}: ", 1)[-1]
+            match = re.match(r"cannot decode image (.+?): (.+?)\. Replace the file", line)
+            self.path, self.reason = (match.group(1), match.group(2)) if match else (None, None)
+            super().__init__(line)
             return
         self.path, self.reason = path, reason
-        super().__init__(
-            f"cannot decode image {path}: {reason}. Replace the file, or pass skip_corrupt=True to skip "
-            "such files (they are then counted and listed in dataset.skipped)"
-        )
+        super().__init__(f"cannot decode image {path}: {reason}. Replace the file, {SKIP_ADVICE}")
 
     def __reduce__(self):
         return (type(self), self.args if self.reason is None else (self.path, self.reason))

@@ -50,6 +50,7 @@ from .augment import (
 from .base import FileDataset
 from .batch import Batch
 from .cache import ResizedCache, resident_arrays, resized_cache
+from .errors import DataError
 from .images import (
     RESAMPLE,
     center_crop_box,
@@ -62,6 +63,7 @@ from .images import (
 from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
 
 __all__ = ["Batch", "ResidentLoader", "WorkerLoader", "build_loader", "prepare_cache"]
+
 
 class _Schedule:
     """Which samples each step of this rank takes (indices into the dataset)."""
@@ -76,9 +78,10 @@ class _Schedule:
         if train:
             self.steps = n // self.global_batch if drop_last else math.ceil(n / self.global_batch)
             if self.steps == 0:
-                raise ValueError(
-                    f"{n} samples do not fill one global batch of {self.global_batch} "
-                    f"({world_size} rank(s) x {batch_size}); lower the batch size"
+                raise DataError(
+                    f"the training split has {n} images, fewer than one global batch of {self.global_batch} "
+                    f"({world_size} process(es) x batch_size {batch_size}; the last partial batch is dropped): "
+                    f"lower --batch-size to at most {n // world_size}"
                 )
         else:
             shard = math.ceil(n / world_size)

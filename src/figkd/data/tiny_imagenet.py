@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from .base import FileDataset, SplitFileError, check_files_exist, require_dir, require_file
+from .base import FileDataset, SplitFileError, check_files_exist, require_dir, require_file, require_root
 
 __all__ = ["load_tiny_imagenet"]
 
@@ -52,9 +52,7 @@ def _read_lines(path: str) -> list[str]:
 def load_tiny_imagenet(
     root: str | None, train: bool = True, *, skip_corrupt: bool = False, **_: object
 ) -> FileDataset:
-    if root is None:
-        raise SplitFileError("tiny_imagenet: root is None; pass the folder holding tiny-imagenet-200/")
-    base = _resolve_root(root)
+    base = _resolve_root(require_root("tiny_imagenet", root, LAYOUT, PUBLISHED))
     req = dict(expected=LAYOUT, published=PUBLISHED)
     require_dir("tiny_imagenet", base, **req)
     wnids = sorted(

@@ -19,17 +19,22 @@ from .distributed import DistInfo
 
 
 def resolve_device(spec: str, info: DistInfo) -> torch.device:
-    """The device of ``spec`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); ConfigError if CUDA is asked for
-    but absent."""
+    """The device of ``spec`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); ConfigError if CUDA (or
+    that CUDA device) or MPS is asked for but absent."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device} was asked for but there are {torch.cuda.device_count()} "
+                              "CUDA device(s): cuda:0 ... cuda:N-1")
         if info.enabled and device.index is None:
             device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device mps was asked for but torch.backends.mps.is_available() is False")
     return device
 
 

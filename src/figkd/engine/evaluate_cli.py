@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from ..config import ConfigError
 from .checkpoint import CheckpointManager
 from .device import resolve_device
@@ -19,15 +17,19 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..data import build_dataset, build_loader, list_datasets
     from ..data.normalization import load_for_run
     from ..models import load_teacher
+    from .rundir import read_config
 
     ckpt = Path(args.ckpt)
     model, dataset, data_root = args.model, args.dataset, args.data_root
     norm = None
+    if not ckpt.exists():
+        raise ConfigError(f"{ckpt} does not exist: pass a figkd run directory (runs/...) or a checkpoint file "
+                          "(.safetensors, or an mdistiller/RepDistiller .pth)")
     if ckpt.is_dir():
         cfg_path = ckpt / "config.yaml"
         if not cfg_path.is_file():
             raise ConfigError(f"{ckpt} is a folder without config.yaml: pass a figkd run directory or a file")
-        saved = yaml.safe_load(cfg_path.read_text())
+        saved = read_config(ckpt)
         model = model or saved.get("model") or saved.get("student")
         dataset = dataset or saved.get("dataset")
         data_root = data_root or saved.get("data_root")

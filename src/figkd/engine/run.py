@@ -24,24 +24,11 @@ from . import distributed as dist_utils
 from . import rundir
 from .device import resolve_cuda_graph, resolve_device
 from .learner import build_learner
+from .rundir import default_run_dir, member_name, objective_name  # noqa: F401 (also this module's API)
 from .trainer import Member, Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
 MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
-
-
-def objective_name(spec: Any) -> str:
-    return spec if isinstance(spec, str) else "custom"
-
-
-def member_name(cfg: RunConfig, command: str) -> str:
-    if command == "train":
-        return str(cfg.model)
-    return f"{cfg.student}-{objective_name(cfg.objective)}"
-
-
-def default_run_dir(cfg: RunConfig, command: str) -> Path:
-    return Path("runs") / command / cfg.dataset / f"{member_name(cfg, command)}-s{cfg.seed}"
 
 
 def resolve(cfg: RunConfig, command: str) -> RunConfig:
@@ -180,11 +167,10 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
     input_size = _input_size(cfg)
 
-    members, done = [], []
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("the students of one run need distinct run directories")
-    for c, run_dir in zip(configs, run_dirs, strict=True):
-        c = c.replace(out=str(run_dir))
+    learners = []
+    for c in configs:
         model_name = c.model if command == "train" else c.student
         torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation; the
         model = _build_model(model_name, num_classes)  # objective's modules continue the same stream
@@ -193,7 +179,18 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if command == "train" and learner.needs.teacher:
             raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
                               "(use figkd distill)")
-        cfg_dict = {**c.to_dict(), "resolved": {"objective": _plain(learner.objective.spec)}}
+        learners.append(learner)
+    # The loaders before any run directory is touched: a data problem (a batch larger than the split, an
+    # image that cannot be decoded) is reported with nothing written.
+    strong = any(learner.needs.strong() for learner in learners)
+    train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
+
+    members, done = [], []
+    for c, run_dir, learner in zip(configs, run_dirs, learners, strict=True):
+        c = c.replace(out=str(run_dir))
+        model_name = c.model if command == "train" else c.student
+        cfg_dict = {**rundir.recorded_config(c, command),  # absolute paths, the lr used
+                    "resolved": {"objective": _plain(learner.objective.spec)}}
         status = dist_utils.decide_on_main(
             partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
         if status == "done":
@@ -211,8 +208,6 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
                               run_dir=run_dir, cfg=c, status=status))
     if not members:
         return done
-    strong = any(m.learner.needs.strong() for m in members)
-    train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
     trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
                       log=log)
     trainer.setup()

@@ -32,7 +32,7 @@ from ..data.batch import Batch
 from ..losses.inputs import Needs
 from . import distributed as dist_utils
 from . import rundir
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, kept_checkpoint
 from .device import autocast_context, resolve_amp, resolve_channels_last, resolve_cuda_graph
 from .evaluate import evaluate
 from .faults import fault_point, kill_now
@@ -299,9 +299,7 @@ class Trainer:
             if bad is None:
                 continue
             what, step = bad
-            last = m.ckpt.last_epoch() if m.ckpt else None
-            kept = (f"the run stopped and its last good checkpoint (epoch {last}) is kept in "
-                    f"{m.run_dir / 'checkpoints'}")
+            kept = f"the run stopped: {kept_checkpoint(m.run_dir)}"
             if what != "gradient":
                 raise NonFiniteLossError(f"[{m.name}] loss term {what!r} is not finite at epoch {epoch}, step {step}; "
                                          f"{kept}")

@@ -111,10 +111,13 @@ def run_state(run_dir: Path, cfg: dict[str, Any]) -> str:
     """
     import yaml
 
+    from ..engine.rundir import normalized
+
     cfg_path = run_dir / "config.yaml"
     if (run_dir / "summary.json").is_file() and cfg_path.is_file():
-        old = yaml.safe_load(cfg_path.read_text()) or {}
-        if all(old.get(k) == v for k, v in cfg.items() if k not in RUNTIME_FIELDS):
+        # compared as the engine compares them: paths made absolute, a null lr as the model's default
+        old, new = normalized(yaml.safe_load(cfg_path.read_text()) or {}), normalized(cfg)
+        if all(old.get(k) == v for k, v in new.items() if k not in RUNTIME_FIELDS):
             return "done"
     if (run_dir / "checkpoints" / "last.json").is_file():
         return "resume"

@@ -55,6 +55,14 @@ def full_precision(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def describe_value(value: object) -> str:
+    """A value as an error message shows it: a tensor by dtype and shape (``a torch.int64 tensor of shape
+    (8, 10)``), anything else by type."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
 def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None = None, *,
                  name: str = "loss") -> None:
     """Shape checks shared by the logit losses: (B, C) floating tensors, B >= 1, teacher of the same shape.
@@ -64,7 +72,7 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
     """
     if not isinstance(student_logits, torch.Tensor) or not student_logits.is_floating_point():
         raise TypeError(f"{name}: student_logits must be a floating-point tensor, "
-                        f"got {type(student_logits)!r}")
+                        f"got {describe_value(student_logits)}")
     if student_logits.ndim != 2:
         raise ValueError(f"{name}: logits must have shape (batch, num_classes), "
                          f"got {tuple(student_logits.shape)}")
@@ -74,7 +82,7 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
     if teacher_logits is not None:
         if not isinstance(teacher_logits, torch.Tensor) or not teacher_logits.is_floating_point():
             raise TypeError(f"{name}: teacher_logits must be a floating-point tensor, "
-                            f"got {type(teacher_logits)!r}")
+                            f"got {describe_value(teacher_logits)}")
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(
                 f"{name}: student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
@@ -105,7 +113,7 @@ def check_target(target: torch.Tensor, logits: torch.Tensor, *, name: str = "los
     """A target is a (B,) integer tensor of class indices (checked by shape only: no host sync)."""
     if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32, torch.int16,
                                                                      torch.int8, torch.uint8):
-        raise TypeError(f"{name}: target must be an integer tensor of class indices, got {target!r}")
+        raise TypeError(f"{name}: target must be an integer tensor of class indices, got {describe_value(target)}")
     if target.shape != logits.shape[:1]:
         raise ValueError(f"{name}: target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
 

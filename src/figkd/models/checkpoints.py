@@ -8,15 +8,21 @@
   code). The weights are the file itself when it is a flat ``{name: tensor}`` mapping (figkd,
   torchvision), else its ``"model"`` entry (RepDistiller, mdistiller), ``"net"`` or ``"state_dict"``.
   A ``module.`` prefix on every key (``nn.DataParallel`` / DDP) and an ``_orig_mod.`` prefix
-  (``torch.compile``) are stripped.
+  (``torch.compile``) are stripped. One class besides those is allowed: ``argparse.Namespace``, which
+  RepDistiller stores beside the weights of ``<model>_last.pth`` (its training options, ``'opt'``); it
+  is a plain attribute container (rebuilt by setting attributes, no code of its own), whose values the
+  same unpickler restricts to plain types. A file that is neither safetensors nor a PyTorch file
+  (zip archive or legacy pickle) is reported as not a checkpoint, without being unpickled.
 - :func:`load_weights` loads a file into a model and :func:`load_teacher` builds a registry model and
   loads a file into it; both match keys strictly and explain any mismatch.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from ..atomic import atomic_write_bytes
+from ..config import ConfigError
 from .registry import build_model, get_model_info
 
 # Where the CIFAR-100 teachers used by the paper (resnet32x4, wrn_40_2, vgg13, resnet56, resnet110,
@@ -42,10 +49,17 @@ STATE_DICT_ENTRIES = ("model", "net", "state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 _SHOWN = 5  # keys listed per kind of mismatch
+#: Classes the weights-only unpickler may rebuild besides tensors and plain containers (see above).
+SAFE_GLOBALS = (argparse.Namespace,)
+#: How a PyTorch file starts: a zip archive (torch.save since 1.6), or the legacy format, a pickle
+#: (protocol byte 0x80, then any protocol number) of torch's magic number 0x1950a86a20f9469cfc6c
+#: (``torch/serialization.py``: ``MAGIC_NUMBER``).
+ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read safely or does not fit the model."""
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be read safely or does not fit the model (a ValueError)."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -71,7 +85,11 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
 
 def _is_safetensors(head: bytes, size: int) -> bool:
     # safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
-    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+    return len(head) >= 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _is_torch_file(head: bytes) -> bool:
+    return head.startswith(ZIP_MAGIC) or (head[:1] == b"\x80" and head[2:14] == LEGACY_MAGIC)
 
 
 def _unpickler_reason(error: Exception) -> str:
@@ -128,12 +146,23 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
             f"RepDistiller/mdistiller .pth checkpoint there). Teacher checkpoints: {TEACHERS_PUBLISHED}."
         )
     with path.open("rb") as handle:
-        head = handle.read(9)
+        head = handle.read(16)
+    is_safetensors = _is_safetensors(head, path.stat().st_size)
+    if not is_safetensors and not _is_torch_file(head):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it is neither a safetensors file nor a PyTorch file (a zip archive or "
+            f"a legacy torch.save pickle); it starts with bytes {head[:8].hex(' ')}. Pass a figkd .safetensors "
+            f"file or an mdistiller/RepDistiller .pth checkpoint"
+        )
     try:
-        if _is_safetensors(head, path.stat().st_size):
+        if is_safetensors:
             state = safetensors_load(path.read_bytes())
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings(), torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+                # torch warns about a pickle protocol it did not write before failing on such a file;
+                # the CheckpointError below says all there is to say.
+                warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
             state = _weights_from_checkpoint(obj, path)
     except pickle.UnpicklingError as error:
         raise CheckpointError(

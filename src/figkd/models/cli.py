@@ -29,17 +29,27 @@ DESCRIPTION = (
 )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input-size",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="PIXELS",
         help="input height and width (default: 32 for CIFAR-style models, 224 for ImageNet-style ones)",
     )
     parser.add_argument(
         "--num-classes",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="classifier outputs (default: 100 for CIFAR-style models, 1000 for ImageNet-style ones)",
@@ -74,11 +84,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _measure(name: str, input_size: int | None, num_classes: int | None) -> Complexity:
     info = get_model_info(name)
     default_classes = 100 if info.style == "cifar" else 1000
-    return complexity(
-        info.name,
-        input_size if input_size is not None else info.input_size,
-        num_classes=num_classes if num_classes is not None else default_classes,
-    )
+    size = input_size if input_size is not None else info.input_size
+    try:
+        return complexity(info.name, size, num_classes=num_classes if num_classes is not None else default_classes)
+    except RuntimeError as error:  # e.g. a pooling layer whose output would be empty
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{info.name} cannot take a {size}x{size} input ({reason}); use a larger --input-size "
+                         f"(its native size is {info.input_size})") from None
 
 
 def _print_zoo(args: argparse.Namespace) -> None:

@@ -1,0 +1,238 @@
+"""Types and ranges of configuration values: what each field of :class:`figkd.config.RunConfig` declares.
+
+Each check is a small immutable object with ``check(name, value) -> value`` (raising ``ValueError``
+with a one-line message that names the field, the value and what is accepted) and ``describe()`` (the
+accepted values in words). Values come from YAML (``--config``, ``--set key=value``), from flags or
+from Python; the checks accept exactly what the field means and normalise only what YAML 1.1 reads
+differently from what a user typed:
+
+- a number field accepts ints and floats, and a string that is a decimal number (PyYAML reads
+  ``1e-3``, without a dot, as a string); it returns a float; ``nan`` and ``inf`` are refused;
+- an integer field refuses floats and booleans (``True`` is an ``int`` in Python);
+- a choice field of ``on``/``off`` values maps YAML's booleans back (YAML reads ``off`` as false).
+
+``Optional(check)`` also accepts ``None`` (YAML ``null``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
+           "Str"]
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class Check:
+    """Base class: ``check(name, value)`` returns the (normalised) value or raises ValueError."""
+
+    def check(self, name: str, value: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fail(self, name: str, value: Any) -> ValueError:
+        return ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+
+def _num(x: float) -> str:
+    if isinstance(x, int) and x >= 2**32:
+        return f"2**{x.bit_length()} - 1" if x == 2**x.bit_length() - 1 else str(x)
+    return f"{x:g}"
+
+
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
+    return ""
+
+
+def _in_range(v: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        return False
+    return not (hi is not None and (v > hi or (hi_open and v == hi)))
+
+
+@dataclass(frozen=True)
+class Int(Check):
+    """An integer in ``[min, max]`` (either bound optional)."""
+
+    min: int | None = None
+    max: int | None = None
+
+    def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, self.min, self.max,
+                                                                                    False, False):
+            raise self.fail(name, value)
+        return value
+
+    def describe(self) -> str:
+        if self.min == 1 and self.max is None:
+            return "a positive integer"
+        bounds = _bounds(self.min, self.max, False, False)
+        return "an integer" + (f" {bounds}" if bounds else "")
+
+
+@dataclass(frozen=True)
+class Float(Check):
+    """A finite real number within the bounds; ``min_open``/``max_open`` exclude the bound itself."""
+
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+
+    def check(self, name: str, value: Any) -> float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, value)
+        v = float(value)
+        if not math.isfinite(v) or not _in_range(v, self.min, self.max, self.min_open, self.max_open):
+            raise self.fail(name, value)
+        return v
+
+    def describe(self) -> str:
+        if self.min == 0 and self.min_open and self.max is None:
+            return "a positive number"
+        bounds = _bounds(self.min, self.max, self.min_open, self.max_open)
+        return "a number" + (f" {bounds}" if bounds else "")
+
+
+@dataclass(frozen=True)
+class Bool(Check):
+    def check(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(name, value)
+        return value
+
+    def describe(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True)
+class Str(Check):
+    """A non-empty string (a name or a path); ``hint`` is appended to the error."""
+
+    hint: str = ""
+
+    def check(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            error = self.fail(name, value)
+            raise ValueError(f"{error}{self.hint}") if self.hint else error
+        return value
+
+    def describe(self) -> str:
+        return "a single name or path"
+
+
+@dataclass(frozen=True)
+class Choice(Check):
+    """One of ``choices``; with ``on_off``, YAML's true/false (how YAML reads on/off) map to "on"/"off"."""
+
+    choices: tuple[str, ...]
+    on_off: bool = False
+
+    def check(self, name: str, value: Any) -> str:
+        if self.on_off and isinstance(value, bool):
+            value = "on" if value else "off"
+        if value not in self.choices:
+            raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+
+@dataclass(frozen=True)
+class IntList(Check):
+    """A list of integers, each ``>= min``."""
+
+    min: int = 1
+
+    def check(self, name: str, value: Any) -> list[int]:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                  and v >= self.min for v in value):
+            raise self.fail(name, value)
+        return value
+
+    def describe(self) -> str:
+        return f"a list of integers >= {self.min} (YAML: [150, 180, 210])"
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class Device(Check):
+    def check(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+            raise self.fail(name, value)
+        return value
+
+    def describe(self) -> str:
+        return "auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class Objective(Check):
+    """A preset name, or a non-empty list of term mappings ``{term: NAME, weight: W >= 0, ...}``.
+
+    Only the shape and the weights are checked here; the terms and their options are checked when the
+    objective is built (``figkd.losses.build_objective``), also before any run directory exists."""
+
+    def check(self, name: str, value: Any) -> Any:
+        if isinstance(value, str) and value.strip():
+            return value
+        if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+            raise self.fail(name, value)
+        for i, entry in enumerate(value):
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("term"), str):
+                raise ValueError(f"{name} term #{i} must be a mapping with a 'term' name, like "
+                                 f"{{term: kd, weight: 0.9}}, got {entry!r}")
+            if "weight" in entry:
+                Float(min=0).check(f"{name} term #{i} ({entry['term']}): weight", entry["weight"])
+        return value
+
+    def describe(self) -> str:
+        return "a preset name or a list of terms like [{term: ce, weight: 1.0}, {term: kd, weight: 0.9}]"
+
+
+class Normalisation(Check):
+    """A ``mean`` / ``std`` value: null (the dataset recipe's), ``auto``, a number or a list of 1 or 3
+    numbers (std > 0). The one definition of these forms is ``figkd.data.normalization.parse_value``; the
+    value is kept as written (the run directory's config records what the user asked for)."""
+
+    def check(self, name: str, value: Any) -> Any:
+        from .data.normalization import parse_value
+
+        parse_value(name, value)
+        return value
+
+    def describe(self) -> str:
+        return "null, auto, a number or a list of 1 or 3 numbers"
+
+
+@dataclass(frozen=True)
+class Optional(Check):
+    """``inner`` or None (YAML ``null``)."""
+
+    inner: Check
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        return self.inner.check(name, value)
+
+    def describe(self) -> str:
+        return "null or " + self.inner.describe()
