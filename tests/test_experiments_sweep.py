@@ -138,7 +138,8 @@ def test_slurm_script_submits_waves_and_runs_tasks(tmp_path, monkeypatch):
 def swept(tmp_path_factory):
     """Three invocations of figkd sweep on 2 configs x 2 seeds (--jobs 2) in a fresh folder: a teacher
     (2 epochs) and a KD student of its seed-0 run (1 epoch). The seed-1 teacher fails on purpose every
-    time (its directory holds a file figkd did not write, so it is not a run directory figkd may use). The command runs in this process (its runs
+    time (its directory holds a file figkd did not write, so it is not a run directory figkd may use). The
+    command runs in this process (its runs
     are processes, as always), which saves starting Python twice.
 
     1. with the runs killed at epoch 2, step 3 (FIGKD_FAULT_AT): the seed-0 teacher dies, both students
