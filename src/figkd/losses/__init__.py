@@ -6,6 +6,8 @@ where it is defined): `CELoss` (``ce``), `KDLoss` (``kd``), `DKDLoss` (``dkd``),
 (``mlkd``), `DISTLoss` (``dist``), `FiGKDLoss` (``figkd``), `FitNet` (``fitnet``), `AT` (``at``).
 Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`;
 the input vocabulary is `figkd.losses.inputs`, the build context `BuildContext`.
+Feature-based baselines: `pkt_loss` / `PKT` (``pkt``), `rkd_loss` / `RKD` (``rkd``), `sp_loss` / `SP` (``sp``),
+`vid_loss` / `VID` (``vid``), `crd_loss` / `CRD` (``crd``).
 
 A new method is one module with a pure function and a class decorated with `register_term`, and one
 import line below (docs/method.md, "Adding a method").
@@ -15,6 +17,7 @@ import line below (docs/method.md, "Adding a method").
 from .at import AT, at_loss
 from .ce import CELoss, ce_loss
 from .context import BuildContext, FeatureShapes, probe_features
+from .crd import CRD, crd_loss
 from .dist import DISTLoss, dist_loss
 from .dkd import DKDLoss, dkd_loss
 from .figkd import FiGKDLoss, figkd_loss
@@ -23,12 +26,17 @@ from .inputs import VOCABULARY, Needs
 from .kd import KDLoss, kd_loss
 from .mlkd import MLKDLoss, mlkd_loss
 from .objective import PRESETS, Objective, build_objective, list_presets, preset_spec
+from .pkt import PKT, pkt_loss
 from .registry import TermSpec, list_terms, register_term, term_defaults, term_spec
+from .rkd import RKD, rkd_loss
+from .sp import SP, sp_loss
+from .vid import VID, vid_loss
 
 __all__ = [
     "AT",
     "BuildContext",
     "CELoss",
+    "CRD",
     "DISTLoss",
     "DKDLoss",
     "FeatureShapes",
@@ -38,12 +46,17 @@ __all__ = [
     "MLKDLoss",
     "Needs",
     "Objective",
+    "PKT",
     "PRESETS",
+    "RKD",
+    "SP",
     "TermSpec",
+    "VID",
     "VOCABULARY",
     "at_loss",
     "build_objective",
     "ce_loss",
+    "crd_loss",
     "dist_loss",
     "dkd_loss",
     "figkd_loss",
@@ -52,9 +65,13 @@ __all__ = [
     "list_presets",
     "list_terms",
     "mlkd_loss",
+    "pkt_loss",
     "preset_spec",
     "probe_features",
     "register_term",
+    "rkd_loss",
+    "sp_loss",
     "term_defaults",
     "term_spec",
+    "vid_loss",
 ]

@@ -13,6 +13,7 @@ by calling the model with its parameters and buffers replaced by meta tensors
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,8 @@ class BuildContext:
 
     - ``num_classes``: C, the width of the logits.
     - ``train_size``: number of training samples (CRD's memory bank has one row per sample).
+    - ``train_targets``: (N,) int64 CPU tensor, the class of each training sample by its row (CRD
+      draws its negatives from the samples of the other classes).
     - ``input_size``: ``(H, W)`` of the training images.
     - ``student``, ``teacher``: :class:`FeatureShapes` of each model at ``input_size``.
     - ``teacher_module``: the teacher itself, read-only (OFD reads its BatchNorm, CAT-KD its
@@ -81,6 +84,7 @@ class BuildContext:
 
     num_classes: int | None = None
     train_size: int | None = None
+    train_targets: torch.Tensor | None = None
     input_size: tuple[int, int] | None = None
     student: FeatureShapes | None = None
     teacher: FeatureShapes | None = None
@@ -89,12 +93,21 @@ class BuildContext:
 
     @classmethod
     def from_models(cls, student: nn.Module, teacher: nn.Module | None, *, input_size: tuple[int, int],
-                    num_classes: int | None = None, train_size: int | None = None, seed: int = 0) -> BuildContext:
-        """A context with both models' feature shapes probed at ``input_size`` (meta device)."""
+                    num_classes: int | None = None, train_size: int | None = None,
+                    train_targets: Sequence[int] | torch.Tensor | None = None, seed: int = 0) -> BuildContext:
+        """A context with both models' feature shapes probed at ``input_size`` (meta device).
+        ``train_targets`` (the training labels by row) also gives ``train_size``; ValueError if both are
+        given and differ."""
         s = probe_features(student, input_size)
         t = probe_features(teacher, input_size) if teacher is not None else None
+        if train_targets is not None:
+            train_targets = torch.as_tensor(train_targets, dtype=torch.int64, device="cpu")
+            if train_size is not None and train_size != len(train_targets):
+                raise ValueError(f"train_size {train_size} differs from the {len(train_targets)} train_targets")
+            train_size = len(train_targets)
         return cls(num_classes=num_classes if num_classes is not None else s.logits, train_size=train_size,
-                   input_size=tuple(input_size), student=s, teacher=t, teacher_module=teacher, seed=seed)
+                   train_targets=train_targets, input_size=tuple(input_size), student=s, teacher=t,
+                   teacher_module=teacher, seed=seed)
 
     def require(self, term: str, *fields: str) -> Any:
         """The values of ``fields``; ValueError naming the term and the missing fields if any is None."""

@@ -89,6 +89,24 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # mdistiller CIFAR-100 AT: CFG.AT.P 2, LOSS.CE_WEIGHT 1, LOSS.FEAT_WEIGHT 1000
     # (mdistiller/engine/cfg.py; mdistiller/distillers/AT.py).
     "at": [{"term": "ce", "weight": 1.0}, {"term": "at", "weight": 1000.0, "p": 2.0}],
+    # mdistiller CIFAR-100 PKT: CFG.PKT.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 30000 (mdistiller/engine/cfg.py;
+    # mdistiller/distillers/PKT.py, on the penultimate embeddings).
+    "pkt": [{"term": "ce", "weight": 1.0}, {"term": "pkt", "weight": 30000.0}],
+    # mdistiller CIFAR-100 RKD: CFG.RKD DISTANCE_WEIGHT 25, ANGLE_WEIGHT 50, LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1,
+    # PDIST.SQUARED False, PDIST.EPSILON 1e-12 (mdistiller/engine/cfg.py; mdistiller/distillers/RKD.py).
+    "rkd": [{"term": "ce", "weight": 1.0},
+            {"term": "rkd", "weight": 1.0, "distance_weight": 25.0, "angle_weight": 50.0}],
+    # mdistiller CIFAR-100 SP: CFG.SP.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 3000, last stage (mdistiller/engine/cfg.py;
+    # mdistiller/distillers/SP.py).
+    "sp": [{"term": "ce", "weight": 1.0}, {"term": "sp", "weight": 3000.0}],
+    # VID: CFG.VID.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1, INIT_PRED_VAR 5, EPS 1e-5 (mdistiller/engine/cfg.py;
+    # RepDistiller distiller_zoo/VID.py, whose variance is trained).
+    "vid": [{"term": "ce", "weight": 1.0}, {"term": "vid", "weight": 1.0, "init_variance": 5.0, "eps": 1e-5}],
+    # CRD: RepDistiller train_student.py (--feat_dim 128, --nce_k 16384, --nce_t 0.07, --nce_m 0.5, --mode exact)
+    # and its README (-r 1 -a 0 -b 0.8: CE 1, CRD 0.8); mdistiller CFG.CRD has the same values.
+    "crd": [{"term": "ce", "weight": 1.0},
+            {"term": "crd", "weight": 0.8, "feat_dim": 128, "num_negatives": 16384, "temperature": 0.07,
+             "momentum": 0.5}],
 }
 
 
