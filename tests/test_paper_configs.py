@@ -71,10 +71,11 @@ def _needs(spec_json: str, dataset: str, teacher: str | None, student: str):
     shapes only), so that terms sized from the models (FitNet's connector) are checked too."""
     num_classes = gen.NUM_CLASSES[gen.family(dataset)]
     size = recipe_for(dataset).size
+    labels = [i % num_classes for i in range(2 * num_classes)]  # stand-in training labels (CRD's sampler)
     with torch.device("meta"):
         t = build_model(teacher, num_classes) if teacher else None
         learner = build_learner(build_model(student, num_classes), json.loads(spec_json), teacher=t,
-                                num_classes=num_classes, input_size=(size, size))
+                                num_classes=num_classes, input_size=(size, size), train_targets=labels)
     return learner.needs
 
 

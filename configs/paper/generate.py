@@ -61,6 +61,7 @@ NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "cub200": 200, "stanford_d
 #: (``mlkd+figkd``; Table 10's "High only" row equals the FiGKD column of Tables 1-4).
 METHODS = {"KD": ["kd"], "DKD": ["dkd"], "MLKD": ["mlkd"], "DIST": ["dist"], "FiGKD": ["figkd", "mlkd+figkd"],
            "FitNet": ["fitnet"], "AT": ["at"]}
+METHODS.update({"PKT": ["pkt"], "RKD": ["rkd"], "SP": ["sp"], "VID": ["vid"], "CRD": ["crd"]})
 #: Pairs whose stage counts differ (MobileNetV1 has 3 stages after its stem, ResNet18 4): AT pairs them
 #: as mdistiller's zip does (from the first stage), which figkd only does when asked (``stages: first``).
 AT_STAGES_FIRST = {("mobilenetv1_imagenet", "resnet18_imagenet")}
@@ -312,6 +313,36 @@ def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[
     return {"lr": lr, "epochs": epochs}, line
 
 
+#: PKT, RKD, SP, VID, CRD: where each preset's setting comes from. mdistiller publishes one CIFAR-100 config
+#: per method, ``configs/cifar100/<method>.yaml``, for resnet32x4 -> resnet8x4 only; it sets the solver
+#: (FiGKD's recipe) and keeps the method's defaults of ``mdistiller/engine/cfg.py``. RepDistiller
+#: (``train_student.py`` and its README's commands) uses one setting for every CIFAR-100 pair.
+FEATURE_PRESET_SOURCE = {
+    "pkt": "mdistiller's setting: ce 1 + pkt 30000, on the penultimate embeddings",
+    "rkd": "mdistiller's setting: ce 1 + rkd 1 (distance 25, angle 50), on the penultimate embeddings",
+    "sp": "mdistiller's setting: ce 1 + sp 3000, on the last stage",
+    "vid": "mdistiller's and RepDistiller's setting: ce 1 + vid 1 (initial variance 5, eps 1e-5), a regressor "
+           "and a trained variance per stage",
+    "crd": "RepDistiller's setting: ce 1 + crd 0.8 (128-d heads, 16384 negatives from other classes, T 0.07, "
+           "momentum 0.5)",
+}
+FEATURE_CONFIG_PAIR = ("resnet32x4", "resnet8x4")
+
+
+def feature_note(variant: str, dataset: str, teacher: str, student: str) -> str:
+    """The header note of a PKT/RKD/SP/VID/CRD config: its setting, and whether the official code publishes a
+    config for this pair or its default setting is used."""
+    head = FEATURE_PRESET_SOURCE[variant]
+    if dataset != "cifar100":
+        return f"{head}). The official code publishes settings for CIFAR-100 only; its default one is used unchanged"
+    if (teacher, student) == FEATURE_CONFIG_PAIR:
+        return (f"{head}). Source: mdistiller configs/cifar100/{variant}.yaml and RepDistiller "
+                "scripts/run_cifar_distill.sh, both written for this pair")
+    return (f"{head}). The official code has no config of its own for this pair: its default setting is used "
+            "(mdistiller/engine/cfg.py, RepDistiller train_student.py), the one of its resnet32x4 -> resnet8x4 "
+            "config")
+
+
 def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
     """[(variant, recipe fields, recipe line, note)] of one method variant: on its own recipe where
     published (plus a ``-figkd-recipe`` copy on FiGKD's), else on FiGKD's."""
@@ -383,6 +414,8 @@ def generate() -> dict[str, str]:
             for base_variant in variants:
                 objective = _objective_for(base_variant, dataset, teacher, student)
                 note = _VARIANT_NOTE.get(base_variant, f"{method} (preset {base_variant!r})")
+                if base_variant in FEATURE_PRESET_SOURCE:
+                    note = f"{method} ({feature_note(base_variant, dataset, teacher, student)}"
                 if base_variant == "dkd" and not isinstance(objective, str):
                     note = f"DKD with mdistiller's per-pair beta {objective[1]['beta']} (preset beta: 8)"
                 if base_variant == "at" and not isinstance(objective, str):
