@@ -97,13 +97,16 @@ def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
     assert 0.0 <= s["last_top1"] <= 100.0
 
 
-#: The students of the resume test: FitNet (a trained connector in the objective's state), DKD (a
-#: warm-up read from the epoch) and CRD (trained heads, memory banks updated in place at every step,
-#: normalisation constants set at the first step, negatives drawn from (seed, epoch, sample)).
-RESUMED = ("fitnet", "dkd", "crd")
-#: Tensors of each objective's state with an optimizer momentum: FitNet's conv weight and bias and
-#: BatchNorm weight and bias; CRD's two linear heads (weight and bias each).
-OBJECTIVE_PARAMETERS = {"fitnet": 4, "dkd": 0, "crd": 4}
+#: The students of the resume test: FitNet (a trained connector in the objective's state), CRD (trained
+#: heads, memory banks updated in place at every step, normalisation constants set at the first step,
+#: negatives drawn from (seed, epoch, sample)) and ReviewKD (trained fusion modules with BatchNorm
+#: statistics, and a warm-up read from the epoch).
+RESUMED = ("fitnet", "crd", "reviewkd")
+#: Parameter tensors of each objective (trained, checkpointed with their momentum): FitNet's connector (conv
+#: weight and bias, BatchNorm weight and bias); CRD's two linear heads (weight and bias each); ReviewKD's four
+#: ABFs for resnet8 -> resnet8 (each conv1 and conv2 weight with their BatchNorms' weight and bias, and
+#: att_conv's weight and bias but on the deepest).
+OBJECTIVE_TENSORS = {"fitnet": 4, "crd": 4, "reviewkd": 4 * 6 + 3 * 2}
 
 
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
@@ -138,7 +141,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
         sa = torch.load(full_dir / "epoch_0003.state.pt", weights_only=True)
         sb = torch.load(ckpt_dir / "epoch_0003.state.pt", weights_only=True)
         assert sa["objective"].keys() == sb["objective"].keys()
-        assert bool(sa["objective"]) == (name != "dkd")
+        assert bool(sa["objective"]) == (OBJECTIVE_TENSORS[name] > 0)
         if name == "crd":
             banks = {k for k in sa["objective"] if "memory_" in k or "normalizers" in k}
             assert banks == {"terms.1.memory_student", "terms.1.memory_teacher", "terms.1.normalizers"}
@@ -149,7 +152,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
         momentum_a = [s["momentum_buffer"] for s in sa["optimizer"]["state"].values()]
         momentum_b = [s["momentum_buffer"] for s in sb["optimizer"]["state"].values()]
         student_tensors = len(list(build_model("resnet8", 10).parameters()))
-        assert len(momentum_a) == len(momentum_b) == student_tensors + OBJECTIVE_PARAMETERS[name]
+        assert len(momentum_a) == len(momentum_b) == student_tensors + OBJECTIVE_TENSORS[name]
         assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b, strict=True))
         lines = [json.loads(x)["epoch"] for x in
                  (tmp_path / "resumed" / f"resnet8-{name}" / "metrics.jsonl").read_text().splitlines()]

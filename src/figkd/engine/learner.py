@@ -40,6 +40,7 @@ class Learner(nn.Module):
         needs = objective.needs
         self._inputs = needs.inputs
         self._features = needs.features("student")
+        self._cams = needs.cams("student")
         self._strong = needs.strong("student")
 
     @property
@@ -54,7 +55,7 @@ class Learner(nn.Module):
         ``teacher``: the teacher's outputs by vocabulary name (`figkd.engine.teacher.TeacherForward`),
         empty without a teacher; ``epoch``: the 0-dim 1-based epoch tensor of the warm-ups.
         """
-        inputs = forward_outputs(self.model, batch.images, "student", self._features)
+        inputs = forward_outputs(self.model, batch.images, "student", self._features, self._cams)
         if self._strong:
             inputs["student_logits_strong"] = self.model(batch.strong)
         inputs.update(teacher)

@@ -26,13 +26,17 @@ class FeatureShapes:
     """Shapes (without the batch dimension) of what ``model(x, return_features=True)`` returns.
 
     ``feats`` and ``preact_feats``: one ``(C_i, H_i, W_i)`` per entry of ``features["feats"]``;
-    ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes.
+    ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes;
+    ``prepool``: ``(D, H, W)`` of ``features["prepool_feat"]``; ``name``: the model's registry name (its
+    class name if it has none), for messages.
     """
 
     feats: tuple[tuple[int, ...], ...]
     preact_feats: tuple[tuple[int, ...], ...]
     pooled: int
     logits: int
+    prepool: tuple[int, ...] = ()
+    name: str = ""
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -61,6 +65,8 @@ def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShap
         preact_feats=tuple(tuple(f.shape[1:]) for f in feats["preact_feats"]),
         pooled=int(feats["pooled_feat"].shape[1]),
         logits=int(logits.shape[1]),
+        prepool=tuple(feats["prepool_feat"].shape[1:]),
+        name=getattr(model, "registry_name", "") or type(model).__name__,
     )
 
 

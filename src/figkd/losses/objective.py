@@ -107,6 +107,20 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "crd": [{"term": "ce", "weight": 1.0},
             {"term": "crd", "weight": 0.8, "feat_dim": 128, "num_negatives": 16384, "temperature": 0.07,
              "momentum": 0.5}],
+    # mdistiller CIFAR-100 OFD: CFG.OFD.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 0.001, CONNECTOR.KERNEL_SIZE 1
+    # (mdistiller/engine/cfg.py; mdistiller/distillers/OFD.py).
+    "ofd": [{"term": "ce", "weight": 1.0}, {"term": "ofd", "weight": 0.001}],
+    # mdistiller CIFAR-100 ReviewKD: configs/cifar100/reviewkd.yaml REVIEWKD_WEIGHT 5 over CFG.REVIEWKD
+    # (CE_WEIGHT 1, WARMUP_EPOCHS 20 with min(epoch / 20, 1), STU_PREACT False; mdistiller/engine/cfg.py).
+    "reviewkd": [{"term": "ce", "weight": 1.0},
+                 {"term": "reviewkd", "weight": 5.0, "warmup": 20, "student_preact": False}],
+    # CAT-KD, resnet32x4 -> resnet8x4: GzyAftermath/CAT-KD configs/cifar100/CAT_KD/res32x4_res8x4.yaml
+    # (CAT_loss_weight 15, CAM_RESOLUTION 2, IF_NORMALIZE False, CE_WEIGHT 1); other pairs differ
+    # (figkd.losses.catkd.CIFAR100_PAIRS).
+    "cat_kd": [{"term": "ce", "weight": 1.0}, {"term": "cat_kd", "weight": 15.0, "pool_size": 2, "normalize": False}],
+    # DiffKD: ori_loss_weight 1, kd_loss_weight 1, tau 1, use_ae (hunto/image_classification_sota
+    # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet); CIFAR derivation in figkd.losses.diffkd.
+    "diffkd": [{"term": "ce", "weight": 1.0}, {"term": "diffkd", "weight": 1.0}],
 }
 
 
