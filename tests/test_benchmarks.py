@@ -103,3 +103,16 @@ def test_fashion_mnist_kd_benchmark(tmp_path):
         (tmp_path / "runs" / "figkd_kl-s0" / "config.yaml").read_text())))["objective"]
     assert spec[1]["criterion"] == "kl" and spec[1]["temperature"] == 4.0
     assert "loss terms" in stdout
+
+
+def test_feature_overhead_benchmark(tmp_path):
+    data, stdout = _bench("feature_overhead.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
+                          "--classes", "10", "--train-size", "200", "--objectives", "kd", "vid", "crd",
+                          "--repeats", "1", "--inner", "1", "--step-inner", "1", "--warmup", "0",
+                          out=tmp_path / "f.json")
+    rows = {r["objective"]: r for r in data["results"]}
+    assert list(rows) == ["kd", "vid", "crd"] and rows["kd"]["objective_vs_kd"] == rows["kd"]["step_vs_kd"] == 1.0
+    assert rows["kd"]["objective_parameters"] == 0 and rows["vid"]["objective_parameters"] > 0
+    assert rows["crd"]["objective_buffer_mb"] > 0  # the memory banks (200 x 128 x 2 floats here)
+    assert all(r["objective_ms"] > 0 and r["step_ms"] > 0 for r in rows.values())
+    assert "vs kd" in stdout

@@ -97,9 +97,16 @@ def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
     assert 0.0 <= s["last_top1"] <= 100.0
 
 
-#: The students of the resume test: FitNet (a trained connector in the objective's state) and DKD (a
-#: warm-up read from the epoch).
-RESUMED = ("fitnet", "dkd")
+#: The students of the resume test: FitNet (a trained connector in the objective's state), CRD (trained
+#: heads, memory banks updated in place at every step, normalisation constants set at the first step,
+#: negatives drawn from (seed, epoch, sample)) and ReviewKD (trained fusion modules with BatchNorm
+#: statistics, and a warm-up read from the epoch).
+RESUMED = ("fitnet", "crd", "reviewkd")
+#: Parameter tensors of each objective (trained, checkpointed with their momentum): FitNet's connector (conv
+#: weight and bias, BatchNorm weight and bias); CRD's two linear heads (weight and bias each); ReviewKD's four
+#: ABFs for resnet8 -> resnet8 (each conv1 and conv2 weight with their BatchNorms' weight and bias, and
+#: att_conv's weight and bias but on the deepest).
+OBJECTIVE_TENSORS = {"fitnet": 4, "crd": 4, "reviewkd": 4 * 6 + 3 * 2}
 
 
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
@@ -129,18 +136,23 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), (name, k)
-        # the objective's state (FitNet's connector) and the optimizer's (momentum of student and connector)
+        # the objective's state (FitNet's connector; CRD's heads, memory banks and normalisers) and the
+        # optimizer's (momentum of the student and of the objective's parameters)
         sa = torch.load(full_dir / "epoch_0003.state.pt", weights_only=True)
         sb = torch.load(ckpt_dir / "epoch_0003.state.pt", weights_only=True)
         assert sa["objective"].keys() == sb["objective"].keys()
-        assert bool(sa["objective"]) == (name == "fitnet")
+        assert bool(sa["objective"]) == (OBJECTIVE_TENSORS[name] > 0)
+        if name == "crd":
+            banks = {k for k in sa["objective"] if "memory_" in k or "normalizers" in k}
+            assert banks == {"terms.1.memory_student", "terms.1.memory_teacher", "terms.1.normalizers"}
+            assert sa["objective"]["terms.1.memory_student"].shape == (1437, 128)  # digits' training split
+            assert (sa["objective"]["terms.1.normalizers"] > 0).all()  # set at the first step
         for k in sa["objective"]:
             assert torch.equal(sa["objective"][k], sb["objective"][k]), (name, k)
         momentum_a = [s["momentum_buffer"] for s in sa["optimizer"]["state"].values()]
         momentum_b = [s["momentum_buffer"] for s in sb["optimizer"]["state"].values()]
         student_tensors = len(list(build_model("resnet8", 10).parameters()))
-        connector_tensors = 4 if name == "fitnet" else 0  # conv weight and bias, BatchNorm weight and bias
-        assert len(momentum_a) == len(momentum_b) == student_tensors + connector_tensors
+        assert len(momentum_a) == len(momentum_b) == student_tensors + OBJECTIVE_TENSORS[name]
         assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b, strict=True))
         lines = [json.loads(x)["epoch"] for x in
                  (tmp_path / "resumed" / f"resnet8-{name}" / "metrics.jsonl").read_text().splitlines()]

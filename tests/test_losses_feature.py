@@ -131,7 +131,8 @@ def test_learner_trains_the_connector_and_exports_the_student_only():
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     batch = Batch(x, y)
     outputs = TeacherForward(teacher, learner.needs)(batch, torch.autocast("cpu", enabled=False))
-    assert set(outputs) == {"teacher_logits", "teacher_feats", "teacher_preact_feats", "teacher_pooled"}
+    assert set(outputs) == {"teacher_logits", "teacher_feats", "teacher_preact_feats", "teacher_pooled",
+                            "teacher_prepool"}
     assert not outputs["teacher_feats"][2].requires_grad
     terms, logits = learner(batch, outputs, torch.tensor(1.0))
     assert set(terms) == {"ce", "fitnet", "total"} and logits.shape == (4, 10)

@@ -299,12 +299,13 @@ def test_feature_structure(name):
     size = get_model_info(name).input_size
     logits, features = model(torch.empty(2, 3, size, size, device="meta"), return_features=True)
     assert logits.shape == (2, 10)
-    assert set(features) == {"feats", "preact_feats", "pooled_feat"}
+    assert set(features) == {"feats", "preact_feats", "pooled_feat", "prepool_feat"}
     feats, preacts = features["feats"], features["preact_feats"]
     assert [f.shape[1] for f in feats] == model.get_stage_channels()
     assert [f.shape[-1] for f in feats] == _stage_sizes(name)
     assert [f.shape for f in preacts] == [f.shape for f in feats]
     assert features["pooled_feat"].shape == (2, model.feature_dim)
+    assert features["prepool_feat"].shape[:2] == (2, model.feature_dim)
     assert model.get_classifier().in_features == model.feature_dim
     assert model.num_classes == 10
     plain = model(torch.empty(2, 3, size, size, device="meta"))

@@ -72,10 +72,12 @@ def _context(dataset: str, teacher: str | None, student: str) -> BuildContext:
     once per pair."""
     num_classes = gen.NUM_CLASSES[gen.family(dataset)]
     size = recipe_for(dataset).size
+    labels = [i % num_classes for i in range(2 * num_classes)]  # stand-in training labels (CRD's sampler)
     with torch.device("meta"):
         t = build_model(teacher, num_classes) if teacher else None
         return BuildContext.from_models(build_model(student, num_classes), t, input_size=(size, size),
-                                        num_classes=num_classes, train_size=50_000)
+                                        num_classes=num_classes,
+                                        train_targets=labels)
 
 
 @cache

@@ -33,11 +33,13 @@ CLASSES, BATCH, STEPS = 10, 4, 6
 META = torch.device("meta")
 
 
-def _learner(name, teacher, device_ctx=None):
+def _learner(name, teacher, device_ctx=None, train_targets=None):
+    if train_targets is None:  # the labels of the training set, by row (CRD draws negatives from other classes)
+        train_targets = [i % CLASSES for i in range(BATCH * STEPS)]
     with device_ctx or torch.device("cpu"):
         student = build_model("resnet8", CLASSES)
         return build_learner(student, [{"term": name}], teacher=teacher, num_classes=CLASSES, input_size=(32, 32),
-                             train_size=BATCH * STEPS)
+                             train_targets=train_targets)
 
 
 @pytest.mark.parametrize("name", list_terms())
@@ -69,15 +71,16 @@ def test_step_of_each_term_runs_on_meta_tensors(name):
 def test_every_term_is_captured_and_replayed_with_the_inputs_it_declares(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(BATCH * STEPS, 3, 32, 32), dtype=np.uint8)
-    split = ArrayDataset("digits", None, True, images, rng.integers(0, CLASSES, BATCH * STEPS).tolist(),
-                         [str(i) for i in range(CLASSES)])
+    labels = rng.integers(0, CLASSES, BATCH * STEPS).tolist()
+    split = ArrayDataset("digits", None, True, images, labels, [str(i) for i in range(CLASSES)])
     cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=1, tensorboard=False, progress="off")
     torch.manual_seed(0)
     teacher = build_model("resnet8", CLASSES)
     members = []
     for name in list_terms():
         torch.manual_seed(1)
-        members.append(Member(name=name, model_name="resnet8", objective_name=name, learner=_learner(name, teacher),
+        learner = _learner(name, teacher, train_targets=labels)
+        members.append(Member(name=name, model_name="resnet8", objective_name=name, learner=learner,
                               run_dir=tmp_path / name, cfg=cfg))
     strong = any(m.learner.needs.strong() for m in members)
     train = build_loader("digits", None, True, BATCH, device="cpu", strong_view=strong, dataset=split)

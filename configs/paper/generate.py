@@ -45,6 +45,7 @@ CSV_PATH = HERE / "reported_top1.csv"
 sys.path.insert(0, str(HERE.parents[1] / "src"))  # this checkout's model registry (default learning rates)
 
 from figkd.config import RunConfig, default_lr  # noqa: E402
+from figkd.losses.catkd import CIFAR100_PAIRS as CAT_KD_PAIRS  # noqa: E402
 
 #: Where each dataset family is expected (docs/reproducing.md says what goes inside).
 DATA_ROOT = {
@@ -62,7 +63,9 @@ NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "cub200": 200, "stanford_d
 #: FiGKD has two readings (docs/method.md section 3): Eq. 7 (``figkd``) and Table 10's MLKD base
 #: (``mlkd+figkd``; Table 10's "High only" row equals the FiGKD column of Tables 1-4).
 METHODS = {"KD": ["kd"], "DKD": ["dkd"], "MLKD": ["mlkd"], "DIST": ["dist"], "FiGKD": ["figkd", "mlkd+figkd"],
-           "FitNet": ["fitnet"], "AT": ["at"]}
+           "FitNet": ["fitnet"], "AT": ["at"],
+           "OFD": ["ofd"], "ReviewKD": ["reviewkd"], "CAT-KD": ["cat_kd"], "DiffKD": ["diffkd"],
+           "PKT": ["pkt"], "RKD": ["rkd"], "SP": ["sp"], "VID": ["vid"], "CRD": ["crd"]}
 #: Pairs whose stage counts differ (MobileNetV1 has 3 stages after its stem, ResNet18 4): AT pairs them
 #: as mdistiller's zip does (from the first stage), which figkd only does when asked (``stages: first``).
 AT_STAGES_FIRST = {("mobilenetv1_imagenet", "resnet18_imagenet")}
@@ -75,6 +78,18 @@ DKD_BETA_CIFAR100 = {
     ("vgg13", "vgg8"): 6.0, ("vgg13", "mobilenetv2"): 6.0, ("wrn_40_2", "wrn_16_2"): 6.0,
     ("wrn_40_2", "wrn_40_1"): 6.0, ("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
 }
+
+#: ReviewKD's weight per CIFAR-100 pair in dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh (commit cede6ea);
+#: the others have no config of their own: mdistiller's configs/cifar100/reviewkd.yaml weight 5 (the preset).
+REVIEWKD_WEIGHT_CIFAR100 = {
+    ("wrn_40_2", "wrn_16_2"): 5.0, ("wrn_40_2", "wrn_40_1"): 5.0, ("wrn_40_2", "shufflenetv1"): 5.0,
+    ("resnet32x4", "resnet8x4"): 5.0, ("resnet32x4", "shufflenetv1"): 5.0, ("resnet32x4", "shufflenetv2"): 8.0,
+    ("resnet56", "resnet20"): 0.6, ("resnet110", "resnet32"): 1.0,
+}
+#: mdistiller configs/imagenet/r34_r18/reviewkd.yaml (ReviewKD on 224x224 ResNet34 -> ResNet18): weight 1,
+#: warm-up 1 epoch, the student's pre-activation features (STU_PREACT: True). Used for Table 5.
+REVIEWKD_IMAGENET = {"term": "reviewkd", "weight": 1.0, "warmup": 1, "student_preact": True}
+
 
 #: MLKD's own CIFAR-100 recipe, one config per pair: Jin-Ying/Multi-Level-Logit-Distillation
 #: ``configs/cifar100/ours/<file>`` at its latest commit 5ee473f (2024-09-23). Every file keeps batch 64,
@@ -318,6 +333,58 @@ def _objective_for(variant: str, dataset: str, teacher: str, student: str):
     return variant
 
 
+def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> tuple[object, str] | None:
+    """(objective, header note) of OFD, ReviewKD, CAT-KD and DiffKD for one cell; None for other variants.
+
+    Each uses its official setting for the pair where one is published (on another dataset of the tables:
+    the pair's CIFAR-100 setting, the only one published), else the method's official default (its preset),
+    and says which. All four run on FiGKD's recipe, which is mdistiller's and CAT-KD's CIFAR-100 recipe.
+    """
+    pair = (teacher, student)
+    cifar = "CIFAR-100 setting" if dataset == "cifar100" else "CIFAR-100 setting (none published for this dataset)"
+    if variant == "ofd":
+        note = ("OFD (mdistiller's setting, CFG.OFD: ce 1 + ofd 0.001, 1x1 connectors, margins from the teacher's "
+                "BatchNorms; mdistiller's only config is resnet32x4 -> resnet8x4, configs/cifar100/ofd.yaml")
+        if pair != ("resnet32x4", "resnet8x4") or dataset != "cifar100":
+            note += ": this pair has none, the official default is used"
+        if pair == ("resnet50", "mobilenetv2"):
+            note += ("; mdistiller's OFD breaks on this pair (its issue 68: no pre-activation features in its "
+                     "MobileNetV2), figkd's models expose them")
+        return "ofd", note + ")"
+    if variant == "reviewkd":
+        if dataset.endswith("_224"):
+            return [dict(CE), dict(REVIEWKD_IMAGENET)], (
+                "ReviewKD with mdistiller's ImageNet setting for ResNet34 -> ResNet18 (configs/imagenet/r34_r18/"
+                "reviewkd.yaml: ce 1 + reviewkd 1, warm-up 1 epoch, the student's pre-activation features), the "
+                "closest published one for these 224x224 models" + ("" if pair == ("resnet34_imagenet",
+                                                                                    "resnet18_imagenet")
+                                                                    else " (this pair has none)"))
+        weight = REVIEWKD_WEIGHT_CIFAR100.get(pair)
+        recipe = ("; dvlab-research/ReviewKD's own trainer uses batch 128, lr 0.1 (0.02 for ShuffleNet/MobileNet "
+                  "students) and Nesterov momentum, which figkd does not reproduce: mdistiller's recipe (= FiGKD's)")
+        if weight is None:
+            return "reviewkd", ("ReviewKD (mdistiller's configs/cifar100/reviewkd.yaml: ce 1 + reviewkd 5, warm-up 20 "
+                                "epochs; dvlab-research/ReviewKD publishes no weight for this pair: the official "
+                                "default" + recipe + ")")
+        return ([dict(CE), {"term": "reviewkd", "weight": weight, "warmup": 20, "student_preact": False}],
+                f"ReviewKD with the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for "
+                f"this pair's {cifar} (ce 1, warm-up 20 epochs as mdistiller" + recipe + ")")
+    if variant == "cat_kd":
+        if pair not in CAT_KD_PAIRS:
+            return "cat_kd", ("CAT-KD (preset: the resnet32x4 -> resnet8x4 config of GzyAftermath/CAT-KD; this pair "
+                              "has none of its own)")
+        file, weight, pool, normalize = CAT_KD_PAIRS[pair]
+        return ([dict(CE), {"term": "cat_kd", "weight": weight, "pool_size": pool, "normalize": normalize}],
+                f"CAT-KD with GzyAftermath/CAT-KD configs/cifar100/CAT_KD/{file} ({cifar}: ce 1 + cat_kd "
+                f"{weight:g}, CAMs pooled to {pool}x{pool}, {'' if normalize else 'not '}normalised; its cfg.py "
+                "defaults, weight 400, 2x2, normalised, differ)")
+    if variant == "diffkd":
+        return "diffkd", ("DiffKD (no official CIFAR config: derived from hunto/image_classification_sota's ImageNet "
+                          "config diffkd_b1.yaml, ce 1 + diffkd 1, tau 1, autoencoder to half the teacher's width, "
+                          "5 denoising steps; docs/method.md lists each choice)")
+    return None
+
+
 def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[dict, str] | None:
     """A baseline's own published recipe where it differs from FiGKD's: (config fields, header line), else None.
 
@@ -330,6 +397,36 @@ def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[
     line = (f"Recipe: MLKD's own, as published for this pair ({MLKD_SOURCE.format(file)}): "
             f"{_recipe_text(lr, epochs)}. On FiGKD's recipe: mlkd{FIGKD_RECIPE_SUFFIX}.yaml.")
     return {"lr": lr, "epochs": epochs}, line
+
+
+#: PKT, RKD, SP, VID, CRD: where each preset's setting comes from. mdistiller publishes one CIFAR-100 config
+#: per method, ``configs/cifar100/<method>.yaml``, for resnet32x4 -> resnet8x4 only; it sets the solver
+#: (FiGKD's recipe) and keeps the method's defaults of ``mdistiller/engine/cfg.py``. RepDistiller
+#: (``train_student.py`` and its README's commands) uses one setting for every CIFAR-100 pair.
+FEATURE_PRESET_SOURCE = {
+    "pkt": "mdistiller's setting: ce 1 + pkt 30000, on the penultimate embeddings",
+    "rkd": "mdistiller's setting: ce 1 + rkd 1 (distance 25, angle 50), on the penultimate embeddings",
+    "sp": "mdistiller's setting: ce 1 + sp 3000, on the last stage",
+    "vid": "mdistiller's and RepDistiller's setting: ce 1 + vid 1 (initial variance 5, eps 1e-5), a regressor "
+           "and a trained variance per stage",
+    "crd": "RepDistiller's setting: ce 1 + crd 0.8 (128-d heads, 16384 negatives from other classes, T 0.07, "
+           "momentum 0.5)",
+}
+FEATURE_CONFIG_PAIR = ("resnet32x4", "resnet8x4")
+
+
+def feature_note(variant: str, dataset: str, teacher: str, student: str) -> str:
+    """The header note of a PKT/RKD/SP/VID/CRD config: its setting, and whether the official code publishes a
+    config for this pair or its default setting is used."""
+    head = FEATURE_PRESET_SOURCE[variant]
+    if dataset != "cifar100":
+        return f"{head}). The official code publishes settings for CIFAR-100 only; its default one is used unchanged"
+    if (teacher, student) == FEATURE_CONFIG_PAIR:
+        return (f"{head}). Source: mdistiller configs/cifar100/{variant}.yaml and RepDistiller "
+                "scripts/run_cifar_distill.sh, both written for this pair")
+    return (f"{head}). The official code has no config of its own for this pair: its default setting is used "
+            "(mdistiller/engine/cfg.py, RepDistiller train_student.py), the one of its resnet32x4 -> resnet8x4 "
+            "config")
 
 
 def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
@@ -403,6 +500,11 @@ def generate() -> dict[str, str]:
             for base_variant in variants:
                 objective = _objective_for(base_variant, dataset, teacher, student)
                 note = _VARIANT_NOTE.get(base_variant, f"{method} (preset {base_variant!r})")
+                if base_variant in FEATURE_PRESET_SOURCE:
+                    note = f"{method} ({feature_note(base_variant, dataset, teacher, student)}"
+                feature = feature_variant(base_variant, dataset, teacher, student)
+                if feature is not None:
+                    objective, note = feature
                 if base_variant == "dkd" and not isinstance(objective, str):
                     note = f"DKD with mdistiller's per-pair beta {objective[1]['beta']} (preset beta: 8)"
                 if base_variant == "at" and not isinstance(objective, str):

@@ -40,6 +40,7 @@ class Learner(nn.Module):
         needs = objective.needs
         self._inputs = needs.inputs
         self._features = needs.features("student")
+        self._cams = needs.cams("student")
         self._strong = needs.strong("student")
 
     @property
@@ -54,7 +55,7 @@ class Learner(nn.Module):
         ``teacher``: the teacher's outputs by vocabulary name (`figkd.engine.teacher.TeacherForward`),
         empty without a teacher; ``epoch``: the 0-dim 1-based epoch tensor of the warm-ups.
         """
-        inputs = forward_outputs(self.model, batch.images, "student", self._features)
+        inputs = forward_outputs(self.model, batch.images, "student", self._features, self._cams)
         if self._strong:
             inputs["student_logits_strong"] = self.model(batch.strong)
         inputs.update(teacher)
@@ -95,14 +96,15 @@ class Learner(nn.Module):
 
 
 def build_learner(model: torch.nn.Module, spec: Any, *, teacher: torch.nn.Module | None, num_classes: int,
-                  input_size: tuple[int, int], train_size: int | None = None, seed: int = 0) -> Learner:
+                  input_size: tuple[int, int], train_size: int | None = None, train_targets=None,
+                  seed: int = 0) -> Learner:
     """A `Learner` of ``model`` with the objective ``spec`` (preset name or term list) built from the
     context of this pair: feature shapes probed at ``input_size`` on the meta device, the class count,
-    the training-set size, the teacher and the run's seed. Continues the global torch RNG (seed it
-    before)."""
+    the training-set size and labels (``train_targets``), the teacher and the run's seed. Continues the
+    global torch RNG (seed it before)."""
     try:
         context = BuildContext.from_models(model, teacher, input_size=input_size, num_classes=num_classes,
-                                           train_size=train_size, seed=seed)
+                                           train_size=train_size, train_targets=train_targets, seed=seed)
         objective = build_objective(spec, context=context)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"objective {spec!r}: {exc}") from exc

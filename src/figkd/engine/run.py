@@ -175,7 +175,8 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation; the
         model = _build_model(model_name, num_classes)  # objective's modules continue the same stream
         learner = build_learner(model, c.objective, teacher=teacher, num_classes=num_classes,
-                                input_size=input_size, train_size=len(splits[0]), seed=c.seed)
+                                input_size=input_size, train_size=len(splits[0]),
+                                train_targets=splits[0].targets, seed=c.seed)
         if command == "train" and learner.needs.teacher:
             raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
                               "(use figkd distill)")

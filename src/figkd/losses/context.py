@@ -14,7 +14,7 @@ by calling the model with its parameters and buffers replaced by meta tensors
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +27,17 @@ class FeatureShapes:
     """Shapes (without the batch dimension) of what ``model(x, return_features=True)`` returns.
 
     ``feats`` and ``preact_feats``: one ``(C_i, H_i, W_i)`` per entry of ``features["feats"]``;
-    ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes.
+    ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes;
+    ``prepool``: ``(D, H, W)`` of ``features["prepool_feat"]``; ``name``: the model's registry name (its
+    class name if it has none), for messages.
     """
 
     feats: tuple[tuple[int, ...], ...]
     preact_feats: tuple[tuple[int, ...], ...]
     pooled: int
     logits: int
+    prepool: tuple[int, ...] = ()
+    name: str = ""
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -82,6 +86,8 @@ def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShap
         preact_feats=tuple(tuple(f.shape[1:]) for f in feats["preact_feats"]),
         pooled=int(feats["pooled_feat"].shape[1]),
         logits=int(logits.shape[1]),
+        prepool=tuple(feats["prepool_feat"].shape[1:]),
+        name=getattr(model, "registry_name", "") or type(model).__name__,
     )
 
 
@@ -92,6 +98,8 @@ class BuildContext:
 
     - ``num_classes``: C, the width of the logits.
     - ``train_size``: number of training samples (CRD's memory bank has one row per sample).
+    - ``train_targets``: (N,) int64 CPU tensor, the class of each training sample by its row (CRD
+      draws its negatives from the samples of the other classes).
     - ``input_size``: ``(H, W)`` of the training images.
     - ``student``, ``teacher``: :class:`FeatureShapes` of each model at ``input_size``.
     - ``teacher_module``: the teacher itself, read-only (OFD reads its BatchNorm, CAT-KD its
@@ -103,6 +111,7 @@ class BuildContext:
 
     num_classes: int | None = None
     train_size: int | None = None
+    train_targets: torch.Tensor | None = None
     input_size: tuple[int, int] | None = None
     student: FeatureShapes | None = None
     teacher: FeatureShapes | None = None
@@ -111,12 +120,21 @@ class BuildContext:
 
     @classmethod
     def from_models(cls, student: nn.Module, teacher: nn.Module | None, *, input_size: tuple[int, int],
-                    num_classes: int | None = None, train_size: int | None = None, seed: int = 0) -> BuildContext:
-        """A context with both models' feature shapes probed at ``input_size`` (meta device)."""
+                    num_classes: int | None = None, train_size: int | None = None,
+                    train_targets: Sequence[int] | torch.Tensor | None = None, seed: int = 0) -> BuildContext:
+        """A context with both models' feature shapes probed at ``input_size`` (meta device).
+        ``train_targets`` (the training labels by row) also gives ``train_size``; ValueError if both are
+        given and differ."""
         s = probe_features(student, input_size)
         t = probe_features(teacher, input_size) if teacher is not None else None
+        if train_targets is not None:
+            train_targets = torch.as_tensor(train_targets, dtype=torch.int64, device="cpu")
+            if train_size is not None and train_size != len(train_targets):
+                raise ValueError(f"train_size {train_size} differs from the {len(train_targets)} train_targets")
+            train_size = len(train_targets)
         return cls(num_classes=num_classes if num_classes is not None else s.logits, train_size=train_size,
-                   input_size=tuple(input_size), student=s, teacher=t, teacher_module=teacher, seed=seed)
+                   train_targets=train_targets, input_size=tuple(input_size), student=s, teacher=t,
+                   teacher_module=teacher, seed=seed)
 
     def require(self, term: str, *fields: str) -> Any:
         """The values of ``fields``; ValueError naming the term and the missing fields if any is None."""

@@ -19,6 +19,13 @@ name                       value                                         provide
 ``teacher_preact_feats``   the teacher's, detached                       idem
 ``student_pooled``         (B, D) penultimate embedding                  idem (CRD, RKD, PKT)
 ``teacher_pooled``         (B, D_t) detached                             idem
+``student_prepool``        (B, D, H, W) the map the global pooling       idem (DiffKD)
+                           turns into ``student_pooled``
+``teacher_prepool``        the teacher's, detached                       idem
+``student_cams``           (B, C, H, W) class activation maps: the       the student's forward and its
+                           classifier's weights (no bias) at each        classifier (CAT-KD)
+                           position of ``student_prepool``
+``teacher_cams``           the teacher's, detached                       idem
 ``target``                 (B,) int64 class indices                      the loader
 ``index``                  (B,) int64 index of each sample in the        the loader (CRD's memory bank)
                            training set
@@ -48,6 +55,10 @@ VOCABULARY: dict[str, str] = {
     "teacher_preact_feats": "list of teacher stage outputs before their last ReLU, detached",
     "student_pooled": "(B, D) student penultimate embedding",
     "teacher_pooled": "(B, D_t) teacher penultimate embedding, detached",
+    "student_prepool": "(B, D, H, W) student map before the global pooling",
+    "teacher_prepool": "(B, D_t, H_t, W_t) teacher map before the global pooling, detached",
+    "student_cams": "(B, C, H, W) student class activation maps (classifier weights at each position)",
+    "teacher_cams": "(B, C, H_t, W_t) teacher class activation maps, detached",
     "target": "(B,) int64 class indices",
     "index": "(B,) int64 index of each sample in the training set",
     "epoch": "0-dim float32 tensor: the 1-based epoch (warm-ups)",
@@ -57,7 +68,10 @@ VOCABULARY: dict[str, str] = {
 NOT_PER_SAMPLE = frozenset({"epoch"})
 
 #: Feature names of each side, and the key of ``model(x, return_features=True)[1]`` holding each.
-FEATURE_KEYS = {"feats": "feats", "preact_feats": "preact_feats", "pooled": "pooled_feat"}
+FEATURE_KEYS = {"feats": "feats", "preact_feats": "preact_feats", "pooled": "pooled_feat",
+                "prepool": "prepool_feat"}
+#: Inputs derived from the features and the model's classifier, computed only when declared.
+DERIVED_KEYS = ("cams",)
 
 
 def check_names(names: Iterable[str], what: str) -> tuple[str, ...]:
@@ -92,7 +106,11 @@ class Needs:
 
     def features(self, side: str) -> bool:
         """The ``side`` ("student" or "teacher") forward must return its stage features."""
-        return any(f"{side}_{k}" in self.inputs for k in FEATURE_KEYS)
+        return any(f"{side}_{k}" in self.inputs for k in (*FEATURE_KEYS, *DERIVED_KEYS))
+
+    def cams(self, side: str) -> bool:
+        """The ``side``'s class activation maps are needed (`figkd.models.class_activation_maps`)."""
+        return f"{side}_cams" in self.inputs
 
     def strong(self, side: str | None = None) -> bool:
         """The strong view is needed (by ``side``'s forward if given, else by anyone)."""

@@ -89,6 +89,38 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # mdistiller CIFAR-100 AT: CFG.AT.P 2, LOSS.CE_WEIGHT 1, LOSS.FEAT_WEIGHT 1000
     # (mdistiller/engine/cfg.py; mdistiller/distillers/AT.py).
     "at": [{"term": "ce", "weight": 1.0}, {"term": "at", "weight": 1000.0, "p": 2.0}],
+    # mdistiller CIFAR-100 PKT: CFG.PKT.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 30000 (mdistiller/engine/cfg.py;
+    # mdistiller/distillers/PKT.py, on the penultimate embeddings).
+    "pkt": [{"term": "ce", "weight": 1.0}, {"term": "pkt", "weight": 30000.0}],
+    # mdistiller CIFAR-100 RKD: CFG.RKD DISTANCE_WEIGHT 25, ANGLE_WEIGHT 50, LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1,
+    # PDIST.SQUARED False, PDIST.EPSILON 1e-12 (mdistiller/engine/cfg.py; mdistiller/distillers/RKD.py).
+    "rkd": [{"term": "ce", "weight": 1.0},
+            {"term": "rkd", "weight": 1.0, "distance_weight": 25.0, "angle_weight": 50.0}],
+    # mdistiller CIFAR-100 SP: CFG.SP.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 3000, last stage (mdistiller/engine/cfg.py;
+    # mdistiller/distillers/SP.py).
+    "sp": [{"term": "ce", "weight": 1.0}, {"term": "sp", "weight": 3000.0}],
+    # VID: CFG.VID.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1, INIT_PRED_VAR 5, EPS 1e-5 (mdistiller/engine/cfg.py;
+    # RepDistiller distiller_zoo/VID.py, whose variance is trained).
+    "vid": [{"term": "ce", "weight": 1.0}, {"term": "vid", "weight": 1.0, "init_variance": 5.0, "eps": 1e-5}],
+    # CRD: RepDistiller train_student.py (--feat_dim 128, --nce_k 16384, --nce_t 0.07, --nce_m 0.5, --mode exact)
+    # and its README (-r 1 -a 0 -b 0.8: CE 1, CRD 0.8); mdistiller CFG.CRD has the same values.
+    "crd": [{"term": "ce", "weight": 1.0},
+            {"term": "crd", "weight": 0.8, "feat_dim": 128, "num_negatives": 16384, "temperature": 0.07,
+             "momentum": 0.5}],
+    # mdistiller CIFAR-100 OFD: CFG.OFD.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 0.001, CONNECTOR.KERNEL_SIZE 1
+    # (mdistiller/engine/cfg.py; mdistiller/distillers/OFD.py).
+    "ofd": [{"term": "ce", "weight": 1.0}, {"term": "ofd", "weight": 0.001}],
+    # mdistiller CIFAR-100 ReviewKD: configs/cifar100/reviewkd.yaml REVIEWKD_WEIGHT 5 over CFG.REVIEWKD
+    # (CE_WEIGHT 1, WARMUP_EPOCHS 20 with min(epoch / 20, 1), STU_PREACT False; mdistiller/engine/cfg.py).
+    "reviewkd": [{"term": "ce", "weight": 1.0},
+                 {"term": "reviewkd", "weight": 5.0, "warmup": 20, "student_preact": False}],
+    # CAT-KD, resnet32x4 -> resnet8x4: GzyAftermath/CAT-KD configs/cifar100/CAT_KD/res32x4_res8x4.yaml
+    # (CAT_loss_weight 15, CAM_RESOLUTION 2, IF_NORMALIZE False, CE_WEIGHT 1); other pairs differ
+    # (figkd.losses.catkd.CIFAR100_PAIRS).
+    "cat_kd": [{"term": "ce", "weight": 1.0}, {"term": "cat_kd", "weight": 15.0, "pool_size": 2, "normalize": False}],
+    # DiffKD: ori_loss_weight 1, kd_loss_weight 1, tau 1, use_ae (hunto/image_classification_sota
+    # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet); CIFAR derivation in figkd.losses.diffkd.
+    "diffkd": [{"term": "ce", "weight": 1.0}, {"term": "diffkd", "weight": 1.0}],
 }
 
 

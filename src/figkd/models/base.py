@@ -16,12 +16,15 @@ class FeatureModel(nn.Module):
 
     Subclasses set ``stage_channels`` (the channels of each entry of ``features["feats"]``),
     ``feature_dim`` (the width of ``features["pooled_feat"]``) and ``classifier_name`` (the module
-    path of the final ``nn.Linear``), and implement ``forward(x, return_features=False)``.
+    path of the final ``nn.Linear``), and implement ``forward(x, return_features=False)`` and
+    ``get_bn_before_relu()``.
     """
 
     stage_channels: tuple[int, ...] = ()
     feature_dim: int = 0
     classifier_name: str = ""
+    #: the registry name (set by `figkd.models.build_model`; empty for a model built from its class)
+    registry_name: str = ""
 
     def get_stage_channels(self) -> list[int]:
         """Channels of each stage feature, in the order of ``features["feats"]``."""
@@ -36,6 +39,17 @@ class FeatureModel(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.get_classifier().out_features
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The BatchNorm before each stage's final ReLU: one per entry of ``features["preact_feats"][1:]``.
+
+        Entry ``i`` is the BatchNorm whose output is ``preact_feats[i + 1]`` (VGG, WRN, MobileNets) or,
+        in a residual block, its residual branch's last BatchNorm, to which the shortcut is added (the
+        approximation of the OFD paper and of mdistiller's ``get_bn_before_relu``). OFD computes its
+        margins from their affine parameters. Raises ValueError for a model without one
+        (ShuffleNetV2: half of each stage's pre-activation channels pass through no BatchNorm).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list its BatchNorms before ReLU")
 
 
 class ResidualBlock(nn.Module):
@@ -94,6 +108,19 @@ def run_stages(x: Tensor, stages, feats: list[Tensor] | None = None,
     return x
 
 
-def make_features(feats: list[Tensor], preact_feats: list[Tensor], pooled: Tensor) -> Features:
-    """The features dictionary returned by ``forward(x, return_features=True)``."""
-    return {"feats": feats, "preact_feats": preact_feats, "pooled_feat": pooled}
+def class_activation_maps(model: FeatureModel, prepool: Tensor) -> Tensor:
+    """Class activation maps (Zhou et al., CVPR 2016): the classifier's weights applied at every position
+    of ``prepool`` (the map before the global pooling, ``features["prepool_feat"]``), without its bias.
+
+    ``(B, D, H, W) -> (B, C, H, W)``; their spatial mean is the logits minus the bias. This is what
+    GzyAftermath/CAT-KD's converted models compute with their ``conv_test`` (the classifier's weights as
+    a bias-free 1x1 convolution before the pooling: ``mdistiller/models/cifar/*.py`` ``*_test``).
+    """
+    weight = model.get_classifier().weight
+    return F.conv2d(prepool, weight[:, :, None, None].to(prepool.dtype))
+
+
+def make_features(feats: list[Tensor], preact_feats: list[Tensor], pooled: Tensor, prepool: Tensor) -> Features:
+    """The features dictionary returned by ``forward(x, return_features=True)``; ``prepool`` is the map
+    that the global average pooling turns into ``pooled`` (``pooled == prepool.mean((2, 3))``)."""
+    return {"feats": feats, "preact_feats": preact_feats, "pooled_feat": pooled, "prepool_feat": prepool}

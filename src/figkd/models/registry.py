@@ -24,6 +24,11 @@ OFD, ReviewKD, CRD, ...) index it the same way:
     WRNs it is the batch-normalised value the next ReLU consumes; for MobileNetV2 it is ``feats``.
 ``features["pooled_feat"]`` : tensor ``[N, model.feature_dim]``
     The globally pooled embedding that the classifier receives (t-SNE, CRD, RKD).
+``features["prepool_feat"]`` : tensor ``[N, model.feature_dim, H, W]``
+    The map that the global average pooling turns into ``pooled_feat`` (CAT-KD's class activation
+    maps, DiffKD's feature): ``feats[-1]`` for ResNets, VGG, ShuffleNetV1 and the ImageNet models; the
+    final BN + ReLU of ``feats[-1]`` for WRNs; the output of the last 1x1 convolution (1280 or 1024
+    channels) for MobileNetV2 and ShuffleNetV2.
 
 Stage layout per family (for a 32x32 input; spatial sizes scale with the input):
 
@@ -40,7 +45,10 @@ MobileNetV1 imagenet   4            input / 4, 8, 16, 32
 =====================  ===========  ================================================
 
 Every model also has ``get_stage_channels()`` (channels of ``feats``), ``feature_dim`` (width of
-``pooled_feat``) and ``get_classifier()`` (the final ``nn.Linear``). Unlike mdistiller, whose
+``pooled_feat``), ``get_classifier()`` (the final ``nn.Linear``) and ``get_bn_before_relu()`` (the
+BatchNorm before the final ReLU of each stage, one per entry of ``preact_feats[1:]``, as mdistiller's;
+OFD's margins; ShuffleNetV2 raises ValueError: half of its stages' pre-activation channels pass
+through no BatchNorm). Unlike mdistiller, whose
 ``get_stage_channels`` omits the stem for ResNet50 and is hard-coded for the ImageNet ResNets, here
 it always matches ``feats`` entry for entry.
 
@@ -226,4 +234,6 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
             f"model {info.name!r} takes no option(s) {', '.join(unknown)}; "
             f"its options: {', '.join(accepted) if accepted else 'none'}"
         )
-    return info.builder(num_classes=num_classes, **options)
+    model = info.builder(num_classes=num_classes, **options)
+    model.registry_name = info.name  # what error messages name it by (e.g. a pair a method cannot distil)
+    return model

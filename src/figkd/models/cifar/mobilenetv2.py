@@ -111,11 +111,17 @@ class MobileNetV2(FeatureModel):
             x = group(x)
             if return_features and index in _STAGE_ENDS:
                 feats.append(x)
-        pooled = torch.flatten(self.avgpool(self.conv2(x)), 1)
+        x = self.conv2(x)
+        pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.classifier(pooled)
         if not return_features:
             return logits
-        return logits, make_features(feats, list(feats), pooled)
+        return logits, make_features(feats, list(feats), pooled, x)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last BatchNorm of the stage-ending blocks 1, 2, 4, 6 (linear bottlenecks: their output, or
+        with a residual the sum, is the stage feature; mdistiller ``get_bn_before_relu``)."""
+        return [self.blocks[i][-1].conv[-1] for i in _STAGE_ENDS]
 
 
 def mobilenetv2(num_classes: int, expansion: int = 6, width_mult: float = 0.5) -> MobileNetV2:

@@ -82,7 +82,11 @@ class ResNet(FeatureModel):
         x = run_stages(x, (self.layer1, self.layer2, self.layer3), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.fc(pooled)
-        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
+        return (logits, make_features(feats, preacts, pooled, x)) if return_features else logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """``bn2`` of each stage's last block (mdistiller ``get_bn_before_relu``; the shortcut is added after it)."""
+        return [self.layer1[-1].bn2, self.layer2[-1].bn2, self.layer3[-1].bn2]
 
 
 def resnet8(num_classes: int) -> ResNet:

@@ -80,7 +80,12 @@ class ResNetV2(FeatureModel):
         x = run_stages(x, (self.layer1, self.layer2, self.layer3, self.layer4), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.linear(pooled)
-        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
+        return (logits, make_features(feats, preacts, pooled, x)) if return_features else logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """``bn3`` of each stage's last bottleneck (mdistiller ``get_bn_before_relu``; the shortcut is added
+        after it)."""
+        return [self.layer1[-1].bn3, self.layer2[-1].bn3, self.layer3[-1].bn3, self.layer4[-1].bn3]
 
 
 def resnet50(num_classes: int, zero_init_residual: bool = False) -> ResNetV2:

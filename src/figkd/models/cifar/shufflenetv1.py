@@ -85,7 +85,12 @@ class ShuffleNetV1(FeatureModel):
         x = run_stages(x, (self.layer1, self.layer2, self.layer3), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.linear(pooled)
-        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
+        return (logits, make_features(feats, preacts, pooled, x)) if return_features else logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """``bn3`` of each stage's last block (a stride-1 block: its input is added after ``bn3``, as the
+        shortcut of a ResNet block). mdistiller's ShuffleV1 raises NotImplementedError here."""
+        return [self.layer1[-1].bn3, self.layer2[-1].bn3, self.layer3[-1].bn3]
 
 
 def shufflenetv1(num_classes: int) -> ShuffleNetV1:

@@ -120,9 +120,17 @@ class ShuffleNetV2(FeatureModel):
         x = F.relu(self.bn1(self.conv1(x)))
         feats, preacts = ([x], [x]) if return_features else (None, None)
         x = run_stages(x, (self.layer1, self.layer2, self.layer3), feats, preacts)
-        pooled = torch.flatten(self.avgpool(F.relu(self.bn2(self.conv2(x)))), 1)
+        x = F.relu(self.bn2(self.conv2(x)))
+        pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.linear(pooled)
-        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
+        return (logits, make_features(feats, preacts, pooled, x)) if return_features else logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """Raises ValueError: a stage's pre-activation feature concatenates the last block's untouched half
+        (no BatchNorm) with its ``bn3`` output, so no BatchNorm describes all its channels (mdistiller's
+        ShuffleV2 raises NotImplementedError too)."""
+        raise ValueError("shufflenetv2 has no BatchNorm before its stage features' ReLU: half of each stage's "
+                         "pre-activation channels are the last block's untouched input")
 
 
 def shufflenetv2(num_classes: int, net_size: float = 1) -> ShuffleNetV2:

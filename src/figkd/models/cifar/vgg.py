@@ -98,7 +98,11 @@ class VGG(FeatureModel):
         logits = self.classifier(pooled)
         if not return_features:
             return logits
-        return logits, make_features(feats, preacts, pooled)
+        return logits, make_features(feats, preacts, pooled, x)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last BatchNorm of ``block1..4`` (mdistiller ``get_bn_before_relu``)."""
+        return [self.block1[-1], self.block2[-1], self.block3[-1], self.block4[-1]]
 
 
 def vgg8(num_classes: int) -> VGG:

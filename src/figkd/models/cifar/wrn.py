@@ -120,8 +120,14 @@ class WideResNet(FeatureModel):
         f2, f1_pre = self.block2.forward_input_preact(f1)
         f3, f2_pre = self.block3.forward_input_preact(f2)
         f3_pre = self.bn1(f3)
-        pooled = torch.flatten(self.avgpool(F.relu(f3_pre)), 1)
-        return self.fc(pooled), make_features([f0, f1, f2, f3], [f0, f1_pre, f2_pre, f3_pre], pooled)
+        prepool = F.relu(f3_pre)
+        pooled = torch.flatten(self.avgpool(prepool), 1)
+        return self.fc(pooled), make_features([f0, f1, f2, f3], [f0, f1_pre, f2_pre, f3_pre], pooled, prepool)
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The BatchNorms that compute ``preact_feats[1:]``: the next stage's first ``bn1`` and the final
+        ``bn1`` (mdistiller ``get_bn_before_relu``)."""
+        return [self.block2.layer[0].bn1, self.block3.layer[0].bn1, self.bn1]
 
 
 def wrn_16_1(num_classes: int, drop_rate: float = 0.0) -> WideResNet:

@@ -93,7 +93,12 @@ class MobileNetV1(FeatureModel):
             else:
                 x = layer(x)
         pooled = torch.flatten(x, 1)
-        return self.fc(pooled), make_features(feats, preacts, pooled)
+        return self.fc(pooled), make_features(feats, preacts, pooled, feats[-1])
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The last BatchNorm of ``model.5``, ``model.11`` and ``model.13`` (``preact_feats[1:]``; mdistiller
+        lists ``model.3``'s too, which its OFD, reading ``preact_feats[1:]``, would misalign)."""
+        return [self.model[i][-2] for i in _STAGE_ENDS[1:]]
 
 
 def mobilenetv1_imagenet(num_classes: int) -> MobileNetV1:

@@ -80,7 +80,13 @@ class ResNet(FeatureModel):
         x = run_stages(self.maxpool(x), (self.layer1, self.layer2, self.layer3, self.layer4), feats, preacts)
         pooled = torch.flatten(self.avgpool(x), 1)
         logits = self.fc(pooled)
-        return (logits, make_features(feats, preacts, pooled)) if return_features else logits
+        return (logits, make_features(feats, preacts, pooled, x)) if return_features else logits
+
+    def get_bn_before_relu(self) -> list[nn.BatchNorm2d]:
+        """The residual branch's last BatchNorm (``bn2`` of basic blocks, ``bn3`` of bottlenecks) of each
+        stage's last block, layer1..4. (mdistiller's lists layer2..4 only, its layer1 entry commented out.)"""
+        last = "bn3" if isinstance(self.layer1[0], Bottleneck) else "bn2"
+        return [getattr(layer[-1], last) for layer in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
 
 def resnet18_imagenet(num_classes: int) -> ResNet:

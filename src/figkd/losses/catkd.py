@@ -1,0 +1,98 @@
+"""CAT-KD: class attention transfer (Guo et al., CVPR 2023), as in GzyAftermath/CAT-KD.
+
+The class activation maps (CAMs) of both models - each class's classifier weights applied at every
+position of the map before the global pooling, without the bias (`figkd.models.base.
+class_activation_maps`; CAT-KD's converted ``*_test`` models compute them with a bias-free 1x1
+``conv_test`` before the pooling) - are average-pooled to ``pool_size`` x ``pool_size``, optionally
+L2-normalised over the spatial positions of each (sample, class), and compared by a mean squared error:
+
+    L_cat = mean((n(pool(CAM_s)) - n(pool(CAM_t)))^2)        (``CAT_loss`` in
+                                                              ``mdistiller/distillers/CAT_KD.py``)
+
+CIFAR-100 setting: the authors publish one config per pair (``configs/cifar100/CAT_KD/*.yaml``), whose
+values differ from their ``mdistiller/engine/cfg.py`` defaults (weight 400, 2x2, normalised). The
+``cat_kd`` preset is the resnet32x4 -> resnet8x4 config (``res32x4_res8x4.yaml``): CAT weight 15, 2x2,
+no normalisation, CE weight 1; `CIFAR100_PAIRS` holds every pair's.
+
+Where figkd differs: CAT-KD converts the *student* too, so its classifier has no bias and its logits
+are the pooled CAMs; a figkd student keeps its ``nn.Linear`` (with bias; its CAMs are taken without
+it). The teacher's bias is dropped by the conversion in CAT-KD and absent from its CAMs here alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import full_precision
+from .registry import register_term
+
+#: GzyAftermath/CAT-KD ``configs/cifar100/CAT_KD/<file>``: (teacher, student) -> (file, CAT weight,
+#: CAM resolution after pooling, normalisation). CE weight 1 and FiGKD's recipe (batch 64, 240 epochs,
+#: lr 0.05, 0.01 for ShuffleNet/MobileNetV2 students) in every file.
+CIFAR100_PAIRS: dict[tuple[str, str], tuple[str, float, int, bool]] = {
+    ("resnet110", "resnet32"): ("res110_res32.yaml", 1.8, 2, False),
+    ("resnet32x4", "resnet8x4"): ("res32x4_res8x4.yaml", 15.0, 2, False),
+    ("resnet32x4", "shufflenetv1"): ("res32x4_shuv1.yaml", 600.0, 4, True),
+    ("resnet32x4", "shufflenetv2"): ("res32x4_shuv2.yaml", 600.0, 4, True),
+    ("resnet50", "mobilenetv2"): ("res50_mv2.yaml", 40.0, 2, True),
+    ("resnet56", "resnet20"): ("res56_res20.yaml", 0.7, 2, False),
+    ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 15.0, 2, True),
+    ("vgg13", "vgg8"): ("vgg13_vgg8.yaml", 4.5, 2, False),
+    ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 80.0, 4, True),
+    ("wrn_40_2", "wrn_16_2"): ("wrn_40_2_wrn_16_2.yaml", 12.0, 2, False),
+    ("wrn_40_2", "wrn_40_1"): ("wrn_40_2_wrn_40_1.yaml", 1.5, 2, False),
+}
+
+
+def _check(pool_size, normalize) -> None:
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ValueError(f"CAT-KD: pool_size must be a positive integer, got {pool_size!r}")
+    if not isinstance(normalize, bool):
+        raise ValueError(f"CAT-KD: normalize must be true or false, got {normalize!r}")
+
+
+@full_precision
+def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, pool_size: int = 2,
+                normalize: bool = False) -> torch.Tensor:
+    """CAT-KD's class attention transfer loss (see the module docstring).
+
+    Args:
+        student_cams: (B, C, H, W) student class activation maps.
+        teacher_cams: (B, C, H', W') teacher class activation maps (detached here); spatial sizes may
+            differ, both are pooled to ``pool_size`` x ``pool_size``.
+        pool_size: the CAM resolution after adaptive average pooling (``CAM_RESOLUTION``).
+        normalize: L2-normalise each pooled map over its positions (``IF_NORMALIZE``; eps 1e-12).
+
+    Raises ValueError for different batch or class counts. Computed in float32 or wider.
+    """
+    _check(pool_size, normalize)
+    if student_cams.ndim != 4 or student_cams.shape[:2] != teacher_cams.shape[:2]:
+        raise ValueError(f"cat_kd_loss: student CAMs {tuple(student_cams.shape)} and teacher CAMs "
+                         f"{tuple(teacher_cams.shape)} must be (B, C, H, W) with the same B and C")
+    s = F.adaptive_avg_pool2d(student_cams, pool_size)
+    t = F.adaptive_avg_pool2d(teacher_cams.detach(), pool_size)
+    if normalize:
+        s, t = F.normalize(s, dim=(2, 3)), F.normalize(t, dim=(2, 3))
+    return F.mse_loss(s, t)
+
+
+@register_term("cat_kd", inputs=("student_cams", "teacher_cams"),
+               source="Guo et al. CVPR 2023; GzyAftermath/CAT-KD mdistiller/distillers/CAT_KD.py (defaults: "
+                      "configs/cifar100/CAT_KD/res32x4_res8x4.yaml)")
+class CATKD(nn.Module):
+    """The CAT-KD term: ``cat_kd_loss(student_cams, teacher_cams, pool_size, normalize)``. It has no
+    trainable part: the student's CAMs come from its own classifier (the vocabulary's ``student_cams``)."""
+
+    def __init__(self, pool_size: int = 2, normalize: bool = False) -> None:
+        super().__init__()
+        _check(pool_size, normalize)
+        self.pool_size = pool_size
+        self.normalize = normalize
+
+    def forward(self, student_cams: torch.Tensor, teacher_cams: torch.Tensor) -> torch.Tensor:
+        return cat_kd_loss(student_cams, teacher_cams, self.pool_size, self.normalize)
+
+    def extra_repr(self) -> str:
+        return f"pool_size={self.pool_size}, normalize={self.normalize}"

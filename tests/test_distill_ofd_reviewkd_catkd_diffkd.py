@@ -1,0 +1,51 @@
+"""`figkd distill --objective X` on the bundled digits data for OFD, ReviewKD, CAT-KD and DiffKD: one short
+run (one epoch, four students sharing the teacher), whose trainable modules train and are saved with the
+student's training state. Their exact resume is the SIGKILL test of test_engine_runs.py (ReviewKD)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from figkd.engine.learner import build_learner
+from figkd.models import build_model, load_teacher, save_weights
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+OBJECTIVES = ("ofd", "reviewkd", "cat_kd", "diffkd")
+#: The loss parts each run reports (besides ce and total).
+PARTS = {"ofd": ["ofd"], "reviewkd": ["reviewkd"], "cat_kd": ["cat_kd"],
+         "diffkd": ["diffkd", "diffkd/feat", "diffkd/feat_ddim", "diffkd/feat_ae", "diffkd/logits",
+                    "diffkd/logits_ddim"]}
+
+
+@pytest.mark.slow  # one epoch of digits for four students: about a minute of CPU
+def test_distill_runs_each_feature_method_on_digits_and_trains_its_modules(tmp_path):
+    torch.manual_seed(0)
+    save_weights(build_model("resnet8", 10), tmp_path / "teacher.safetensors")
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-m", "figkd", "distill", "--dataset", "digits", "--teacher", "resnet8", "--teacher-ckpt",
+         str(tmp_path / "teacher.safetensors"), "--student", "resnet8", "--objective", *OBJECTIVES, "--epochs", "1",
+         "--device", "cpu", "--set", "batch_size=128", "--set", "progress=off", "--set", "tensorboard=false",
+         "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    teacher = load_teacher("resnet8", str(tmp_path / "teacher.safetensors"), 10)
+    for name in OBJECTIVES:
+        run_dir = tmp_path / "runs" / f"resnet8-{name}"
+        [record] = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        for part in ["ce", "total", *PARTS[name]]:
+            assert math.isfinite(record[f"train/loss/{part}"]), (name, part)
+        saved = torch.load(run_dir / "checkpoints" / "epoch_0001.state.pt", weights_only=True)["objective"]
+        torch.manual_seed(0)  # the run's initialisation of this student and its objective's modules
+        initial = build_learner(build_model("resnet8", 10), name, teacher=teacher, num_classes=10,
+                                input_size=(32, 32), train_size=1437).objective
+        assert saved.keys() == initial.state_dict().keys()
+        trained = dict(initial.named_parameters())
+        assert bool(trained) == (name != "cat_kd")  # CAT-KD trains nothing but the student
+        for key, before in trained.items():
+            assert not torch.equal(saved[key], before.detach()), (name, key)
