@@ -48,10 +48,12 @@ PATHS = {
     "fast": {"amp": "bf16", "channels_last": "on", "cuda_graph": "auto"},
 }
 CLASSES = 10  # digits
+#: Image side of the bundled digits datasets (figkd.data: digits upscaled to 32x32, digits_16 at 16x16).
+SIDE = {"digits": 32, "digits_16": 16}
 
 
 def train_teacher(args, device: torch.device, workdir: Path) -> Path:
-    cfg = RunConfig(dataset="digits", model=args.teacher, epochs=args.teacher_epochs, device=str(device),
+    cfg = RunConfig(dataset=args.dataset, model=args.teacher, epochs=args.teacher_epochs, device=str(device),
                     lr_milestones=scaled_milestones(args.teacher_epochs), progress="off", tensorboard=False,
                     out=str(workdir / "teacher"), **PATHS["fp32"])
     [summary] = run(cfg, "train", log=lambda *a, **k: None)
@@ -61,16 +63,16 @@ def train_teacher(args, device: torch.device, workdir: Path) -> Path:
 
 def student_run(args, device: torch.device, teacher_path: Path, seed: int, path: str, workdir: Path) -> dict:
     """One distillation run; its test top-1 and the total loss of every step of epoch 1."""
-    cfg = RunConfig(dataset="digits", teacher=args.teacher, student=args.student, objective=args.objective,
+    cfg = RunConfig(dataset=args.dataset, teacher=args.teacher, student=args.student, objective=args.objective,
                     epochs=args.epochs, lr_milestones=scaled_milestones(args.epochs), seed=seed, device=str(device),
                     progress="off", tensorboard=False, **PATHS[path])
     teacher = load_teacher(args.teacher, teacher_path, CLASSES)
     torch.manual_seed(seed)
     learner = build_learner(build_model(args.student, CLASSES), args.objective, teacher=teacher, num_classes=CLASSES,
-                            input_size=(32, 32))
-    train = build_loader("digits", None, True, cfg.batch_size, device=device, seed=seed,
+                            input_size=(SIDE[args.dataset],) * 2)
+    train = build_loader(args.dataset, None, True, cfg.batch_size, device=device, seed=seed,
                          strong_view=learner.needs.strong())
-    test = build_loader("digits", None, False, cfg.eval_batch_size, device=device)
+    test = build_loader(args.dataset, None, False, cfg.eval_batch_size, device=device)
     member = Member(name=f"{path}-s{seed}", model_name=args.student, objective_name=args.objective,
                     learner=learner, run_dir=workdir / f"{path}-s{seed}", cfg=cfg)
     log: list[str] = []
@@ -95,6 +97,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="digits", choices=sorted(SIDE), help="digits (32x32) or digits_16")
     p.add_argument("--teacher", default="resnet20")
     p.add_argument("--student", default="resnet8")
     p.add_argument("--objective", default="figkd")

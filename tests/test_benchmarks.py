@@ -54,7 +54,8 @@ def test_input_pipeline_benchmark(tmp_path):
 
 
 def test_equivalence_benchmark(tmp_path):
-    data, stdout = _bench("equivalence.py", "--device", "cpu", "--teacher", "resnet8", "--teacher-epochs", "1",
+    data, stdout = _bench("equivalence.py", "--device", "cpu", "--dataset", "digits_16", "--teacher", "resnet8",
+                          "--teacher-epochs", "1",
                           "--epochs", "1", "--seeds", "0", "1", "--compare-steps", "3", out=tmp_path / "e.json")
     assert [(r["seed"], r["path"]) for r in data["runs"]] == [(0, "fp32"), (0, "fast"), (1, "fp32"), (1, "fast")]
     assert {r["amp"] for r in data["runs"]} == {"None", "torch.bfloat16"}

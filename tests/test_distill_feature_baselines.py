@@ -25,7 +25,7 @@ def test_distill_runs_each_feature_baseline_on_digits(tmp_path):
     save_weights(build_model("resnet8", 10), tmp_path / "teacher.safetensors")
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
-        [sys.executable, "-m", "figkd", "distill", "--dataset", "digits", "--teacher", "resnet8", "--teacher-ckpt",
+        [sys.executable, "-m", "figkd", "distill", "--dataset", "digits_16", "--teacher", "resnet8", "--teacher-ckpt",
          str(tmp_path / "teacher.safetensors"), "--student", "resnet8", "--objective", *OBJECTIVES, "--epochs", "1",
          "--device", "cpu", "--out", str(tmp_path / "runs"), "--set", "progress=off", "--set", "tensorboard=false"],
         capture_output=True, text=True, env=env, timeout=900)
@@ -43,7 +43,7 @@ def test_distill_runs_each_feature_baseline_on_digits(tmp_path):
     state = torch.load(tmp_path / "runs" / "resnet8-vid" / "checkpoints" / "epoch_0001.state.pt", weights_only=True)
     teacher, targets = build_model("resnet8", 10), build_dataset("digits", None, train=True).targets
     torch.manual_seed(0)
-    initial = build_learner(build_model("resnet8", 10), "vid", teacher=teacher, num_classes=10, input_size=(32, 32),
+    initial = build_learner(build_model("resnet8", 10), "vid", teacher=teacher, num_classes=10, input_size=(16, 16),
                             train_targets=targets).objective_state()
     assert state["objective"].keys() == initial.keys()
     assert len([k for k in initial if k.endswith("log_scale")]) == 3  # one variance per stage after the stem

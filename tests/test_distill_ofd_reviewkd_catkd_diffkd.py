@@ -29,7 +29,7 @@ def test_distill_runs_each_feature_method_on_digits_and_trains_its_modules(tmp_p
     save_weights(build_model("resnet8", 10), tmp_path / "teacher.safetensors")
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(
-        [sys.executable, "-m", "figkd", "distill", "--dataset", "digits", "--teacher", "resnet8", "--teacher-ckpt",
+        [sys.executable, "-m", "figkd", "distill", "--dataset", "digits_16", "--teacher", "resnet8", "--teacher-ckpt",
          str(tmp_path / "teacher.safetensors"), "--student", "resnet8", "--objective", *OBJECTIVES, "--epochs", "1",
          "--device", "cpu", "--set", "batch_size=128", "--set", "progress=off", "--set", "tensorboard=false",
          "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=1200)
@@ -43,7 +43,7 @@ def test_distill_runs_each_feature_method_on_digits_and_trains_its_modules(tmp_p
         saved = torch.load(run_dir / "checkpoints" / "epoch_0001.state.pt", weights_only=True)["objective"]
         torch.manual_seed(0)  # the run's initialisation of this student and its objective's modules
         initial = build_learner(build_model("resnet8", 10), name, teacher=teacher, num_classes=10,
-                                input_size=(32, 32), train_size=1437).objective
+                                input_size=(16, 16), train_size=1437).objective
         assert saved.keys() == initial.state_dict().keys()
         trained = dict(initial.named_parameters())
         assert bool(trained) == (name != "cat_kd")  # CAT-KD trains nothing but the student

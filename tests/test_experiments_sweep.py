@@ -24,7 +24,7 @@ from figkd.experiments.slurm import slurm_script, waves, write_slurm_script
 from figkd.experiments.sweep import describe, execute, plan, run_env, seeded_out, summarize, threads_per_run
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TINY = {"dataset": "digits", "epochs": 1, "batch_size": 64, "lr_milestones": [1], "device": "cpu",
+TINY = {"dataset": "digits_16", "epochs": 1, "batch_size": 64, "lr_milestones": [1], "device": "cpu",
         "progress": "off", "tensorboard": False}
 
 
@@ -50,14 +50,14 @@ def test_plan_orders_teachers_and_chains_first(tmp_path, monkeypatch):
     _write(tmp_path / "c" / "1-student.yaml", **TINY, teacher="resnet8", teacher_ckpt="runs/assistant-s0",
            student="resnet8", objective="kd", out="runs/student-s0")
     _write(tmp_path / "c" / "2-assistant.yaml", **TINY, teacher="resnet8",
-           teacher_ckpt="runs/train/digits/resnet8-s0/checkpoints/best.safetensors", student="resnet8",
+           teacher_ckpt="runs/train/digits_16/resnet8-s0/checkpoints/best.safetensors", student="resnet8",
            objective="kd", out="runs/assistant-s0")
     _write(tmp_path / "c" / "3-teacher.yaml", **TINY, model="resnet8")
     runs = plan(["c"], seeds=[0, 1])
     dirs = [str(r.run_dir) for r in runs]
-    assert dirs.index("runs/train/digits/resnet8-s0") < dirs.index("runs/assistant-s0") < dirs.index(
+    assert dirs.index("runs/train/digits_16/resnet8-s0") < dirs.index("runs/assistant-s0") < dirs.index(
         "runs/student-s0")
-    assert "runs/train/digits/resnet8-s1" in dirs and "runs/student-s1" in dirs
+    assert "runs/train/digits_16/resnet8-s1" in dirs and "runs/student-s1" in dirs
     for r in runs:  # every seed of a student waits for the seed-0 run its config names
         if r.command == "distill":
             [dep] = r.deps
