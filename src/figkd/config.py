@@ -49,6 +49,8 @@ class RunConfig:
     teacher: str | None = _f(None, "teacher architecture (figkd distill)")
     teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth")
     student: str | None = _f(None, "student architecture (figkd distill)")
+    peers: list | None = _f(None, "architectures trained together from scratch by deep mutual learning (figkd "
+                            "distill --peers A B; objective dml), each in <out>/peer<i>-<arch>")
     objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
                         "default vanilla for train, figkd for distill")
     # The recipe (paper Section 4.2).
@@ -136,6 +138,9 @@ def _validate(cfg: RunConfig) -> None:
         if value is not None and not isinstance(value, str):
             hint = " (several students: figkd distill --student A B)" if name == "student" else ""
             raise ConfigError(f"{name} must be a single name or path, got {value!r}{hint}")
+    if cfg.peers is not None and not (isinstance(cfg.peers, list) and len(cfg.peers) >= 2
+                                      and all(isinstance(p, str) and p for p in cfg.peers)):
+        raise ConfigError(f"peers must be a list of two or more architectures (--peers A B), got {cfg.peers!r}")
     if cfg.lr is not None and not (isinstance(cfg.lr, int | float) and cfg.lr > 0):
         raise ConfigError(f"lr must be a positive number or null, got {cfg.lr!r}")
     if not isinstance(cfg.lr_milestones, list) or not all(isinstance(m, int) for m in cfg.lr_milestones):
