@@ -97,9 +97,9 @@ def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
     assert 0.0 <= s["last_top1"] <= 100.0
 
 
-#: The students of the resume test: FitNet (a trained connector in the objective's state) and DKD (a
-#: warm-up read from the epoch).
-RESUMED = ("fitnet", "dkd")
+#: The students of the resume test: FitNet (a trained connector in the objective's state), DKD (a
+#: warm-up read from the epoch) and TeKAP (noise drawn at every step from the seeded per-sample stream).
+RESUMED = ("fitnet", "dkd", "tekap")
 
 
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
