@@ -22,8 +22,8 @@ published gamma = 1 this changes nothing; figkd implements the intent (CE weight
 term of the objective; the ``ldrld`` preset: ce 1 + ldrld 1). The code removes the unselected classes by
 subtracting 1000 from their scaled logits; here they are excluded exactly (same values in float64).
 Its training script also warms the *learning rate* up linearly over the first 20 epochs
-(``--wram_up 20``, ``adjust_learning_rate_wram_up``): a recipe setting (config ``lr_warmup``), not part
-of the loss.
+(``--wram_up 20``, ``adjust_learning_rate_wram_up``): a recipe setting, not part of the loss, which
+figkd's recipe does not reproduce (docs/method.md).
 """
 
 from __future__ import annotations
