@@ -72,13 +72,15 @@ def _train(trainer: Trainer, epochs=(1, 2)):
 
 
 FIGKD_DB2 = [{"term": "ce"}, {"term": "figkd", "wavelet": "db2", "dims": 1, "weight": 2.0}]  # cached filters
+DML_T2 = [{"term": "ce"}, {"term": "dml", "temperature": 2.0}]  # a second peer with another objective
 
 
 @pytest.mark.parametrize("objectives", [
     ["kd", "dkd", "figkd", "mlkd"],  # DKD: warm-up on the epoch; MLKD: the strong view
     ["vanilla", "dist", "mlkd+figkd", FIGKD_DB2],
     ["fitnet", "at"],  # stage features; FitNet's connector is trained in the captured step
-], ids=["kd-dkd-figkd-mlkd", "vanilla-dist-mlkd+figkd-db2", "fitnet-at"])
+    ["dml", DML_T2, "tekap"],  # DML: every forward, then each peer's update (two-phase); TeKAP: per-sample draws
+], ids=["kd-dkd-figkd-mlkd", "vanilla-dist-mlkd+figkd-db2", "fitnet-at", "dml-peers-tekap"])
 def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
     backend = RecordingBackend()
     graphed = _trainer(tmp_path / "g", objectives, backend=backend)

@@ -23,7 +23,8 @@ META = torch.device("meta")
 
 
 @pytest.mark.parametrize("objectives", [["vanilla"], ["kd"], ["figkd"], ["dkd"], ["mlkd"], ["dist"],
-                                        ["mlkd+figkd"], ["kd", "figkd", "mlkd"], ["fitnet", "at"]])
+                                        ["mlkd+figkd"], ["kd", "figkd", "mlkd"], ["fitnet", "at"],
+                                        ["dml", "dml"]])  # DML: two peers, the two-phase step
 def test_step_has_no_host_synchronisation(objectives):
     cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
     with META:

@@ -116,6 +116,24 @@ def test_mlkd_runs_land_in_the_row_of_their_recipe(tmp_path):
     assert [r["row"] for r in other] == ["mlkd"] and "epochs 3 (paper 240)" in other[0]["flags"]
 
 
+def test_takd_and_dml_runs_land_in_their_cells(tmp_path):
+    """TAKD's cell holds the student distilled from the assistant (resnet110 -> resnet32: resnet56, the
+    generated takd.yaml's teacher); DML's holds the student's peer of a peers run (<out>/peer1-<student>),
+    while the teacher-architecture peer belongs to no cell of the table."""
+    _run(tmp_path, "d/takd-s0", 71.0, dataset="cifar100", teacher="resnet56", teacher_ckpt="a", student="resnet32",
+         objective="kd")
+    for i, arch in enumerate(("resnet110", "resnet32")):
+        _run(tmp_path, f"d/dml-s0/peer{i}-{arch}", 70.0 + i, dataset="cifar100", peers=["resnet110", "resnet32"],
+             objective="dml")
+    rows = list(csv.DictReader(io.StringIO(report(tmp_path, ["1"], fmt="csv"))))
+    cell = {(r["row"], r["column"]): r for r in rows}
+    takd, dml = cell[("TAKD", "resnet110->resnet32")], cell[("DML", "resnet110->resnet32")]
+    assert (float(takd["mean"]), takd["n"], takd["flags"]) == (71.0, "1", "")
+    assert float(takd["paper"]) == _paper("table1", "resnet110", "resnet32", "TAKD")
+    assert (float(dml["mean"]), dml["n"], dml["flags"]) == (71.0, "1", "")  # peer1: the student's architecture
+    assert [r["row"] for r in rows if r["mean"] and float(r["mean"]) == 70.0] == []
+
+
 def test_ablation_rows_and_best_metric(runs):
     rows = list(csv.DictReader(io.StringIO(report(runs, ["11"], fmt="csv", metric="best"))))
     cell = {(r["group"], r["row"], r["column"]): r for r in rows}

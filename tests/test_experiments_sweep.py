@@ -232,3 +232,20 @@ def test_report_of_the_sweep_matches_the_summaries(swept, capsys):
     values = [summaries[f"kd-s{s}"]["last_top1"] for s in (0, 1)]
     assert f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} (n=2)" in md
     assert "last epoch" in md and "unfinished" not in md
+
+
+def test_plan_runs_a_peers_config_as_distill_and_skips_it_when_every_peer_finished(tmp_path, monkeypatch):
+    """A DML config (peers, no teacher) is a distill run; it is finished when every peer's directory holds
+    the same finished run (the engine writes one per peer: <out>/peer<i>-<arch>)."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "c" / "dml.yaml", **TINY, peers=["resnet8", "resnet20"], objective="dml", out="runs/dml-s0")
+    [r] = plan(["c"])
+    assert r.command == "distill" and r.args[:1] == ["distill"] and r.state == "fresh"
+    for i, arch in enumerate(("resnet8", "resnet20")):
+        d = tmp_path / "runs" / "dml-s0" / f"peer{i}-{arch}"
+        _write(d / "config.yaml", **r.cfg)
+        if i == 0:
+            (d / "summary.json").write_text("{}")
+    assert plan(["c"])[0].state == "fresh"  # one peer unfinished: the engine resumes them together
+    (tmp_path / "runs" / "dml-s0" / "peer1-resnet20" / "summary.json").write_text("{}")
+    assert plan(["c"])[0].state == "done"

@@ -44,10 +44,15 @@ def _inputs(c=100, b=64):
     return ls, lt, y, ls2, lt2
 
 
+def _others(b, like):
+    """The inputs beside logits, target and epoch: sample indices (TeKAP's draws), a peer's logits (DML)."""
+    return {"index": torch.arange(b, device=like.device), "peer_logits": [like * 0.5]}
+
+
 def _run(obj, epoch=240):
     ls, lt, y, ls2, lt2 = _inputs()
     extra = {"student_logits_strong": ls2, "teacher_logits_strong": lt2} if obj.needs.strong() else {}
-    return obj(student_logits=ls, teacher_logits=lt, target=y, epoch=epoch, **extra)
+    return obj(student_logits=ls, teacher_logits=lt, target=y, epoch=epoch, **extra, **_others(64, lt))
 
 
 def _close(a, b):
@@ -57,7 +62,7 @@ def _close(a, b):
 def test_registry_lists():
     assert {"ce", "dist", "dkd", "figkd", "kd", "mlkd", "fitnet", "at"} <= set(list_terms())
     assert list_presets()[:9] == ["vanilla", "kd", "dkd", "mlkd", "dist", "figkd", "mlkd+figkd", "fitnet", "at"]
-    assert term_defaults("dkd") == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}
+    assert term_defaults("dkd") == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "standardize": False}
     assert term_defaults("figkd")["bands"] == "high"
     spec = preset_spec("figkd")
     spec[1]["weight"] = 99.0  # a copy: the preset is unchanged
@@ -234,7 +239,7 @@ def test_no_host_sync_meta_tensors():
         y = torch.empty(64, dtype=torch.long, device="meta")
         extra = {k: torch.empty(64, 100, device="meta") for k in STRONG if obj.needs.strong()}
         epoch = torch.tensor(3.0, device="meta")
-        out = obj(student_logits=s, teacher_logits=t, target=y, epoch=epoch, **extra)
+        out = obj(student_logits=s, teacher_logits=t, target=y, epoch=epoch, **extra, **_others(64, t))
         assert out["total"].shape == () and out["total"].device.type == "meta"
         out["total"].backward()
 
@@ -244,6 +249,7 @@ def test_bf16_autocast_objective_stays_float32():
     for name in _logit_presets():
         obj = build_objective(name)
         extra = {"student_logits_strong": ls2, "teacher_logits_strong": lt2} if obj.needs.strong() else {}
+        extra.update(_others(64, lt))
         ref = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=5, **extra)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=5, **extra)

@@ -61,9 +61,15 @@ def test_every_config_loads_and_names_known_datasets_and_models():
         assert cfg.dataset in datasets, rel
         assert cfg.seed == 0, rel
         assert cfg.data_root == gen.DATA_ROOT[gen.family(cfg.dataset)], rel
-        names = [cfg.model] if command == "train" else [cfg.teacher, cfg.student]
-        for name in names:
+        for name in _models_of(command, cfg):
             assert name in models, (rel, name)
+
+
+def _models_of(command: str, cfg: RunConfig) -> list[str]:
+    """The architectures a config trains or reads: its model, its teacher and student, or its peers (DML)."""
+    if command == "train":
+        return [cfg.model]
+    return list(cfg.peers) if cfg.peers else [cfg.teacher, cfg.student]
 
 
 @cache
@@ -90,6 +96,11 @@ def _needs(spec_json: str, dataset: str, teacher: str | None, student: str):
 
 def test_every_objective_builds_for_its_dataset_and_pair():
     for rel, (command, cfg) in _configs().items():
+        if cfg.peers:  # DML: each peer's objective reads the other peers' logits, no teacher
+            for peer in cfg.peers:
+                needs = _needs(json.dumps(cfg.objective, sort_keys=True), cfg.dataset, None, peer)
+                assert needs.peers and not needs.teacher, rel
+            continue
         student = cfg.model if command == "train" else cfg.student
         needs = _needs(json.dumps(cfg.objective, sort_keys=True), cfg.dataset, cfg.teacher, student)
         if command == "train":
@@ -101,8 +112,7 @@ def test_every_objective_builds_for_its_dataset_and_pair():
 def test_models_build_with_the_class_count_of_their_dataset():
     torch.manual_seed(0)
     pairs = {(name, gen.NUM_CLASSES[gen.family(cfg.dataset)])
-             for command, cfg in _configs().values()
-             for name in ([cfg.model] if command == "train" else [cfg.teacher, cfg.student])}
+             for command, cfg in _configs().values() for name in _models_of(command, cfg)}
     # building every model is a few seconds; one per architecture is enough to catch a bad name or size
     for name in sorted({n for n, _ in pairs}):
         num_classes = max(c for n, c in pairs if n == name)
@@ -110,13 +120,25 @@ def test_models_build_with_the_class_count_of_their_dataset():
 
 
 def test_teacher_ckpt_is_the_run_dir_of_a_teacher_config():
+    """A student's teacher is a teacher config's run; TAKD's student's is its assistant's run (a distill config
+    of the same folder, which a sweep must run first); DML's peers have none."""
     teacher_dirs = {default_run_dir(cfg, "train").as_posix(): rel
                     for rel, (command, cfg) in _configs().items() if rel.startswith("teachers/")}
     for rel, (command, cfg) in _configs().items():
-        if command == "distill":
-            assert cfg.teacher_ckpt in teacher_dirs, rel
-            teacher_cfg = _configs()[teacher_dirs[cfg.teacher_ckpt]][1]
-            assert (teacher_cfg.dataset, teacher_cfg.model) == (cfg.dataset, cfg.teacher), rel
+        if command != "distill":
+            continue
+        if cfg.peers:
+            assert cfg.teacher is None and cfg.teacher_ckpt is None, rel
+            continue
+        if Path(rel).stem == gen.TAKD_VARIANT:
+            assistant_rel = str(Path(rel).with_name(f"{gen.TAKD_ASSISTANT_VARIANT}.yaml"))
+            assistant = _configs()[assistant_rel][1]
+            assert cfg.teacher_ckpt == assistant.out and cfg.teacher == assistant.student, rel
+            assert assistant.teacher_ckpt in teacher_dirs, rel
+            continue
+        assert cfg.teacher_ckpt in teacher_dirs, rel
+        teacher_cfg = _configs()[teacher_dirs[cfg.teacher_ckpt]][1]
+        assert (teacher_cfg.dataset, teacher_cfg.model) == (cfg.dataset, cfg.teacher), rel
 
 
 def test_run_directories_identify_experiments():
@@ -145,7 +167,12 @@ def test_cells_cover_the_paper_tables_for_the_implemented_methods():
             if variant.endswith(gen.FIGKD_RECIPE_SUFFIX):  # a baseline's copy on FiGKD's recipe
                 figkd_recipe_copies.add((cfg.dataset, cfg.teacher, cfg.student, variant))
                 continue
-            covered.add((table, cfg.dataset, cfg.teacher, cfg.student, variant_method[variant], variant))
+            if variant == gen.TAKD_ASSISTANT_VARIANT:  # checked with its student (test_takd_...)
+                continue
+            teacher, student = cfg.peers if cfg.peers else (cfg.teacher, cfg.student)
+            if variant == gen.TAKD_VARIANT:  # its teacher is the assistant: the pair is the assistant's teacher's
+                teacher = _configs()[str(Path(rel).with_name(f"{gen.TAKD_ASSISTANT_VARIANT}.yaml"))][1].teacher
+            covered.add((table, cfg.dataset, teacher, student, variant_method[variant], variant))
     # the copies exist exactly where the baseline's own recipe differs: MLKD on its CIFAR-100 pairs
     assert figkd_recipe_copies == {("cifar100", t, s, "mlkd-figkd-recipe") for r in rows if r["method"] == "MLKD"
                                    for t, s in [(r["teacher"], r["student"])] if r["dataset"] == "cifar100"}
@@ -214,7 +241,7 @@ def test_every_header_states_its_recipe_with_the_models_learning_rate():
 
     for rel, (command, cfg) in _configs().items():
         [recipe] = [h for h in _header(rel) if h.startswith("Recipe: ")]
-        model = cfg.model if command == "train" else cfg.student
+        model = cfg.model if command == "train" else (cfg.peers[-1] if cfg.peers else cfg.student)
         assert f"SGD lr {initial_lr(cfg, model):g}, {cfg.epochs} epochs" in recipe, rel
     # issue 14, point 6: Table 5's MobileNetV1 teachers train at 0.05, MobileNetV2/ShuffleNet students at 0.01
     assert "SGD lr 0.05," in " ".join(_header("teachers/cub200_224/mobilenetv1_imagenet.yaml"))
@@ -237,7 +264,7 @@ def _fp32_command(rel: str) -> list[str]:
 def test_every_header_says_how_to_run_in_fp32():
     from figkd.cli import build_configs, build_parser
 
-    fp32_teachers, parser = {}, build_parser()
+    fp32_teachers, fp32_outs, takd, parser = {}, {}, [], build_parser()
     for rel, (command, cfg) in sorted(_configs().items(), key=lambda kv: kv[1][0] != "train"):
         argv = _fp32_command(rel)
         assert argv[:2] == ["figkd", command], rel
@@ -250,8 +277,17 @@ def test_every_header_says_how_to_run_in_fp32():
         assert fp32.replace(**same) == cfg, rel  # only precision, run directory and teacher differ
         if command == "train":
             fp32_teachers[(cfg.dataset, cfg.model)] = fp32.out
+        elif cfg.peers:  # DML: no teacher
+            assert fp32.teacher_ckpt is None, rel
+        elif Path(rel).stem == gen.TAKD_VARIANT:  # reads the fp32 assistant (checked below)
+            takd.append((rel, fp32.teacher_ckpt, cfg.teacher_ckpt))
         else:  # the fp32 student reads the fp32 teacher that its teacher config's fp32 line trains
             assert fp32.teacher_ckpt == fp32_teachers[(cfg.dataset, cfg.teacher)], rel
+        if command == "distill":
+            fp32_outs[cfg.out] = fp32.out
+    assert takd
+    for rel, fp32_ckpt, ckpt in takd:  # the fp32 TAKD student reads the assistant's fp32 run
+        assert fp32_ckpt == fp32_outs[ckpt], rel
 
 
 def test_table10_on_both_bases():
@@ -287,3 +323,72 @@ def test_fig4_grid_is_eq7_with_other_weights():
         assert default.to_dict() == _configs()[f"{table}/figkd.yaml"][1].to_dict()
         assert "lost in the text extraction" in (PAPER / f"fig4/{dataset}/resnet32x4-resnet8x4/figkd-beta8.yaml"
                                                  ).read_text()
+
+
+# ----------------------------------------------------------------------------------------- issue 12
+
+def _param_count(name: str) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(name, 100).parameters())
+
+
+def test_takd_assistants_follow_the_stated_rule():
+    """The assistant of each pair (gen.TAKD_ASSISTANTS): among the CIFAR models of the registry strictly between
+    student and teacher in parameter count, the teacher's family first, then the student's, then any; the
+    count closest in ratio to the geometric mean of theirs."""
+    import math
+
+    from figkd.models.registry import get_model_info
+
+    cifar = [m for m in list_models() if get_model_info(m).style == "cifar"]
+    counts = {m: _param_count(m) for m in cifar}
+    for (teacher, student), (assistant, why) in gen.TAKD_ASSISTANTS.items():
+        lo, hi = counts[student], counts[teacher]
+        between = [m for m in cifar if lo < counts[m] < hi]
+        for fam in (get_model_info(teacher).family, get_model_info(student).family, None):
+            pool = [m for m in between if fam is None or get_model_info(m).family == fam]
+            if pool:
+                break
+        target = math.sqrt(lo * hi)
+        best = min(pool, key=lambda m: abs(math.log(counts[m] / target)))
+        assert assistant == best, (teacher, student, assistant, best)
+        assert f"{counts[assistant] / 1e6:.2f}M" in why, (teacher, student, why)
+
+
+def test_takd_runs_the_assistant_first_and_dml_trains_the_pair_as_peers():
+    for pair, (assistant, _) in gen.TAKD_ASSISTANTS.items():
+        table = "table1" if (PAPER / "table1" / f"{pair[0]}-{pair[1]}").is_dir() else "table2"
+        where = f"{table}/{pair[0]}-{pair[1]}"
+        first, second = _configs()[f"{where}/takd-assistant.yaml"][1], _configs()[f"{where}/takd.yaml"][1]
+        assert (first.teacher, first.student, first.objective) == (pair[0], assistant, "kd")
+        assert (second.teacher, second.student, second.objective) == (assistant, pair[1], "kd")
+        assert second.teacher_ckpt == first.out  # a sweep orders them by this link
+        header = " ".join(_header(f"{where}/takd.yaml"))
+        assert f"configs/paper/{where}/takd-assistant.yaml must have finished" in header
+        dml = _configs()[f"{where}/dml.yaml"][1]
+        assert dml.peers == list(pair) and dml.objective == "dml" and dml.teacher is None
+        assert f"{dml.out}/peer1-{pair[1]} (the reported cell)" in " ".join(_header(f"{where}/dml.yaml"))
+
+
+def test_logit_cells_of_tables_1_and_2_state_their_reported_number():
+    """Every logit method's cell of Tables 1-2 has a config whose header gives the paper's number."""
+    logit = ("KD", "DKD", "MLKD", "DIST", "FiGKD", "DML", "TAKD", "RLD", "TeKAP", "LDRLD", "EKD")
+    with open(PAPER / "reported_top1.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["table"] in ("table1", "table2") and r["method"] in logit]
+    assert len(rows) == 100  # KD, DKD, MLKD, FiGKD, DML, TAKD, TeKAP, LDRLD 10 each; RLD 7; EKD 8; DIST 5
+    for r in rows:
+        for variant in gen.METHODS[r["method"]]:
+            rel = f"{r['table']}/{r['teacher']}-{r['student']}/{variant}.yaml"
+            header = _header(rel)[0]
+            assert f"{r['method']}: reported top-1 {float(r['top1']):.2f}" in header, rel
+
+
+def test_ekd_configs_carry_each_pairs_published_setting():
+    for (teacher, student), (file, lamb, kd_w, ekd_w, warmup) in gen.EKD_CIFAR100.items():
+        table = "table1" if (PAPER / "table1" / f"{teacher}-{student}").is_dir() else "table2"
+        code = _configs()[f"{table}/{teacher}-{student}/ekd-code.yaml"][1].objective
+        paper = _configs()[f"{table}/{teacher}-{student}/ekd.yaml"][1].objective
+        assert code == [{"term": "ekd", "weight": 1.0, "variant": "code", "lamb": lamb, "temperature": 1.0,
+                         "kd_weight": kd_w, "ekd_weight": ekd_w}]
+        assert paper == [{**code[0], "variant": "paper", "warmup": warmup}]
+        assert f"configs/cifar100/ekd/model/{file}" in " ".join(_header(f"{table}/{teacher}-{student}/ekd-code.yaml"))

@@ -5,8 +5,10 @@ For each name in ``list_terms()``, built with its default options through the en
 declares:
 
 - its declared inputs are vocabulary names, and its options have defaults (registration checks);
-- the whole training step runs on meta tensors (no data: any host synchronisation would raise);
-- the step is captured and replayed by the recording backend (`figkd.engine.graph`): every replay
+- the whole training step runs on meta tensors (no data: any host synchronisation would raise); a term
+  that reads the other peers' logits (DML) runs with two peers, in the engine's two-phase step;
+- the step is captured and replayed by the recording backend (`figkd.engine.graph`) with every term as a
+  member of one run (so, with a peer term among them, in the two-phase step): every replay
   issues the captured operations with the same arguments, reads nothing on the host, creates no tensor
   from host data, and moves no persistent tensor (parameters, buffers, optimizer and guard state);
 - its value is finite and, where it has parameters, they receive gradients.
@@ -54,11 +56,15 @@ def test_step_of_each_term_runs_on_meta_tensors(name):
     cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
     with META:
         teacher = build_model("resnet8", CLASSES).eval()
-    learner = _learner(name, teacher, META)
-    m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"), cfg=cfg)
-    m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    m.guard, m.step_module = GradientGuard(m.optimizer, META), learner
-    trainer = Trainer(cfg, [m], None, None, teacher=teacher if learner.needs.teacher else None, device=META,
+    members = []
+    for _ in range(2 if term_spec(name).inputs.count("peer_logits") else 1):  # a peer term: two peers
+        learner = _learner(name, teacher, META)
+        m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"),
+                   cfg=cfg)
+        m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        m.guard, m.step_module = GradientGuard(m.optimizer, META), learner
+        members.append(m)
+    trainer = Trainer(cfg, members, None, None, teacher=teacher if learner.needs.teacher else None, device=META,
                       info=DistInfo())
     images = torch.empty(BATCH, 3, 32, 32, device=META)
     trainer._begin_epoch(1, steps=STEPS)

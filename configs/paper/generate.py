@@ -65,7 +65,13 @@ NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "cub200": 200, "stanford_d
 METHODS = {"KD": ["kd"], "DKD": ["dkd"], "MLKD": ["mlkd"], "DIST": ["dist"], "FiGKD": ["figkd", "mlkd+figkd"],
            "FitNet": ["fitnet"], "AT": ["at"],
            "OFD": ["ofd"], "ReviewKD": ["reviewkd"], "CAT-KD": ["cat_kd"], "DiffKD": ["diffkd"],
-           "PKT": ["pkt"], "RKD": ["rkd"], "SP": ["sp"], "VID": ["vid"], "CRD": ["crd"]}
+           "PKT": ["pkt"], "RKD": ["rkd"], "SP": ["sp"], "VID": ["vid"], "CRD": ["crd"],
+           "RLD": ["rld"], "TeKAP": ["tekap"], "LDRLD": ["ldrld"], "EKD": ["ekd-code", "ekd"], "DML": ["dml"],
+           "TAKD": ["takd"]}
+#: Variants written by their own writer (not a distill config of the pair's teacher and student): DML trains
+#: the pair's two architectures together as peers; TAKD is two configs, the assistant's and the student's.
+PEER_VARIANTS = ("dml",)
+TAKD_VARIANT, TAKD_ASSISTANT_VARIANT = "takd", "takd-assistant"
 #: Pairs whose stage counts differ (MobileNetV1 has 3 stages after its stem, ResNet18 4): AT pairs them
 #: as mdistiller's zip does (from the first stage), which figkd only does when asked (``stages: first``).
 AT_STAGES_FIRST = {("mobilenetv1_imagenet", "resnet18_imagenet")}
@@ -113,6 +119,46 @@ MLKD_RECIPE_CIFAR100 = {  # (teacher, student) -> (file, lr, epochs)
     ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 0.01, 480),
     ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 0.01, 480),
 }
+#: EKD's per-pair settings: lyxiang-casia/EKD ``configs/cifar100/ekd/model/<file>`` (commit fb65a7e), the
+#: KD4eModel distiller: (file, LAMB, KD_WEIGHT, EKD_WEIGHT, WARMUP). TEMPERATURE is 1 in every file; LR and
+#: EPOCHS are FiGKD's (0.05, 0.01 for MobileNetV2/ShuffleNet, 240). CE_WEIGHT (5.0 in some files) is never
+#: applied by KD4eModel. vgg13_vgg8.yaml selects the CAT_KD distiller: its EKD section (used here) is unused there.
+EKD_SOURCE = "lyxiang-casia/EKD configs/cifar100/ekd/model/{}, commit fb65a7e"
+EKD_CIFAR100 = {
+    ("resnet110", "resnet32"): ("resnet110_resnet32.yaml", -0.86, 2.5, 2.5, 30),
+    ("resnet32x4", "resnet8x4"): ("resnet32x4_resnet8x4.yaml", -1.22, 4.5, 4.5, 30),
+    ("wrn_40_2", "wrn_16_2"): ("wrn_40_2_wrn_16_2.yaml", -1.16, 2.5, 2.5, 30),
+    ("wrn_40_2", "wrn_40_1"): ("wrn_40_2_wrn_40_1.yaml", -1.21, 4.5, 2.0, 30),
+    ("vgg13", "vgg8"): ("vgg13_vgg8.yaml", -0.60, 4.5, 4.5, 30),
+    ("resnet50", "mobilenetv2"): ("resnet50_mnv2.yaml", -1.10, 4.5, 3.0, 150),
+    ("resnet32x4", "shufflenetv2"): ("resnet32x4_shn_v2.yaml", -1.22, 4.5, 4.5, 30),
+    ("vgg13", "mobilenetv2"): ("vgg13_mnv2.yaml", -1.23, 4.5, 3.0, 150),
+}
+
+#: TAKD's teacher assistant per pair of Tables 1-2. TAKD (Mirzadeh et al., AAAI 2020) finds an intermediate-size
+#: assistant best and publishes no assistant for these pairs (its code trains ResNets and plain CNNs with T and
+#: lambda searched by NNI). Rule used here (tests/test_paper_configs.py checks it against the model registry):
+#: among the registry's CIFAR models whose parameter count lies strictly between the student's and the teacher's,
+#: prefer the teacher's family, then the student's, then any; among those, the count closest (in ratio) to the
+#: geometric mean of the two. Counts for 100 classes, in millions.
+TAKD_ASSISTANTS = {
+    ("resnet110", "resnet32"): ("resnet56", "ResNet family, 0.86M between 1.74M and 0.47M (geometric mean 0.91M)"),
+    ("resnet32x4", "resnet8x4"): ("resnet110", "the only ResNet between 7.43M and 1.23M (1.74M)"),
+    ("wrn_40_2", "wrn_16_2"): ("resnet8x4", "no WRN lies between 2.26M and 0.70M; 1.23M is the model closest to "
+                                            "the geometric mean 1.26M"),
+    ("wrn_40_2", "wrn_40_1"): ("wrn_16_2", "the only WRN between 2.26M and 0.57M (0.70M)"),
+    ("vgg13", "vgg8"): ("vgg11", "the only VGG between 9.46M and 3.97M (9.28M)"),
+    ("resnet32x4", "shufflenetv1"): ("resnet110", "ResNet family, 1.74M between 7.43M and 0.95M, closer to the "
+                                                  "geometric mean 2.66M than resnet8x4's 1.23M"),
+    ("resnet32x4", "shufflenetv2"): ("resnet110", "the only ResNet between 7.43M and 1.36M (1.74M)"),
+    ("resnet50", "mobilenetv2"): ("resnet32x4", "ResNet family, 7.43M between 23.71M and 0.81M, the closest to the "
+                                                "geometric mean 4.39M"),
+    ("vgg13", "mobilenetv2"): ("vgg8", "VGG family, 3.97M between 9.46M and 0.81M, the closest to the geometric "
+                                       "mean 2.77M"),
+    ("wrn_40_2", "shufflenetv1"): ("shufflenetv2", "no WRN lies between 2.26M and 0.95M; the student's family: "
+                                                   "1.36M, near the geometric mean 1.46M"),
+}
+
 #: Suffix of a baseline variant run on FiGKD's recipe where its own published recipe differs.
 FIGKD_RECIPE_SUFFIX = "-figkd-recipe"
 #: Settings that train in fp32 as the paper and mdistiller do (RunConfig: amp, channels_last, cuda_graph).
@@ -289,17 +335,37 @@ def train_yaml(dataset: str, model: str, header: list[str]) -> str:
 
 
 def distill_yaml(dataset: str, teacher: str, student: str, variant: str, objective, header: list[str],
-                 recipe: dict | None = None) -> str:
-    """A distill config: ``header`` (paper cell, variant, recipe), then the teacher, run and fp32 lines."""
-    header = header + [f"Teacher: configs/paper/teachers/{dataset}/{teacher}.yaml must have finished.",
+                 recipe: dict | None = None, *, teacher_from: tuple[str, str, str] | None = None,
+                 out_pair: tuple[str, str] | None = None) -> str:
+    """A distill config: ``header`` (paper cell, variant, recipe), then the teacher, run and fp32 lines.
+
+    ``teacher_from``: (config that trains the teacher, its run directory, its fp32 run directory) when the
+    teacher is not a model trained alone (TAKD's assistant); ``out_pair``: the (teacher, student) whose
+    run-directory folder holds this run (default: this config's).
+    """
+    config, ckpt, ckpt_fp32 = teacher_from or (f"configs/paper/teachers/{dataset}/{teacher}.yaml",
+                                               teacher_run_dir(dataset, teacher),
+                                               teacher_run_dir(dataset, teacher, fp32=True))
+    pair = out_pair or (teacher, student)
+    header = header + [f"Teacher: {config} must have finished.",
                        "Run: figkd distill --config <this file>",
-                       *fp32_lines("distill", distill_out(dataset, teacher, student, variant, fp32=True),
-                                   teacher_run_dir(dataset, teacher, fp32=True))]
+                       *fp32_lines("distill", distill_out(dataset, *pair, variant, fp32=True), ckpt_fp32)]
     body = (f"dataset: {dataset}\ndata_root: {DATA_ROOT[family(dataset)]}\n"
-            f"teacher: {teacher}\nteacher_ckpt: {teacher_run_dir(dataset, teacher)}\nstudent: {student}\n"
+            f"teacher: {teacher}\nteacher_ckpt: {ckpt}\nstudent: {student}\n"
             + _objective_yaml(objective)
             + "".join(f"{k}: {_scalar(v)}\n" for k, v in (recipe or {}).items())
-            + f"seed: 0\nout: {distill_out(dataset, teacher, student, variant)}\n")
+            + f"seed: 0\nout: {distill_out(dataset, *pair, variant)}\n")
+    return _header(header) + body
+
+
+def peers_yaml(dataset: str, teacher: str, student: str, variant: str, objective: str, header: list[str]) -> str:
+    """A deep-mutual-learning config: the pair's two architectures trained together from scratch as peers."""
+    out = distill_out(dataset, teacher, student, variant)
+    header = header + ["Run: figkd distill --config <this file>   (no teacher: both peers train from scratch)",
+                       f"Run directories: {out}/peer0-{teacher} and {out}/peer1-{student} (the reported cell).",
+                       *fp32_lines("distill", distill_out(dataset, teacher, student, variant, fp32=True))]
+    body = (f"dataset: {dataset}\ndata_root: {DATA_ROOT[family(dataset)]}\npeers: [{teacher}, {student}]\n"
+            + _objective_yaml(objective) + f"seed: 0\nout: {out}\n")
     return _header(header) + body
 
 
@@ -325,9 +391,25 @@ def dkd_objective(dataset: str, teacher: str, student: str):
                        "warmup": 20}]
 
 
+def ekd_objective(variant: str, dataset: str, teacher: str, student: str):
+    """EKD's term with its per-pair published settings (EKD_CIFAR100), as released ("ekd-code") or as the
+    paper's evidential terms ("ekd"); the presets elsewhere."""
+    setting = EKD_CIFAR100.get((teacher, student)) if dataset == "cifar100" else None
+    if setting is None:
+        return variant
+    _, lamb, kd_weight, ekd_weight, warmup = setting
+    term = {"term": "ekd", "weight": 1.0, "variant": "code" if variant == "ekd-code" else "paper", "lamb": lamb,
+            "temperature": 1.0, "kd_weight": kd_weight, "ekd_weight": ekd_weight}
+    if variant == "ekd":
+        term["warmup"] = warmup
+    return [term]
+
+
 def _objective_for(variant: str, dataset: str, teacher: str, student: str):
     if variant == "dkd":
         return dkd_objective(dataset, teacher, student)
+    if variant in ("ekd", "ekd-code"):
+        return ekd_objective(variant, dataset, teacher, student)
     if variant == "at" and (teacher, student) in AT_STAGES_FIRST:
         return [dict(CE), {"term": "at", "weight": 1000.0, "p": 2.0, "stages": "first"}]
     return variant
@@ -446,12 +528,51 @@ def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
 
 
 _VARIANT_NOTE = {
+    "rld": "RLD (zju-SWJ/RLD CFG.RLD and README: ce 1 + rld (alpha 1, beta 8, T 4, confidence T 4), warm-up 20)",
+    "tekap": "TeKAP, logit level (mdimtiazh/TeKAP README: ce 0.1 + 0.9 x (KD + 0.8 x KD to 3 perturbed teachers), "
+             "T 4)",
+    "ldrld": "LDRLD (yema-web/LDRLD README: ce 1 + ldrld (alpha 10.5, beta 7, k 7, T 4)). Its training script also "
+             "warms the learning rate up over 20 epochs (--wram_up 20), which figkd's recipe does not do: "
+             "docs/method.md",
+    "ekd-code": "EKD as released (KD4eModel's effective loss: evidential CE + KD at T 1 + MSE between logits), "
+                "which produced the published numbers",
+    "ekd": "EKD's evidential terms (the paper's formulation: evidential CE + first-order KL + Dirichlet KL), which "
+           "the released code computes and then overwrites",
     "figkd": "FiGKD as Eq. 7: ce 1 + figkd 2 (Haar, J = 1, high subbands, MSE)",
     "mlkd+figkd": "FiGKD on the MLKD base (Table 10's reading): mlkd 1 + figkd 2",
     "dist": "DIST (authors' CIFAR-100 recipe: ce 1 + dist 2, tau 4)",
     "fitnet": "FitNet (mdistiller's setting: ce 1 + fitnet 100, hint layer 2, ConvReg connector)",
     "at": "AT (mdistiller's setting: ce 1 + at 1000, p 2)",
 }
+
+
+def dml_header(cell: str, teacher: str, student: str) -> list[str]:
+    return [f"{cell} (the {student} peer)",
+            f"Variant: DML (Zhang et al. CVPR 2018; preset dml: ce 1 + the KL to the other peer at T 1): {teacher} and "
+            f"{student} trained together from scratch as peers (no pre-trained teacher), one forward each per step; "
+            f"the cell is the {student} peer's accuracy.",
+            figkd_recipe_line(student) + f" The {teacher} peer: lr {default_lr(teacher):g} (its default_lr)."]
+
+
+def takd_files(where: str, cell: str, dataset: str, teacher: str, student: str) -> dict[str, str]:
+    """TAKD's two configs of a pair: the assistant distilled from the teacher by KD, then the student from the
+    assistant (its teacher checkpoint is the assistant's run directory: a sweep runs the assistant first)."""
+    assistant, why = TAKD_ASSISTANTS[(teacher, student)]
+    a_path = f"{where}/{TAKD_ASSISTANT_VARIANT}.yaml"
+    kd = "mdistiller's KD: ce 0.1 + kd 0.9, T 4"
+    a_header = [f"{cell}; this config: its teacher assistant (step 1 of 2)",
+                f"Variant: TAKD step 1: the assistant {assistant} distilled from {teacher} ({kd}). Assistant: {why}.",
+                figkd_recipe_line(assistant)]
+    s_header = [cell,
+                f"Variant: TAKD step 2: {student} distilled from the assistant {assistant} ({kd}), which "
+                f"configs/paper/{a_path} trains from {teacher} (assistant: {why}). TAKD's own code searches T and "
+                "lambda per pair (NNI) and publishes none for these pairs: mdistiller's KD at both steps.",
+                figkd_recipe_line(student)]
+    a_out = (distill_out(dataset, teacher, assistant, "kd"), distill_out(dataset, teacher, assistant, "kd", fp32=True))
+    return {a_path: distill_yaml(dataset, teacher, assistant, "kd", "kd", a_header),
+            f"{where}/{TAKD_VARIANT}.yaml": distill_yaml(
+                dataset, assistant, student, TAKD_VARIANT, "kd", s_header,
+                teacher_from=(f"configs/paper/{a_path}", *a_out), out_pair=(teacher, student))}
 
 
 def generate() -> dict[str, str]:
@@ -512,13 +633,25 @@ def generate() -> dict[str, str]:
                             "fewer stages than the student, paired from the first as mdistiller's zip does")
                 if base_variant in ("fitnet", "at") and dataset != "cifar100":
                     note += ". mdistiller publishes this setting for CIFAR-100 only; it is used here unchanged"
+                if base_variant in ("ekd", "ekd-code") and not isinstance(objective, str):
+                    file, lamb, kd_w, ekd_w, warmup = EKD_CIFAR100[(teacher, student)]
+                    note += (f"; this pair's setting ({EKD_SOURCE.format(file)}): lamb {lamb}, T 1, KD weight {kd_w}, "
+                             f"EKD weight {ekd_w}" + (f", Dirichlet warm-up {warmup} epochs" if base_variant == "ekd"
+                                                      else ""))
+                cell = (f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
+                        f"reported top-1 {_fmt(top1)}")
+                where = pair_dir(table, dataset, teacher, student, multi)
+                if base_variant in PEER_VARIANTS:
+                    files[f"{where}/{base_variant}.yaml"] = peers_yaml(dataset, teacher, student, base_variant,
+                                                                       base_variant, dml_header(cell, teacher, student))
+                    continue
+                if base_variant == TAKD_VARIANT:
+                    files.update(takd_files(where, cell, dataset, teacher, student))
+                    continue
                 for variant, recipe, recipe_line, extra in baseline_variants(base_variant, dataset, teacher,
                                                                              student):
-                    header = [f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
-                              f"reported top-1 {_fmt(top1)}",
-                              f"Variant: {note}{extra}.",
-                              recipe_line]
-                    path = f"{pair_dir(table, dataset, teacher, student, multi)}/{variant}.yaml"
+                    header = [cell, f"Variant: {note}{extra}.", recipe_line]
+                    path = f"{where}/{variant}.yaml"
                     files[path] = distill_yaml(dataset, teacher, student, variant, objective, header, recipe)
 
     # Table 10: MLKD base (the baseline row is MLKD's cell of Tables 1-4: on MLKD's recipe where published,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
-           "Str"]
+           "Peers", "Str"]
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -206,6 +206,19 @@ class Objective(Check):
 
     def describe(self) -> str:
         return "a preset name or a list of terms like [{term: ce, weight: 1.0}, {term: kd, weight: 0.9}]"
+
+
+class Peers(Check):
+    """Two or more architecture names (deep mutual learning: ``figkd distill --peers A B``)."""
+
+    def check(self, name: str, value: Any) -> list[str]:
+        if (isinstance(value, str) or not isinstance(value, Sequence) or len(value) < 2
+                or not all(isinstance(p, str) and p for p in value)):
+            raise self.fail(name, value)
+        return list(value)
+
+    def describe(self) -> str:
+        return "a list of two or more architectures (--peers A B)"
 
 
 class Normalisation(Check):

@@ -83,6 +83,9 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
     if command == "distill":
         p.add_argument("--student", nargs="+", default=None,
                        help="student architecture(s); several train side by side on one teacher forward")
+        p.add_argument("--peers", nargs="+", default=None, metavar="ARCH",
+                       help="train these architectures together from scratch by deep mutual learning (objective "
+                            "default dml; no teacher needed), one run directory each: <out>/peer<i>-<arch>")
         p.add_argument("--objective", nargs="+", default=None,
                        help=f"objective preset(s) ({presets}; default figkd) or, with --config/--set, a term list "
                             "(see 'loss terms' below); several train side by side, one run directory each")
@@ -111,6 +114,14 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
         if objectives is not None:
             values["objective"] = objectives
         return [apply_overrides(RunConfig(), values)]
+    if getattr(args, "peers", None):
+        if students:
+            raise ConfigError("figkd distill takes --student or --peers, not both")
+        values["peers"] = args.peers
+    if values.get("peers"):  # one configuration: the peers train together
+        if objectives and len(objectives) > 1:
+            raise ConfigError("a peers run has one objective (each peer's); run other objectives separately")
+        return [apply_overrides(RunConfig(), {**values, **({"objective": objectives[0]} if objectives else {})})]
     students = students or [values.get("student")]
     objectives = objectives or [values.get("objective")]
     configs = []

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Str
+from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Peers, Str
 
 
 class ConfigError(ValueError):
@@ -55,6 +55,9 @@ class RunConfig:
                                     check=Optional(Str()))
     student: str | None = _f(None, "student architecture (figkd distill)",
                                check=Optional(Str(hint=" (several students: figkd distill --student A B)")))
+    peers: list | None = _f(None, "architectures trained together from scratch by deep mutual learning (figkd "
+                            "distill --peers A B; objective dml), each in <out>/peer<i>-<arch>",
+                            check=Optional(Peers()))
     mean: Any = _f(None, "normalisation mean per channel: null (the dataset recipe's), a number, a list of 3, "
                    "or auto (the training split's own, computed once, kept in the run directory)",
                    check=Normalisation())

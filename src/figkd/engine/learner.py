@@ -13,7 +13,10 @@ state lives in the training state file beside them.
 
 :meth:`Learner.forward` does the student's side of a step: the forward passes the objective needs
 (stage features, the strong view), the inputs gathered by name from the vocabulary
-(`figkd.losses.inputs`), and the objective, all under the caller's autocast.
+(`figkd.losses.inputs`), and the objective, all under the caller's autocast. A run whose terms read the
+other peers' logits (DML, ``peer_logits``) splits it in two: ``forward(..., outputs_only=True)`` (the
+student's forward passes: through DDP's wrapper, like any forward) for every peer first, then
+:meth:`Learner.losses` of each peer with the others' detached logits.
 """
 
 from __future__ import annotations
@@ -48,20 +51,34 @@ class Learner(nn.Module):
         """What the objective's terms declare (`figkd.losses.inputs.Needs`)."""
         return self.objective.needs
 
-    def forward(self, batch: Batch, teacher: dict[str, Any], epoch: torch.Tensor) -> tuple[dict[str, torch.Tensor],
-                                                                                           torch.Tensor]:
+    def forward(self, batch: Batch, teacher: dict[str, Any], epoch: torch.Tensor, *, outputs_only: bool = False):
         """The objective's terms on ``batch`` and the student's logits (for the training accuracy).
 
         ``teacher``: the teacher's outputs by vocabulary name (`figkd.engine.teacher.TeacherForward`),
-        empty without a teacher; ``epoch``: the 0-dim 1-based epoch tensor of the warm-ups.
+        empty without a teacher; ``epoch``: the 0-dim 1-based epoch tensor of the warm-ups. With
+        ``outputs_only``, only the student's forward passes: their outputs by vocabulary name (the first
+        phase of a step whose terms read the other peers' logits; then :meth:`losses`).
         """
-        inputs = forward_outputs(self.model, batch.images, "student", self._features, self._cams)
+        outputs = self.student_outputs(batch)
+        if outputs_only:
+            return outputs
+        return self.losses(outputs, batch, teacher, epoch)
+
+    def student_outputs(self, batch: Batch) -> dict[str, Any]:
+        """The student's forward passes the objective needs: logits, stage features, the strong view."""
+        outputs = forward_outputs(self.model, batch.images, "student", self._features, self._cams)
         if self._strong:
-            inputs["student_logits_strong"] = self.model(batch.strong)
-        inputs.update(teacher)
-        inputs.update(target=batch.target, index=batch.index, epoch=epoch)
+            outputs["student_logits_strong"] = self.model(batch.strong)
+        return outputs
+
+    def losses(self, outputs: dict[str, Any], batch: Batch, teacher: dict[str, Any], epoch: torch.Tensor,
+               peer_logits: list[torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The objective's terms from the student's ``outputs`` (:meth:`student_outputs`), the teacher's,
+        the batch, the epoch and the other peers' detached logits; and the student's logits."""
+        inputs = {**outputs, **teacher, "target": batch.target, "index": batch.index, "epoch": epoch,
+                  "peer_logits": peer_logits}
         terms = self.objective(**{k: v for k, v in inputs.items() if k in self._inputs})
-        return terms, inputs["student_logits"]
+        return terms, outputs["student_logits"]
 
     def objective_state(self) -> dict[str, torch.Tensor]:
         """The objective's parameters and buffers (connectors, memory banks), for the training state."""

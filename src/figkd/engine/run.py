@@ -8,6 +8,12 @@ model, dataset, objective or key, a missing dataset or checkpoint, a teacher who
 differs from the dataset's, a term that does not fit the pair) is found here, before the first
 step, and raised as :class:`~figkd.config.ConfigError` (the CLI prints it on one line and exits
 with status 2).
+
+A configuration with ``peers`` (``figkd distill --peers A B``) is a deep-mutual-learning run: one member
+per peer, in ``<out>/peer<i>-<arch>``, trained from scratch (no teacher needed), the peers initialised one
+after another from one random stream seeded with ``seed`` (so that two peers of one architecture start
+apart), each with its own optimizer and checkpoint; every peer directory records the whole run's
+configuration, so its ``config.yaml`` runs (or resumes) the whole peer set again.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from . import distributed as dist_utils
 from . import rundir
 from .device import resolve_cuda_graph, resolve_device
 from .learner import build_learner
-from .rundir import default_run_dir, member_name, objective_name  # noqa: F401 (also this module's API)
+from .rundir import default_run_dir, member_name, objective_name, peer_dirs  # noqa: F401 (also this module's API)
 from .trainer import Member, Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
@@ -34,10 +40,20 @@ MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
 def resolve(cfg: RunConfig, command: str) -> RunConfig:
     """Fill the command's defaults (objective) and check that the command has what it needs."""
     if command == "train":
+        if cfg.peers:
+            raise ConfigError("peers are trained together with figkd distill --peers A B (deep mutual learning)")
         if not cfg.model:
             raise ConfigError("figkd train needs --model (figkd models lists them)")
         if cfg.objective is None:
             cfg = cfg.replace(objective="vanilla")
+    elif command == "distill" and cfg.peers:
+        if cfg.student:
+            raise ConfigError("figkd distill takes --student (distilled from a teacher) or --peers (trained together "
+                              "from scratch), not both")
+        if bool(cfg.teacher) != bool(cfg.teacher_ckpt):
+            raise ConfigError("a teacher needs both --teacher and --teacher-ckpt (peers need no teacher)")
+        if cfg.objective is None:
+            cfg = cfg.replace(objective="dml")
     elif command == "distill":
         missing = [f"--{k.replace('_', '-')}" for k in ("teacher", "teacher_ckpt", "student")
                    if not getattr(cfg, k)]
@@ -161,25 +177,36 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
             log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
     num_classes = splits[0].num_classes
     run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
-    from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
-    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], run_dirs=run_dirs, reuse=not overwrite,
-                                 cache_dir=cfg.cache_dir, log=log)
-    teacher = _load_teacher(cfg, num_classes) if command == "distill" else None
-    input_size = _input_size(cfg)
-
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("the students of one run need distinct run directories")
+    if cfg.peers and len(configs) > 1:
+        raise ConfigError("a peers run (--peers) is one configuration: run other students separately")
+    if cfg.peers:  # one member per peer, each with its own directory; all record the peers run's config
+        entries = [(configs[0].replace(out=str(run_dirs[0])), d, arch, d.name)
+                   for d, arch in zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True)]
+    else:
+        entries = [(c.replace(out=str(d)), d, c.model if command == "train" else c.student, member_name(c, command))
+                   for c, d in zip(configs, run_dirs, strict=True)]
+    from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
+    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], run_dirs=[e[1] for e in entries],
+                                 reuse=not overwrite, cache_dir=cfg.cache_dir, log=log)
+    teacher = _load_teacher(cfg, num_classes) if command == "distill" and cfg.teacher else None
+    input_size = _input_size(cfg)
+
     learners = []
-    for c in configs:
-        model_name = c.model if command == "train" else c.student
-        torch.manual_seed(c.seed)  # every member of a run starts from the same initialisation; the
-        model = _build_model(model_name, num_classes)  # objective's modules continue the same stream
+    for i, (c, _, model_name, _) in enumerate(entries):
+        if i == 0 or not c.peers:  # peers continue one stream (different initialisations); other members
+            torch.manual_seed(c.seed)  # all start from the same one. The objective's modules continue it too.
+        model = _build_model(model_name, num_classes)
         learner = build_learner(model, c.objective, teacher=teacher, num_classes=num_classes,
                                 input_size=input_size, train_size=len(splits[0]),
                                 train_targets=splits[0].targets, seed=c.seed)
         if command == "train" and learner.needs.teacher:
             raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
                               "(use figkd distill)")
+        if learner.needs.peers and not c.peers:
+            raise ConfigError(f"objective {objective_name(c.objective)!r} reads the other peers' logits (deep mutual "
+                              "learning): train the peers together with figkd distill --peers A B")
         learners.append(learner)
     # The loaders before any run directory is touched: a data problem (a batch larger than the split, an
     # image that cannot be decoded) is reported with nothing written.
@@ -187,15 +214,13 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
 
     members, done = [], []
-    for c, run_dir, learner in zip(configs, run_dirs, learners, strict=True):
-        c = c.replace(out=str(run_dir))
-        model_name = c.model if command == "train" else c.student
+    for (c, run_dir, model_name, name), learner in zip(entries, learners, strict=True):
         cfg_dict = {**rundir.recorded_config(c, command),  # absolute paths, the lr used
                     "resolved": {"objective": _plain(learner.objective.spec)}}
         status = dist_utils.decide_on_main(
             partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
         if status == "done":
-            log(f"[{member_name(c, command)}] {run_dir} already holds this finished run: skipped")
+            log(f"[{name}] {run_dir} already holds this finished run: skipped")
             done.append(rundir.read_summary(run_dir))
             continue
         if info.enabled:
@@ -204,11 +229,14 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
             run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_config(run_dir, cfg_dict)
             normalization.record(run_dir, norm)
-        members.append(Member(name=member_name(c, command), model_name=model_name,
+        members.append(Member(name=name, model_name=model_name,
                               objective_name=objective_name(c.objective), learner=learner,
                               run_dir=run_dir, cfg=c, status=status))
     if not members:
         return done
+    if cfg.peers and done:
+        raise ConfigError(f"the peers of {run_dirs[0]} are in different states (some finished, some not): they "
+                          "train together; remove the unfinished ones' directories or use --overwrite")
     trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
                       log=log)
     trainer.setup()

@@ -64,17 +64,26 @@ def objective_name(spec: Any) -> str:
 
 
 def member_name(cfg: RunConfig, command: str) -> str:
-    """The name of one student of a run: the model (train) or ``<student>-<objective>`` (distill)."""
+    """The name of one student of a run: the model (train), ``<student>-<objective>`` (distill), or
+    ``peers-<arch>-<arch>-<objective>`` (a peers run: deep mutual learning)."""
     if command == "train":
         return str(cfg.model)
+    if cfg.peers:
+        return f"peers-{'-'.join(cfg.peers)}-{objective_name(cfg.objective)}"
     return f"{cfg.student}-{objective_name(cfg.objective)}"
 
 
+def peer_dirs(cfg: RunConfig, run_dir: Path) -> list[Path]:
+    """The run directory of each peer of a peers run whose directory is ``run_dir``: ``peer<i>-<arch>``."""
+    return [Path(run_dir) / f"peer{i}-{arch}" for i, arch in enumerate(cfg.peers)]
+
+
 def default_run_dir(cfg: RunConfig, command: str) -> Path:
-    """``runs/train/<dataset>/<model>-s<seed>``, or for distill
-    ``runs/distill/<dataset>/<teacher>-<student>-<objective>-s<seed>``."""
+    """``runs/train/<dataset>/<model>-s<seed>``, for distill
+    ``runs/distill/<dataset>/<teacher>-<student>-<objective>-s<seed>`` (without a teacher, a peers run:
+    ``runs/distill/<dataset>/peers-<arch>-<arch>-<objective>-s<seed>``)."""
     name = member_name(cfg, command)
-    if command == "distill":
+    if command == "distill" and cfg.teacher:
         name = f"{cfg.teacher}-{name}"
     return Path("runs") / command / cfg.dataset / f"{name}-s{cfg.seed}"
 
@@ -101,7 +110,8 @@ def recorded_config(cfg: RunConfig, command: str) -> dict[str, Any]:
     learning rate the run uses (``figkd.engine.recipe.initial_lr``)."""
     from .recipe import initial_lr
     out = normalized(cfg.to_dict())
-    out["lr"] = initial_lr(cfg, cfg.model if command == "train" else cfg.student)
+    if not cfg.peers:  # peers of other architectures may have other default learning rates: kept as given
+        out["lr"] = initial_lr(cfg, cfg.model if command == "train" else cfg.student)
     return out
 
 

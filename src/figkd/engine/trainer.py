@@ -12,6 +12,11 @@ and read once per epoch (and every ``_SYNC_EVERY`` steps while a progress bar is
 it reads that changes during a run (learning rate, epoch, metric sums, step counter, the gradient
 guard) is a tensor updated in place, so on CUDA the step is captured once in a CUDA graph and
 replayed (``figkd.engine.graph``, ``cuda_graph`` in the config); where it cannot be, the log says why.
+
+Deep mutual learning (a term reading ``peer_logits``: the members are peers) needs every peer's
+logits before any update, so its step has two phases (``_peer_step``): all forwards, then each peer's
+loss, backward and update with the other peers' detached logits. Runs without such a term keep the
+one-phase step.
 """
 
 from __future__ import annotations
@@ -99,6 +104,9 @@ class Trainer:
             raise ConfigError("the objective needs a teacher's outputs "
                               f"({', '.join(sorted(n for n in self.needs.inputs if n.startswith('teacher_')))}); "
                               "use figkd distill with --teacher and --teacher-ckpt")
+        if self.needs.peers and len(members) < 2:
+            raise ConfigError("the objective reads the other peers' logits (deep mutual learning: peer_logits), and "
+                              "this run has one model: train two or more peers with figkd distill --peers A B")
         self.teacher_forward = TeacherForward(teacher, self.needs) if teacher is not None else None
         self.log = log if info.is_main else (lambda *a, **k: None)
         self.fault = fault_point()
@@ -214,15 +222,38 @@ class Trainer:
         tensors and writes only in place, so it can be captured once and replayed."""
         batch = Batch(images, target, strong=strong, index=index)
         teacher = self._teacher_outputs(batch)
-        for m, acc in zip(self.members, self._accs, strict=True):
-            with self._autocast():
-                terms, logits = m.step_module(batch, teacher, self._epoch_t)
-            m.optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            m.guard.check()  # a non-finite gradient: this and every later update of the epoch are skipped
-            m.optimizer.step()
-            acc.add(terms, logits, target, self._step_t, m.guard.found)
+        if self.needs.peers:
+            self._peer_step(batch, teacher)
+        else:
+            for m, acc in zip(self.members, self._accs, strict=True):
+                with self._autocast():
+                    terms, logits = m.step_module(batch, teacher, self._epoch_t)
+                self._update(m, acc, terms, logits, target)
         self._step_t += 1
+
+    def _update(self, m: Member, acc: EpochAccumulator, terms: dict[str, torch.Tensor], logits: torch.Tensor,
+                target: torch.Tensor) -> None:
+        m.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        m.guard.check()  # a non-finite gradient: this and every later update of the epoch are skipped
+        m.optimizer.step()
+        acc.add(terms, logits, target, self._step_t, m.guard.found)
+
+    def _peer_outputs(self, batch: Batch, modules: list[nn.Module]) -> list[dict[str, Any]]:
+        """Phase 1 of a peer step: every peer's forward passes (one each), before any update."""
+        with self._autocast():
+            return [module(batch, {}, self._epoch_t, outputs_only=True) for module in modules]
+
+    def _peer_step(self, batch: Batch, teacher: dict[str, Any]) -> None:
+        """Deep mutual learning: every peer's forward, then each peer's loss (reading the other peers'
+        logits of this step, detached), backward and update."""
+        outputs = self._peer_outputs(batch, [m.step_module for m in self.members])
+        logits = [o["student_logits"].detach() for o in outputs]
+        for i, (m, acc, out) in enumerate(zip(self.members, self._accs, outputs, strict=True)):
+            with self._autocast():
+                terms, own = m.learner.losses(out, batch, teacher, self._epoch_t,
+                                              peer_logits=logits[:i] + logits[i + 1:])
+            self._update(m, acc, terms, own, batch.target)
 
     def _step_inputs(self, batch: Batch) -> dict[str, torch.Tensor | None]:
         """The batch as the step's keyword inputs: the memory format of the run, and only the fields a
@@ -321,8 +352,16 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         batch = next(iter(self.train_loader.iter_from(step)))
         batch = Batch(**self._step_inputs(batch))
-        with self._autocast():
-            terms, _ = m.learner(batch, self._teacher_outputs(batch), self._epoch_t)
+        if self.needs.peers:  # the other peers as they are now (their updates went on after that step)
+            outputs = self._peer_outputs(batch, [x.learner for x in self.members])
+            i = self.members.index(m)
+            logits = [o["student_logits"].detach() for o in outputs]
+            with self._autocast():
+                terms, _ = m.learner.losses(outputs[i], batch, self._teacher_outputs(batch), self._epoch_t,
+                                            peer_logits=logits[:i] + logits[i + 1:])
+        else:
+            with self._autocast():
+                terms, _ = m.learner(batch, self._teacher_outputs(batch), self._epoch_t)
         params = [p for p in m.learner.parameters() if p.requires_grad]
         for key in m.learner.objective.keys:
             grads = torch.autograd.grad(terms[key], params, retain_graph=True, allow_unused=True)

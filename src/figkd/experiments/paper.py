@@ -65,8 +65,8 @@ def recipe_of(cfg: dict) -> dict:
     model registry's default learning rate of the student, or of the model of a train run)."""
     defaults = RunConfig().to_dict()
     out = {key: cfg.get(key, defaults[key]) for key in RECIPE_FIELDS}
-    if out["lr"] is None:
-        out["lr"] = default_lr(cfg.get("student") or cfg.get("model") or "")
+    if out["lr"] is None:  # a peers run (DML): its last peer, the student of the paper's cell
+        out["lr"] = default_lr(cfg.get("student") or cfg.get("model") or (cfg.get("peers") or [""])[-1])
     return out
 ABLATION_TABLES = (10, 11, 12, 13, 16)
 
@@ -106,6 +106,8 @@ class Row:
     expected: dict[Column, str] = field(default_factory=dict)
     recipes: dict[Column, dict] = field(default_factory=dict)
     strict_recipe: bool = False
+    #: the teacher architecture of this row's runs where it is not the column's (TAKD: the assistant)
+    teachers: dict[Column, str] = field(default_factory=dict)
 
     def matches(self, column: Column, method: str, recipe: dict | None = None) -> bool:
         if self.strict_recipe and recipe is not None and column in self.recipes and recipe != self.recipes[column]:
@@ -149,14 +151,19 @@ def _generator(paper_dir: Path):
 
 
 @functools.lru_cache(maxsize=4)
-def _config_methods(paper_dir: Path) -> dict[tuple[str, Column, str], tuple[str, dict]]:
-    """(table, column, variant) -> the method and the recipe of that generated distill config."""
+def _config_methods(paper_dir: Path) -> dict[tuple[str, Column, str], tuple[str, dict, str | None]]:
+    """(table, column, variant) -> the method, the recipe and the teacher architecture of that generated
+    distill config (TAKD: the assistant; DML: None)."""
     out = {}
     for rel, text in _generator(paper_dir).generate().items():
         if rel.startswith("table"):
             cfg = yaml.safe_load(text)
-            column = Column(cfg["dataset"], cfg["teacher"], cfg["student"])
-            out[(rel.split("/")[0], column, Path(rel).stem)] = (method_name(cfg["objective"]), recipe_of(cfg))
+            # the cell is the pair folder's: TAKD's student config distils from the assistant, and a DML
+            # config names its peers, not a teacher and a student
+            teacher, student = Path(rel).parent.name.split("-", 1)
+            column = Column(cfg["dataset"], teacher, student)
+            out[(rel.split("/")[0], column, Path(rel).stem)] = (method_name(cfg["objective"]), recipe_of(cfg),
+                                                                cfg.get("teacher"))
     return out
 
 
@@ -175,6 +182,12 @@ def _config_recipe(paper_dir: Path, table: str, column: Column, variant: str) ->
     """The recipe of that generated config (None: no such config)."""
     found = _config_methods(paper_dir).get((table, column, variant))
     return found[1] if found else None
+
+
+def _config_teacher(paper_dir: Path, table: str, column: Column, variant: str) -> str | None:
+    """The teacher architecture of that generated config when it is not the column's (TAKD's assistant)."""
+    found = _config_methods(paper_dir).get((table, column, variant))
+    return found[2] if found and found[2] and found[2] != column.teacher else None
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -205,6 +218,9 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
         by_col: dict[Column, set[str]] = {}
         recipes: dict[Column, dict] = {}
         for c in columns:
+            for v in variants:
+                if (t := _config_teacher(paper_dir, table, c, v)) is not None:
+                    teachers[c] = t
             names = {m for v in variants if (m := _config_method(paper_dir, table, c, v))}
             if names:
                 by_col[c] = names
@@ -220,6 +236,7 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
             if (m in FEATURE_METHODS) != (group == "Features"):
                 continue
             variants = gen.METHODS.get(m, [])
+            teachers: dict[Column, str] = {}
             by_col, expected, recipes = configured(variants)
             # A method run on its own published recipe with copies on FiGKD's (MLKD on CIFAR-100): two rows,
             # each run in the row of its recipe; the paper's number belongs to the method's own recipe.
@@ -227,10 +244,11 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
             copy_cols, copy_expected, copy_recipes = configured(copies)
             strict = bool(copy_cols)
             rows.append(Row(group, m, paper=paper(m), methods=by_col, aliases=frozenset({normalise(m)}),
-                            expected=expected, recipes=recipes, strict_recipe=strict))
+                            expected=expected, recipes=recipes, strict_recipe=strict, teachers=teachers))
             if strict:
                 rows.append(Row(group, f"{m} (FiGKD's recipe)", methods=copy_cols, expected=copy_expected,
                                 recipes=copy_recipes, strict_recipe=True))
+    teachers = {}
     for variant in gen.METHODS["FiGKD"]:
         by_col, expected, recipes = configured([variant])
         rows.append(Row("Ours", f"FiGKD ({variant})", paper=paper("FiGKD"), methods=by_col, expected=expected,

@@ -122,8 +122,9 @@ def _runs_of(row: Row, column: Column, runs: list[RunRecord]) -> list[RunRecord]
     if row.role in ("teacher", "student"):
         model = column.teacher if row.role == "teacher" else column.student
         return [r for r in runs if r.command == "train" and r.dataset == column.dataset and r.student == model]
+    teacher = row.teachers.get(column, column.teacher)  # TAKD's runs distil from the assistant
     return [r for r in runs if r.command == "distill" and r.dataset == column.dataset
-            and r.teacher == column.teacher and r.student == column.student
+            and r.teacher == teacher and r.student == column.student
             and row.matches(column, r.method, recipe_of(r.cfg))]
 
 

@@ -87,7 +87,18 @@ class RunRecord:
 
     @property
     def command(self) -> str:
-        return "distill" if self.cfg.get("student") else "train"
+        return "distill" if (self.cfg.get("student") or self.cfg.get("peers")) else "train"
+
+    @property
+    def peer(self) -> int | None:
+        """The index of this run among the peers of a peers run (DML: its directory is ``peer<i>-<arch>``),
+        else None."""
+        peers = self.cfg.get("peers")
+        if not peers:
+            return None
+        name = self.run_dir.name
+        index = name[4:].split("-", 1)[0] if name.startswith("peer") else ""
+        return int(index) if index.isdigit() and int(index) < len(peers) else None
 
     @property
     def dataset(self) -> str:
@@ -95,10 +106,17 @@ class RunRecord:
 
     @property
     def teacher(self) -> str | None:
+        """The teacher's architecture; for a peer of a two-peer run, the other peer's (the paper's DML cell
+        is the student's peer trained beside the teacher's architecture)."""
+        if self.peer is not None:
+            others = [p for i, p in enumerate(self.cfg["peers"]) if i != self.peer]
+            return others[0] if len(others) == 1 else "+".join(others)
         return self.cfg.get("teacher") if self.command == "distill" else None
 
     @property
     def student(self) -> str:
+        if self.peer is not None:
+            return str(self.cfg["peers"][self.peer])
         return str(self.cfg.get("student") or self.cfg.get("model"))
 
     @property

@@ -83,8 +83,9 @@ def find_configs(paths: list[str | Path]) -> list[Path]:
 
 
 def command_of(cfg: RunConfig) -> str:
-    """``distill`` for a config that names a teacher (teacher, teacher_ckpt or student), else ``train``."""
-    return "distill" if (cfg.teacher or cfg.teacher_ckpt or cfg.student) else "train"
+    """``distill`` for a config that names a teacher (teacher, teacher_ckpt or student) or peers (deep mutual
+    learning), else ``train``."""
+    return "distill" if (cfg.teacher or cfg.teacher_ckpt or cfg.student or cfg.peers) else "train"
 
 
 def seeded_out(out: str, config_seed: int, seed: int) -> str:
@@ -107,8 +108,19 @@ def run_state(run_dir: Path, cfg: dict[str, Any]) -> str:
     ``cfg`` on every field that is not a runtime field; ``resume`` when it holds checkpoints; else ``fresh``.
 
     Only ``done`` changes what the sweep does (it skips the run); everything else is decided by the engine
-    itself when the run starts (``--resume``), including refusing a directory that holds another run.
+    itself when the run starts (``--resume``), including refusing a directory that holds another run. A
+    peers run (DML) is ``done`` when every peer's directory is.
     """
+    if cfg.get("peers"):  # a peers run: one run directory per peer (engine.rundir.peer_dirs), all recording it
+        from ..engine.rundir import peer_dirs
+
+        peers = RunConfig(peers=list(cfg["peers"]))
+        states = {_state(d, cfg) for d in peer_dirs(peers, run_dir)}
+        return "done" if states == {"done"} else ("resume" if "resume" in states else "fresh")
+    return _state(run_dir, cfg)
+
+
+def _state(run_dir: Path, cfg: dict[str, Any]) -> str:
     import yaml
 
     from ..engine.rundir import normalized

@@ -2,10 +2,12 @@
 
 Pure functions (float32 or wider, teacher detached): `ce_loss`, `kd_loss`, `dkd_loss`, `mlkd_loss`,
 `dist_loss`, `figkd_loss`, `fitnet_loss`, `at_loss`, `ofd_loss`, `hcl_loss` (ReviewKD), `cat_kd_loss`,
-`diffkd_loss`. Modules (each registered as an objective term
+`diffkd_loss`, `rld_loss`, `tekap_loss`, `ldrld_loss`, `ekd_loss`, `dml_loss`; `standardize_logits` (logit
+standardization, the ``standardize`` option of the logit terms). Modules (each registered as an objective term
 where it is defined): `CELoss` (``ce``), `KDLoss` (``kd``), `DKDLoss` (``dkd``), `MLKDLoss`
 (``mlkd``), `DISTLoss` (``dist``), `FiGKDLoss` (``figkd``), `FitNet` (``fitnet``), `AT` (``at``), `OFD`
-(``ofd``), `ReviewKD` (``reviewkd``), `CATKD` (``cat_kd``), `DiffKD` (``diffkd``).
+(``ofd``), `ReviewKD` (``reviewkd``), `CATKD` (``cat_kd``), `DiffKD` (``diffkd``), `RLDLoss` (``rld``),
+`TeKAPLoss` (``tekap``), `LDRLDLoss` (``ldrld``), `EKDLoss` (``ekd``), `DMLLoss` (``dml``).
 Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`;
 the input vocabulary is `figkd.losses.inputs`, the build context `BuildContext`.
 Feature-based baselines: `pkt_loss` / `PKT` (``pkt``), `rkd_loss` / `RKD` (``rkd``), `sp_loss` / `SP` (``sp``),
@@ -24,10 +26,13 @@ from .crd import CRD, crd_loss
 from .diffkd import DiffKD, diffkd_loss
 from .dist import DISTLoss, dist_loss
 from .dkd import DKDLoss, dkd_loss
+from .dml import DMLLoss, dml_loss
+from .ekd import EKDLoss, ekd_loss
 from .figkd import FiGKDLoss, figkd_loss
 from .fitnet import FitNet, fitnet_loss
 from .inputs import VOCABULARY, Needs
 from .kd import KDLoss, kd_loss
+from .ldrld import LDRLDLoss, ldrld_loss
 from .mlkd import MLKDLoss, mlkd_loss
 from .objective import PRESETS, Objective, build_objective, list_presets, preset_spec
 from .ofd import OFD, ofd_loss
@@ -35,7 +40,10 @@ from .pkt import PKT, pkt_loss
 from .registry import TermSpec, list_terms, register_term, term_defaults, term_spec
 from .reviewkd import ReviewKD, hcl_loss
 from .rkd import RKD, rkd_loss
+from .rld import RLDLoss, rld_loss
 from .sp import SP, sp_loss
+from .standardize import standardize_logits
+from .tekap import TeKAPLoss, tekap_loss
 from .vid import VID, vid_loss
 
 __all__ = [
@@ -46,11 +54,14 @@ __all__ = [
     "CRD",
     "DISTLoss",
     "DKDLoss",
+    "DMLLoss",
+    "EKDLoss",
     "DiffKD",
     "FeatureShapes",
     "FiGKDLoss",
     "FitNet",
     "KDLoss",
+    "LDRLDLoss",
     "MLKDLoss",
     "Needs",
     "OFD",
@@ -58,8 +69,10 @@ __all__ = [
     "PKT",
     "PRESETS",
     "RKD",
+    "RLDLoss",
     "ReviewKD",
     "SP",
+    "TeKAPLoss",
     "TermSpec",
     "VID",
     "VOCABULARY",
@@ -71,10 +84,13 @@ __all__ = [
     "diffkd_loss",
     "dist_loss",
     "dkd_loss",
+    "dml_loss",
+    "ekd_loss",
     "figkd_loss",
     "fitnet_loss",
     "hcl_loss",
     "kd_loss",
+    "ldrld_loss",
     "list_presets",
     "list_terms",
     "mlkd_loss",
@@ -84,7 +100,10 @@ __all__ = [
     "probe_features",
     "register_term",
     "rkd_loss",
+    "rld_loss",
     "sp_loss",
+    "standardize_logits",
+    "tekap_loss",
     "term_defaults",
     "term_spec",
     "vid_loss",

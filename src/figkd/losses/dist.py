@@ -12,6 +12,9 @@ with pearson(a, b) = <a - mean a, b - mean b> / (||a - mean a|| * ||b - mean b||
 Defaults beta = gamma = tau = 1 are the class defaults (the ImageNet setting). The CIFAR-100 recipe
 of the same code base (`configs/strategies/distill/dist_cifar.yaml`: `kd: dist_t4`,
 `ori_loss_weight: 1`, `kd_loss_weight: 2`) is the `dist` preset of `build_objective`.
+
+``standardize=True`` z-scores both logit vectors before the softmax (logit standardization, Sun et al.
+CVPR 2024, `figkd.losses.standardize`); the LS authors did not publish a DIST setting.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 
 from ._common import check_logits, check_positive, check_real, full_precision
 from .registry import register_term
+from .standardize import check_flag, maybe_standardize
 
 #: Denominator guard of the official `cosine_similarity`.
 EPS = 1e-8
@@ -39,9 +43,13 @@ def dist_loss(
     beta: float = 1.0,
     gamma: float = 1.0,
     temperature: float = 1.0,
+    standardize: bool = False,
 ) -> torch.Tensor:
-    """DIST loss tau^2 * (beta * inter + gamma * intra) (see the module docstring)."""
+    """DIST loss tau^2 * (beta * inter + gamma * intra) (see the module docstring); ``standardize``
+    z-scores each sample's logits first."""
     check_logits(student_logits, teacher_logits, name="dist_loss")
+    student_logits, teacher_logits = maybe_standardize(student_logits, teacher_logits,
+                                                       check_flag(standardize, "dist_loss: standardize"))
     b = check_real(beta, "dist_loss: beta")
     g = check_real(gamma, "dist_loss: gamma")
     t = check_positive(temperature, "dist_loss: temperature")
@@ -57,14 +65,17 @@ def dist_loss(
 class DISTLoss(nn.Module):
     """`dist_loss` as a module: `DISTLoss(beta=1.0, gamma=1.0, temperature=1.0)(s, t)`."""
 
-    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0) -> None:
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0,
+                 standardize: bool = False) -> None:
         super().__init__()
         self.beta = check_real(beta, "DISTLoss: beta")
         self.gamma = check_real(gamma, "DISTLoss: gamma")
         self.temperature = check_positive(temperature, "DISTLoss: temperature")
+        self.standardize = check_flag(standardize, "DISTLoss: standardize")
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return dist_loss(student_logits, teacher_logits, self.beta, self.gamma, self.temperature)
+        return dist_loss(student_logits, teacher_logits, self.beta, self.gamma, self.temperature, self.standardize)
 
     def extra_repr(self) -> str:
-        return f"beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}"
+        return (f"beta={self.beta}, gamma={self.gamma}, temperature={self.temperature}, "
+                f"standardize={self.standardize}")

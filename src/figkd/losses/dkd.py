@@ -19,6 +19,11 @@ Same values as the official code (megvii-research/mdistiller, `mdistiller/distil
 
 The linear warm-up of the DKD weight (20 epochs on CIFAR-100, `CFG.DKD.WARMUP`) is not part of the
 loss: it is a property of the objective term (`build_objective`, `"warmup": 20`).
+
+``standardize=True`` z-scores both logit vectors first (logit standardization, Sun et al. CVPR 2024,
+`figkd.losses.standardize`), as sunshangquan/logit-standardization-KD's ``dkd_loss`` does with
+``logit_stand``; its CIFAR-100 command multiplies alpha and beta by 9 and sets T = 2 (the ``dkd+ls``
+preset: weight 9 on alpha 1, beta 8, T 2).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 
 from ._common import check_logits, check_positive, check_real, check_target, full_precision
 from .registry import register_term
+from .standardize import check_flag, maybe_standardize
 
 
 def _log_binary_and_nontarget(z: torch.Tensor, gt: torch.Tensor, target: torch.Tensor):
@@ -49,6 +55,7 @@ def dkd_loss(
     alpha: float = 1.0,
     beta: float = 8.0,
     temperature: float = 4.0,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """DKD loss alpha * TCKD + beta * NCKD (see the module docstring).
 
@@ -57,6 +64,7 @@ def dkd_loss(
         target: (B,) ground-truth class indices.
         alpha, beta, temperature: mdistiller's CIFAR-100 defaults `CFG.DKD.ALPHA = 1.0`,
             `CFG.DKD.BETA = 8.0`, `CFG.DKD.T = 4.0` (`mdistiller/engine/cfg.py`).
+        standardize: z-score each sample's student and teacher logits first (logit standardization).
     """
     check_logits(student_logits, teacher_logits, name="dkd_loss")
     check_target(target, student_logits, name="dkd_loss")
@@ -65,6 +73,8 @@ def dkd_loss(
     a = check_real(alpha, "dkd_loss: alpha")
     b = check_real(beta, "dkd_loss: beta")
     t = check_positive(temperature, "dkd_loss: temperature")
+    student_logits, teacher_logits = maybe_standardize(student_logits, teacher_logits,
+                                                       check_flag(standardize, "dkd_loss: standardize"))
     target = target.long()
     gt = torch.zeros_like(student_logits, dtype=torch.bool).scatter_(1, target[:, None], True)
     bin_s, nt_s = _log_binary_and_nontarget(student_logits / t, gt, target)
@@ -82,15 +92,18 @@ def dkd_loss(
 class DKDLoss(nn.Module):
     """`dkd_loss` as a module: `DKDLoss(alpha=1.0, beta=8.0, temperature=4.0)(s, t, target)`."""
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> None:
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+                 standardize: bool = False) -> None:
         super().__init__()
         self.alpha = check_real(alpha, "DKDLoss: alpha")
         self.beta = check_real(beta, "DKDLoss: beta")
         self.temperature = check_positive(temperature, "DKDLoss: temperature")
+        self.standardize = check_flag(standardize, "DKDLoss: standardize")
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 target: torch.Tensor) -> torch.Tensor:
-        return dkd_loss(student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature)
+        return dkd_loss(student_logits, teacher_logits, target, self.alpha, self.beta, self.temperature,
+                        self.standardize)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}"
+        return f"alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, standardize={self.standardize}"

@@ -29,6 +29,9 @@ student is pulled towards the teacher on the chosen subbands K:
   any size); J > 1 must not exceed ``pywt.dwt_max_level`` of the grid (ValueError).
 - ``wavelet`` (Appendix A, Table 16), ``mode`` (boundary extension) and ``grid`` (``"pad"``,
   ``"pad_floor"``, ``"factor"`` or an explicit ``(H, W)``; `figkd.grid.grid_shape`).
+- ``standardize`` (not in the paper): z-score each sample's student and teacher logits before the
+  grid and the transform (logit standardization, Sun et al. CVPR 2024; `figkd.losses.standardize`),
+  so the detail subbands compare logit relations rather than magnitudes (the ``figkd+ls`` preset).
 
 `DEFAULTS` is the one declaration of the option defaults (the paper's, Section 3.3, and
 docs/method.md for the open points); the keyword defaults of `figkd_loss` and `FiGKDLoss` are tested
@@ -52,6 +55,7 @@ from .. import grid as _grid
 from .. import wavelets as _wavelets
 from ._common import check_logits, check_positive, full_precision
 from .registry import register_term
+from .standardize import check_flag, standardize_logits
 
 BANDS = ("high", "low", "both")
 LEVELS = ("all", "deepest")
@@ -76,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "grid": "pad",
     "noise_std": 0.0,
     "temperature": 4.0,
+    "standardize": False,
 }
 
 
@@ -138,6 +143,7 @@ def validate_options(**options: Any) -> dict[str, Any]:
         raise ValueError("figkd: noise_std perturbs the teacher's high-frequency (detail) subbands (Table 12), "
                          "and bands='low' distils none: use bands='high' or 'both', or noise_std=0")
     temperature = check_positive(o["temperature"], "figkd: temperature")
+    check_flag(o["standardize"], "figkd: standardize")
     return {**o, "grid": grid, "noise_std": noise_std, "temperature": temperature}
 
 
@@ -203,6 +209,8 @@ def _reduce(errors: list[torch.Tensor], reduction: str) -> torch.Tensor:
 def _detail_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, shape: tuple[int, int] | None,
                  opts: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
     teacher_logits = teacher_logits.detach()  # gradients reach the student only
+    if opts["standardize"]:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
     noise_std = opts["noise_std"]
     if opts["criterion"] in ("mse", "l1"):
         # The zero padding and the DWT are linear in every boundary mode, so the subbands of the
@@ -238,6 +246,7 @@ def figkd_loss(
     grid: str | Sequence[int] = "pad",
     noise_std: float = 0.0,
     temperature: float = 4.0,
+    standardize: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """FiGKD detail loss between (B, C) student and teacher logits (see the module docstring).
@@ -249,7 +258,7 @@ def figkd_loss(
     """
     opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels, dims=dims,
                             criterion=criterion, reduction=reduction, grid=grid, noise_std=noise_std,
-                            temperature=temperature)
+                            temperature=temperature, standardize=standardize)
     check_logits(student_logits, teacher_logits, name="figkd_loss")
     shape = _grid_shape(student_logits.shape[1], opts)
     return _detail_loss(student_logits, teacher_logits, shape, opts, generator)
@@ -316,6 +325,7 @@ class FiGKDLoss(nn.Module):
         grid: str | Sequence[int] = "pad",
         noise_std: float = 0.0,
         temperature: float = 4.0,
+        standardize: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -325,7 +335,7 @@ class FiGKDLoss(nn.Module):
         self.num_classes = num_classes
         self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels,
                                         dims=dims, criterion=criterion, reduction=reduction, grid=grid,
-                                        noise_std=noise_std, temperature=temperature)
+                                        noise_std=noise_std, temperature=temperature, standardize=standardize)
         # grid per number of classes, filled at build time when num_classes is known (the forward pass
         # is then a dict lookup, which torch.compile(fullgraph=True) traces)
         self._shapes: dict[int, tuple[int, int] | None] = {}

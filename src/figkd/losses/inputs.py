@@ -30,6 +30,8 @@ name                       value                                         provide
 ``index``                  (B,) int64 index of each sample in the        the loader (CRD's memory bank)
                            training set
 ``epoch``                  0-dim float32 tensor, 1-based epoch           the engine (warm-ups)
+``peer_logits``            list of (B, C) logits of the *other* peers    the engine's two-phase step
+                           of a DML run, detached                        (every peer's forward first)
 =========================  ============================================  =================================
 
 The feature structure (what ``feats``, ``preact_feats`` and ``pooled_feat`` hold per model family)
@@ -62,6 +64,7 @@ VOCABULARY: dict[str, str] = {
     "target": "(B,) int64 class indices",
     "index": "(B,) int64 index of each sample in the training set",
     "epoch": "0-dim float32 tensor: the 1-based epoch (warm-ups)",
+    "peer_logits": "list of (B, C) logits of the other peers of the run (DML), detached",
 }
 
 #: Inputs without a batch dimension (never gathered across ranks).
@@ -129,3 +132,8 @@ class Needs:
     @property
     def epoch(self) -> bool:
         return "epoch" in self.inputs
+
+    @property
+    def peers(self) -> bool:
+        """A term reads the other peers' logits: the run's step is two-phase (every forward first)."""
+        return "peer_logits" in self.inputs

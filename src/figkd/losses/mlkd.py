@@ -39,6 +39,13 @@ Differences between that code's effective behaviour and the MLKD paper, all repr
    on the device from a sort (no host synchronisation).
 
 The total MLKD loss is ``ce + kd + cc + bc`` (the official trainer sums `losses_dict`).
+
+``standardize=True`` (logit standardization, Sun et al. CVPR 2024; `figkd.losses.standardize`) z-scores
+the logits of the KD sums only, as sunshangquan/logit-standardization-KD's ``mdistiller/distillers/MLKD.py``
+does (its ``kd_loss(..., logit_stand=...)``): the class- and batch-correlation terms and the confidence
+masks keep the raw logits. Its CIFAR-100 setting (``--logit-stand --base-temp 2 --kd-weight 9``) sets
+T = 2 and kd_weight = 9 (the ``mlkd+ls`` preset); T = 2 is then also one of the fixed temperatures, so
+the T = 2 KD terms count twice, as in that code.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from torch import nn
 
 from ._common import check_logits, check_positive, check_real, check_target, full_precision
 from .registry import register_term
+from .standardize import check_flag, standardize_logits
 
 #: The temperatures of `KD_ours.forward_train`, in the order the code sums them (the first is the
 #: configurable `CFG.KD.TEMPERATURE`, 4 on CIFAR-100).
@@ -95,6 +103,7 @@ def mlkd_loss(
     temperature: float = 4.0,
     ce_weight: float = 0.1,
     kd_weight: float = 0.9,
+    standardize: bool = False,
 ) -> dict[str, torch.Tensor]:
     """MLKD losses of the official code (see the module docstring): ``dict(ce, kd, cc, bc)``.
 
@@ -106,6 +115,7 @@ def mlkd_loss(
         target: (B,) class indices.
         temperature: the first temperature of the set (T, 3, 5, 2, 6); 4 in the official config.
         ce_weight, kd_weight: 0.1 and 0.9 in the official config (`CFG.KD.LOSS`).
+        standardize: z-score the logits of the KD terms (logit standardization; see the module docstring).
     """
     check_logits(student_weak, teacher_weak, name="mlkd_loss (weak view)")
     check_logits(student_strong, teacher_strong, name="mlkd_loss (strong view)")
@@ -121,6 +131,12 @@ def mlkd_loss(
     teacher_weak = teacher_weak.detach()
     teacher_strong = teacher_strong.detach()
     target = target.long()
+    standardized = check_flag(standardize, "mlkd_loss: standardize")
+    if standardized:  # the KD sums only (LS's MLKD.py)
+        kd_views = {"weak": (standardize_logits(student_weak), standardize_logits(teacher_weak)),
+                    "strong": (standardize_logits(student_strong), standardize_logits(teacher_strong))}
+    else:
+        kd_views = {"weak": (student_weak, teacher_weak), "strong": (student_strong, teacher_strong)}
 
     # Confidence masks (teacher, weak view, T = 1), reduced to the fraction of kept entries.
     p_t1 = F.softmax(teacher_weak, dim=1)
@@ -138,16 +154,19 @@ def mlkd_loss(
     for t in temps:
         log_s = F.log_softmax(student_weak / t, dim=1)
         log_t = F.log_softmax(teacher_weak / t, dim=1)
-        log_weak[t] = (log_s, log_t)
         p_s, p_t = log_s.exp(), log_t.exp()
+        if standardized:  # the KD terms on the standardised logits, cc and bc on the raw ones
+            log_s = F.log_softmax(kd_views["weak"][0] / t, dim=1)
+            log_t = F.log_softmax(kd_views["weak"][1] / t, dim=1)
+        log_weak[t] = (log_s, log_t)
         kd_weak.append(_kd_from_log_probs(log_s, log_t, t))
         cc_weak.append(_class_corr(p_s, p_t))
         bc_weak.append(_batch_corr(p_s, p_t))
 
     kd_strong = []
     for t in temps[:3]:
-        log_s = F.log_softmax(student_strong / t, dim=1)
-        log_t = F.log_softmax(teacher_strong / t, dim=1)
+        log_s = F.log_softmax(kd_views["strong"][0] / t, dim=1)
+        log_t = F.log_softmax(kd_views["strong"][1] / t, dim=1)
         kd_strong.append(_kd_from_log_probs(log_s, log_t, t))
     for t in temps[3:]:  # the official "strong" sum uses the weak-view logits at T = 2 and T = 6
         kd_strong.append(_kd_from_log_probs(*log_weak[t], t))
@@ -168,16 +187,19 @@ class MLKDLoss(nn.Module):
     `MLKDLoss()(student_weak, teacher_weak, student_strong, teacher_strong, target)`.
     """
 
-    def __init__(self, temperature: float = 4.0, ce_weight: float = 0.1, kd_weight: float = 0.9) -> None:
+    def __init__(self, temperature: float = 4.0, ce_weight: float = 0.1, kd_weight: float = 0.9,
+                 standardize: bool = False) -> None:
         super().__init__()
         self.temperature = check_positive(temperature, "MLKDLoss: temperature")
         self.ce_weight = check_real(ce_weight, "MLKDLoss: ce_weight")
         self.kd_weight = check_real(kd_weight, "MLKDLoss: kd_weight")
+        self.standardize = check_flag(standardize, "MLKDLoss: standardize")
 
     def forward(self, student_weak: torch.Tensor, teacher_weak: torch.Tensor, student_strong: torch.Tensor,
                 teacher_strong: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         return mlkd_loss(student_weak, teacher_weak, student_strong, teacher_strong, target,
-                         self.temperature, self.ce_weight, self.kd_weight)
+                         self.temperature, self.ce_weight, self.kd_weight, self.standardize)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, ce_weight={self.ce_weight}, kd_weight={self.kd_weight}"
+        return (f"temperature={self.temperature}, ce_weight={self.ce_weight}, kd_weight={self.kd_weight}, "
+                f"standardize={self.standardize}")

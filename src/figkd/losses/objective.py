@@ -121,6 +121,40 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # DiffKD: ori_loss_weight 1, kd_loss_weight 1, tau 1, use_ae (hunto/image_classification_sota
     # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet); CIFAR derivation in figkd.losses.diffkd.
     "diffkd": [{"term": "ce", "weight": 1.0}, {"term": "diffkd", "weight": 1.0}],
+    # RLD: zju-SWJ/RLD CFG.RLD CE_WEIGHT 1, ALPHA 1, BETA 8, T 4, WARMUP 20 (mdistiller/engine/cfg.py; the warm-up
+    # multiplies the RLD term only, RLD.forward_train) and its README's --same-t (ALPHA_T = T = 4; cfg.py: 1).
+    "rld": [{"term": "ce", "weight": 1.0},
+            {"term": "rld", "weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": 4.0, "alpha_temperature": 4.0,
+             "warmup": 20}],
+    # TeKAP (logit level): mdimtiazh/TeKAP README command -r 0.1 -a 0.9 (--kd_T 4); Ours_TeKAP_L.py: 3 perturbed
+    # teachers 0.9 t + 0.1 N(0, 1), weighted 0.8 each.
+    "tekap": [{"term": "ce", "weight": 0.1},
+              {"term": "tekap", "weight": 0.9, "temperature": 4.0, "num_teachers": 3, "teacher_weight": 0.9,
+               "noise_weight": 0.1, "augmented_weight": 0.8}],
+    # LDRLD: yema-web/LDRLD README command -r 1.0 -a 10.5 -b 7.0 --kd_T 4 (train_student.py --k 7); CE once
+    # (the code applies -r twice to CE: gamma^2, = 1 here).
+    "ldrld": [{"term": "ce", "weight": 1.0},
+              {"term": "ldrld", "weight": 1.0, "alpha": 10.5, "beta": 7.0, "k": 7, "temperature": 4.0}],
+    # EKD: lyxiang-casia/EKD configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml (LAMB -1.22, TEMPERATURE 1,
+    # KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30); the term holds its evidential CE. "ekd": the evidential terms
+    # (the paper's); "ekd-code": the released code's effective loss (KD + MSE), which produced its numbers.
+    "ekd": [{"term": "ekd", "weight": 1.0, "variant": "paper", "lamb": -1.22, "temperature": 1.0, "kd_weight": 4.5,
+             "ekd_weight": 4.5, "warmup": 30}],
+    "ekd-code": [{"term": "ekd", "weight": 1.0, "variant": "code", "lamb": -1.22, "temperature": 1.0,
+                  "kd_weight": 4.5, "ekd_weight": 4.5}],
+    # DML: Zhang et al. CVPR 2018 Eq. 10: CE + the mean KL to the other peers at T = 1 (figkd distill --peers A B).
+    "dml": [{"term": "ce", "weight": 1.0}, {"term": "dml", "weight": 1.0, "temperature": 1.0}],
+    # Logit standardization (sunshangquan/logit-standardization-KD README: --logit-stand --base-temp 2
+    # --kd-weight 9; tools/train.py: KD weight and T replaced; DKD alpha and beta multiplied by 9; MLKD kd_weight 9
+    # and T 2, CE weights as configured: KD 0.1 (its cfg.py CFG.KD.LOSS.CE_WEIGHT), DKD 1, MLKD 0.1).
+    "kd+ls": [{"term": "ce", "weight": 0.1}, {"term": "kd", "weight": 9.0, "temperature": 2.0, "standardize": True}],
+    "dkd+ls": [{"term": "ce", "weight": 1.0},
+               {"term": "dkd", "weight": 1.0, "alpha": 9.0, "beta": 72.0, "temperature": 2.0, "standardize": True,
+                "warmup": 20}],
+    "mlkd+ls": [{"term": "mlkd", "weight": 1.0, "temperature": 2.0, "ce_weight": 0.1, "kd_weight": 9.0,
+                 "standardize": True}],
+    # FiGKD on standardized logits (not measured by anyone before): Eq. 7's weights, untuned.
+    "figkd+ls": [{"term": "ce", "weight": 1.0}, {"term": "figkd", "weight": 2.0, "standardize": True}],
 }
 
 
