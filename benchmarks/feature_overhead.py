@@ -6,9 +6,10 @@ Usage:
     python benchmarks/feature_overhead.py --objectives kd fitnet crd --out results.json
 
 For each objective preset (default: KD and every feature preset registered: FitNet, AT, PKT, RKD, SP,
-VID, CRD, ...), on a teacher -> student pair (default resnet32x4 -> resnet8x4, CIFAR-100: 100 classes,
-32x32 inputs, batch 64, a training set of 50,000 samples, so that CRD's memory banks and negatives
-have their CIFAR-100 size), built by the engine's own path (`figkd.engine.learner.build_learner`):
+VID, CRD, OFD, ReviewKD, CAT-KD, DiffKD, ...), on a teacher -> student pair (default resnet32x4 ->
+resnet8x4, CIFAR-100: 100 classes, 32x32 inputs, batch 64, a training set of 50,000 samples, so that
+CRD's memory banks and negatives have their CIFAR-100 size), built by the engine's own path
+(`figkd.engine.learner.build_learner`):
 
 - ``objective``: one call of the objective (CE + the method's term, with its connectors, heads,
   memory update) on fixed features of both models, then ``backward()``; the student's features are
@@ -16,6 +17,12 @@ have their CIFAR-100 size), built by the engine's own path (`figkd.engine.learne
 - ``step``: a whole training step as the engine runs it, eagerly in fp32: the teacher's forward
   (no_grad, with the features the objective needs), the student's forward, the objective, backward
   and the SGD update (of the student and of the method's parameters).
+- ``cost`` (also computed with ``objective``; ``--what cost`` computes only it, no timing): the
+  objective's forward counted once, ``objective_mmac_per_sample`` (multiply-accumulates of its
+  convolutions and matrix products per sample, `torch.utils.flop_counter`, flops / 2) and
+  ``objective_saved_mb`` (the bytes of the distinct tensors autograd saves for its backward, for the
+  whole batch), beside the same counts of the student's forward (``student_mmac_per_sample``,
+  ``student_saved_mb``).
 
 Timing: CUDA events around ``--inner`` calls with synchronisation on CUDA, ``time.perf_counter`` on
 CPU; ``--warmup`` untimed calls first; the figure is the median over ``--repeats`` of the per-call time
@@ -32,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchutil import machine_info, write_json
 from figkd.data.batch import Batch
@@ -41,11 +49,12 @@ from figkd.losses import list_presets, preset_spec, term_spec
 from figkd.models import build_model
 
 #: A preset with a term that reads one of these is a feature method.
-_FEATURE_INPUTS = ("student_feats", "student_preact_feats", "student_pooled")
+_FEATURE_INPUTS = ("student_feats", "student_preact_feats", "student_pooled", "student_prepool", "student_cams")
 
 
 def feature_presets() -> list[str]:
-    """Presets whose terms read the student's features (FitNet, AT, PKT, RKD, SP, VID, CRD, ...)."""
+    """Presets whose terms read the student's features (FitNet, AT, PKT, RKD, SP, VID, CRD, OFD, ReviewKD,
+    CAT-KD, DiffKD, ...)."""
     out = []
     for name in list_presets():
         terms = [term_spec(t["term"]) for t in preset_spec(name)]
@@ -87,6 +96,19 @@ def _leaves(v):
     return v.detach().requires_grad_()
 
 
+def _count(fn) -> tuple[float, float]:
+    """(MMAC, MB saved for backward) of one call of ``fn`` (see the module docstring, ``cost``)."""
+    saved = {}
+
+    def pack(x):
+        saved[(x.data_ptr(), x.dtype, tuple(x.shape), tuple(x.stride()))] = x.numel() * x.element_size()
+        return x
+
+    with FlopCounterMode(display=False) as counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        fn()
+    return counter.get_total_flops() / 2 / 1e6, sum(saved.values()) / 2**20
+
+
 def _time_one(name: str, teacher, setup: dict, device: torch.device, args) -> dict:
     """One preset's row: its objective alone and a whole step (see the module docstring)."""
     batch, epoch, size = setup["batch"], setup["epoch"], setup["size"]
@@ -100,17 +122,25 @@ def _time_one(name: str, teacher, setup: dict, device: torch.device, args) -> di
            "student": args.student, "train_size": args.train_size,
            "objective_parameters": sum(p.numel() for p in learner.objective.parameters()),
            "objective_buffer_mb": sum(b.numel() * b.element_size() for b in learner.objective.buffers()) / 2**20}
-    if args.what in ("objective", "both"):
+    if args.what in ("objective", "both", "cost"):
         with torch.no_grad():
             t_out = teacher_forward(batch, no_autocast)
-            s_out = forward_outputs(learner.model, batch.images, "student", learner.needs.features("student"))
+            s_out = forward_outputs(learner.model, batch.images, "student", learner.needs.features("student"),
+                                    learner.needs.cams("student"))
         fixed = {**t_out, "target": batch.target, "index": batch.index, "epoch": epoch}
 
-        def objective_call():
+        def objective_forward():
             inputs = {**{k: _leaves(v) for k, v in s_out.items()}, **fixed}
-            out = learner.objective(**{k: v for k, v in inputs.items() if k in learner.needs.inputs})
-            out["total"].backward()
+            return learner.objective(**{k: v for k, v in inputs.items() if k in learner.needs.inputs})
 
+        def objective_call():
+            objective_forward()["total"].backward()
+
+        mmac, row["objective_saved_mb"] = _count(objective_forward)
+        row["objective_mmac_per_sample"] = mmac / args.batch
+        mmac, row["student_saved_mb"] = _count(lambda: learner.model(batch.images))
+        row["student_mmac_per_sample"] = mmac / args.batch
+    if args.what in ("objective", "both"):
         row["objective_ms"], row["objective_min_ms"] = _measure(objective_call, device, args.repeats, args.inner,
                                                                 args.warmup)
     if args.what in ("step", "both"):
@@ -155,15 +185,17 @@ def run(device: torch.device, args) -> list[dict]:
 
 
 def _table(results) -> str:
-    lines = [f"{'objective':<10} {'device':<6} {'params':>9} {'buffers MB':>10} {'objective ms':>12} {'vs kd':>7} "
-             f"{'step ms':>9} {'vs kd':>7}"]
+    lines = [f"{'objective':<10} {'device':<6} {'params':>9} {'buffers MB':>10} {'MMAC/sample':>11} {'saved MB':>8} "
+             f"{'objective ms':>12} {'vs kd':>7} {'step ms':>9} {'vs kd':>7}"]
     for r in results:
+        cost = (f"{r['objective_mmac_per_sample']:>11.1f} {r['objective_saved_mb']:>8.1f}"
+                if "objective_mmac_per_sample" in r else f"{'-':>11} {'-':>8}")
         obj = (f"{r['objective_ms']:>12.2f} {r.get('objective_vs_kd', float('nan')):>6.2f}x" if "objective_ms" in r
                else f"{'-':>12} {'-':>7}")
         step = (f"{r['step_ms']:>9.1f} {r.get('step_vs_kd', float('nan')):>6.2f}x" if "step_ms" in r
                 else f"{'-':>9} {'-':>7}")
         lines.append(f"{r['objective']:<10} {r['device']:<6} {r['objective_parameters']:>9,} "
-                     f"{r['objective_buffer_mb']:>10.1f} {obj} {step}")
+                     f"{r['objective_buffer_mb']:>10.1f} {cost} {obj} {step}")
     return "\n".join(lines)
 
 
@@ -179,7 +211,8 @@ def main(argv=None):
     p.add_argument("--input-size", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--train-size", type=int, default=50000, help="training-set size (CRD's banks and negatives)")
-    p.add_argument("--what", choices=["objective", "step", "both"], default="both")
+    p.add_argument("--what", choices=["objective", "step", "both", "cost"], default="both",
+                   help="what to time; 'cost' only counts MAC and saved memory (see the docstring)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     p.add_argument("--inner", type=int, default=10, help="objective calls per timed repeat")
     p.add_argument("--step-inner", type=int, default=2, help="training steps per timed repeat")

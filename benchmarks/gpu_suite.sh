@@ -11,6 +11,8 @@
 #             profile_step.py       what limits the captured step (GPU busy share, kernels per step)
 #             pytest                the CUDA-only tests (graph capture vs eager, wavelets on CUDA)
 #   issue #13 figkd analyze overhead Table 14: s/batch of KD and FiGKD J = 1, 2, 3, resnet32x4 -> resnet8x4, batch 64
+#   issue #11 feature_overhead.py   ms per objective call and per step of KD and the eleven feature methods,
+#                                   resnet32x4 -> resnet8x4, batch 64, CIFAR-100 sizes
 #
 # Usage, from the repository root:  bash benchmarks/gpu_suite.sh [OUTPUT_DIR]   (default benchmarks/results)
 # Each step's output is also appended to OUTPUT_DIR/gpu_suite.log. A failing step is reported and the
@@ -51,5 +53,7 @@ step profile python benchmarks/profile_step.py --mode graph --objectives figkd -
 step profile_eager python benchmarks/profile_step.py --mode bf16_cl --objectives figkd --steps 100 \
   --out "$out/profile_cuda_bf16_cl.json"
 step overhead python -m figkd analyze overhead --device cuda --steps 100 --repeats 5 --out "$out/overhead_cuda"
+step feature_overhead python benchmarks/feature_overhead.py --device cuda \
+  --objectives kd fitnet at pkt rkd sp vid crd ofd reviewkd cat_kd diffkd --out "$out/feature_overhead_cuda.json"
 echo "=== $failed step(s) failed" | tee -a "$log"
 exit "$failed"

@@ -83,7 +83,8 @@ def test_gpu_suite_script_is_valid_and_names_existing_scripts():
     script = ROOT / "benchmarks" / "gpu_suite.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     named = set(re.findall(r"benchmarks/(\w+\.py)", script.read_text()))
-    assert named == {"loss_overhead.py", "input_pipeline.py", "throughput.py", "equivalence.py", "profile_step.py"}
+    assert named == {"loss_overhead.py", "input_pipeline.py", "throughput.py", "equivalence.py", "profile_step.py",
+                     "feature_overhead.py"}
     assert all((ROOT / "benchmarks" / name).is_file() for name in named)
 
 
@@ -108,11 +109,15 @@ def test_fashion_mnist_kd_benchmark(tmp_path):
 
 def test_feature_overhead_benchmark(tmp_path):
     data, stdout = _bench("feature_overhead.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
-                          "--classes", "10", "--train-size", "200", "--objectives", "kd", "vid", "crd",
+                          "--classes", "10", "--train-size", "200", "--objectives", "kd", "vid", "crd", "cat_kd",
                           "--repeats", "1", "--inner", "1", "--step-inner", "1", "--warmup", "0",
                           out=tmp_path / "f.json")
-    rows = {r["objective"]: r for r in data["results"]}
-    assert list(rows) == ["kd", "vid", "crd"] and rows["kd"]["objective_vs_kd"] == rows["kd"]["step_vs_kd"] == 1.0
+    rows = {r["objective"]: r for r in data["results"]}  # cat_kd: the student's CAMs reach the objective alone
+    assert list(rows) == ["kd", "vid", "crd", "cat_kd"]
+    assert rows["kd"]["objective_vs_kd"] == rows["kd"]["step_vs_kd"] == 1.0
+    # VID's regressors are convolutions (MAC > 0); KD's objective has none
+    assert rows["vid"]["objective_mmac_per_sample"] > 0 == rows["kd"]["objective_mmac_per_sample"]
+    assert rows["vid"]["objective_saved_mb"] > 0 and rows["kd"]["student_mmac_per_sample"] > 0
     assert rows["kd"]["objective_parameters"] == 0 and rows["vid"]["objective_parameters"] > 0
     assert rows["crd"]["objective_buffer_mb"] > 0  # the memory banks (200 x 128 x 2 floats here)
     assert all(r["objective_ms"] > 0 and r["step_ms"] > 0 for r in rows.values())

@@ -3,8 +3,12 @@
 Property: for float32 logits of magnitude up to 1e4 (extreme, tied and one-hot vectors, every
 student/teacher pairing of them), batch 1, C = 2 classes, each target and each temperature in
 0.05..10 (for terms with a ``temperature`` option), the term's value and the gradients of every
-student input are finite. Terms that read stage features or embeddings get them at the same
-scales (zeros, ties, +-1e4, random values of magnitude 1e4 and 1e-4), shaped as a resnet8 pair's.
+student input are finite. Terms that read stage features, embeddings, the map before the pooling or
+class activation maps get them at the same scales (zeros, ties, +-1e4, random values of magnitude 1e4
+and 1e-4), shaped as a resnet8 pair's; the samples of a batch are copies of each other. Terms with a
+BatchNorm in their trainable modules get a batch of 2 (in training mode a BatchNorm over a 1 x 1 map
+needs more than one sample: ReviewKD's fusion of the embedding, DiffKD's logits branch). The build
+context has a training set of 16 samples of alternating classes (CRD's memory bank and negatives).
 The terms come from the registry (`list_terms()`), so a term added later is tested without editing
 this file; what a term needs is its declared inputs (`objective.needs`, the vocabulary of
 `figkd.losses.inputs`). A batch of 0 samples is a ValueError for every term.
@@ -14,6 +18,7 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from figkd.losses import BuildContext, build_objective, list_terms, term_defaults
 from figkd.models import build_model
@@ -40,6 +45,7 @@ VECTORS = {
 #: refuses level 1), so at C = 2 it runs on the logit vector (dims=1), once per criterion.
 VARIANTS = {
     "figkd": [{"dims": 1, "criterion": c} for c in ("mse", "l1", "kl")],
+    "ekd": [{"variant": "paper"}, {"variant": "code"}],
 }
 
 
@@ -53,10 +59,24 @@ FEATURES = {
 }
 
 
+#: Suffixes of the feature inputs of each side (the rest of the vocabulary is built by `_inputs`).
+FEATURE_INPUTS = ("feats", "preact_feats", "pooled", "prepool", "cams")
+
+
 def _context():
-    """A resnet8 -> resnet8 pair at C = 2 (features of 16-64 channels at 32x32 .. 8x8)."""
+    """A resnet8 -> resnet8 pair at C = 2 (features of 16-64 channels at 32x32 .. 8x8), trained on 16
+    samples of alternating classes."""
     return BuildContext.from_models(build_model("resnet8", C), build_model("resnet8", C), input_size=(32, 32),
-                                    train_size=16)
+                                    train_targets=[i % C for i in range(16)])
+
+
+def _batch(objective) -> int:
+    """1, or 2 for an objective with a BatchNorm (see the module docstring)."""
+    return 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in objective.modules()) else 1
+
+
+def _is_feature(name: str) -> bool:
+    return name.startswith(("student_", "teacher_")) and name.split("_", 1)[1] in FEATURE_INPUTS
 
 
 def _needed_inputs(objective) -> frozenset[str]:
@@ -70,13 +90,18 @@ def _feature_inputs(needed, kind: str, context, batch: int):
     kw, grads = {}, []
     for side in ("student", "teacher"):
         shapes = getattr(context, side)
-        for name, dims in ((f"{side}_feats", shapes.feats), (f"{side}_preact_feats", shapes.preact_feats)):
-            if name in needed:
-                kw[name] = [FEATURES[kind]((batch, *d)).requires_grad_(side == "student") for d in dims]
-                grads += kw[name] if side == "student" else []
-        if f"{side}_pooled" in needed:
-            kw[f"{side}_pooled"] = FEATURES[kind]((batch, shapes.pooled)).requires_grad_(side == "student")
-            grads += [kw[f"{side}_pooled"]] if side == "student" else []
+        per_sample = {"feats": list(shapes.feats), "preact_feats": list(shapes.preact_feats),
+                      "pooled": (shapes.pooled,), "prepool": shapes.prepool,
+                      "cams": (shapes.logits, *shapes.prepool[1:])}  # CAMs: one map per class, prepool's size
+        for suffix, dims in per_sample.items():
+            name = f"{side}_{suffix}"
+            if name not in needed:
+                continue
+            listed = isinstance(dims, list)  # a list input (one tensor per stage) or one tensor
+            values = [FEATURES[kind]((batch, *d)).requires_grad_(side == "student")
+                      for d in (dims if listed else [dims])]
+            kw[name] = values if listed else values[0]
+            grads += values if side == "student" else []
     return kw, grads
 
 
@@ -105,7 +130,9 @@ def _inputs(student, teacher, target, needed, *, batch=1):
         grads.append(s2)
     if "teacher_logits_strong" in needed:
         kw["teacher_logits_strong"] = torch.tensor([student] * batch, dtype=torch.float32).reshape(batch, C)
-    unknown = needed - set(kw) - {n for n in needed if n.endswith(("feats", "pooled"))}
+    if "peer_logits" in needed:  # DML: the other peer's logits (the teacher vector plays that peer)
+        kw["peer_logits"] = [torch.tensor([teacher] * batch, dtype=torch.float32).reshape(batch, C)]
+    unknown = needed - set(kw) - {n for n in needed if _is_feature(n)}
     assert not unknown, f"the property test does not know how to make inputs {sorted(unknown)}"
     return kw, grads
 
@@ -113,7 +140,7 @@ def _inputs(student, teacher, target, needed, *, batch=1):
 def _cases(needed, context, batch=1):
     """(description, keyword inputs, student tensors) of every case of a term's declared inputs."""
     logits = any(n.endswith(("logits", "logits_strong")) for n in needed)
-    features = any(n.endswith(("feats", "pooled")) for n in needed)
+    features = any(_is_feature(n) for n in needed)
     targets = range(C) if "target" in needed else (0,)
     pairs = itertools.product(VECTORS.items(), VECTORS.items()) if logits else [(("-", VECTORS["tied_zero"]),) * 2]
     kinds = FEATURES if features else ["-"]
@@ -126,13 +153,30 @@ def _cases(needed, context, batch=1):
         yield f"student={sn} teacher={tn} target={y} features={kind}", kw, grads
 
 
+#: Terms undefined at C = 2, which must say so: LDRLD ranks the top k >= 2 classes against the rest.
+NEEDS_MORE_CLASSES = {"ldrld": "needs more than k classes"}
+
+
+def _refuses_two_classes(name: str) -> bool:
+    """For a term of NEEDS_MORE_CLASSES: check that it refuses C = 2 with its one-line error; True."""
+    if name not in NEEDS_MORE_CLASSES:
+        return False
+    objective = build_objective([next(_entries(name))], context=_context())
+    _, kw, _ = next(_cases(_needed_inputs(objective), _context()))
+    with pytest.raises(ValueError, match=NEEDS_MORE_CLASSES[name]):
+        objective(**kw)
+    return True
+
+
 @pytest.mark.parametrize("name", list_terms())
 def test_every_term_is_finite_in_value_and_gradient(name):
+    if _refuses_two_classes(name):
+        return
     failures = []
     context = _context()
     for entry in _entries(name):
         objective = build_objective([entry], context=context)
-        for case, kw, grads in _cases(_needed_inputs(objective), context):
+        for case, kw, grads in _cases(_needed_inputs(objective), context, batch=_batch(objective)):
             loss = objective(**kw)["total"]
             loss.backward()
             if not torch.isfinite(loss) or not all(g.grad is None or torch.isfinite(g.grad).all() for g in grads):
@@ -143,6 +187,8 @@ def test_every_term_is_finite_in_value_and_gradient(name):
 
 @pytest.mark.parametrize("name", list_terms())
 def test_every_term_refuses_an_empty_batch(name):
+    if _refuses_two_classes(name):
+        return
     entry = next(_entries(name))
     context = _context()
     objective = build_objective([entry], context=context)

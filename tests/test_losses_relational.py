@@ -82,6 +82,23 @@ def test_rkd_equals_mdistiller_value_and_gradient():
     _close(parts["angle"].item(), 50 * rkd_angle_loss(ps, pt).item())
 
 
+def test_rkd_and_pkt_are_finite_on_degenerate_embeddings():
+    # RKD's off-diagonal distances are clamped at sqrt(eps) > 0, so tied or zero embeddings of two
+    # samples or more keep the official value; a single sample has no positive distance, where the
+    # official mean over no entries is nan and the distance term is 0 here (the documented deviation).
+    for batch in (1, 2, 5):
+        for value in (0.0, 1.0, 1e4):
+            s = torch.full((batch, 8), value, requires_grad=True)
+            loss = rkd_loss(s, torch.full((batch, 16), value))
+            loss.backward()
+            assert loss.item() == 0.0 and torch.isfinite(s.grad).all(), (batch, value)
+    # PKT at a zero embedding: the norm's gradient there is finite (vector_norm), the loss is 0
+    s = torch.zeros(4, 8, requires_grad=True)
+    loss = pkt_loss(s, torch.zeros(4, 16))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(s.grad).all()
+
+
 def test_sp_equals_mdistiller_value_and_gradient():
     fs, ft, _, _ = _inputs()
     fs.requires_grad_()

@@ -90,23 +90,40 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
             )
 
 
-def check_features(student, teacher, *, name: str = "loss") -> None:
+def check_features(student, teacher, *, name: str = "loss",
+                   inputs: tuple[str, str] = ("student features", "teacher features")) -> None:
     """Checks shared by the feature losses: floating tensors (or lists of them) with a non-empty batch.
 
-    Raises TypeError (not a floating tensor) or ValueError (empty batch, or lists of different lengths).
+    ``inputs``: how the error names the two arguments (a term passes its vocabulary names, e.g.
+    ``("student_pooled", "teacher_pooled")``). Raises TypeError (not a floating tensor) or ValueError
+    (empty batch, or lists of different lengths). Reads shapes only (no host synchronisation).
     """
     s_list = list(student) if isinstance(student, list | tuple) else [student]
     t_list = list(teacher) if isinstance(teacher, list | tuple) else [teacher]
     if len(s_list) != len(t_list) or not s_list:
         raise ValueError(f"{name}: needs equally long, non-empty lists of features, got {len(s_list)} (student) "
                          f"and {len(t_list)} (teacher)")
-    for x in (*s_list, *t_list):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"{name}: features must be floating-point tensors, got "
-                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: empty batch (features of shape {tuple(x.shape)}): the batch mean of a loss "
-                             "over 0 samples is nan; skip empty batches before the loss")
+    check_batch(name, **{inputs[0]: student, inputs[1]: teacher})
+
+
+def check_batch(name: str, /, **inputs) -> None:
+    """Each named input (a floating tensor, or a list of them) has a batch of at least one sample.
+
+    Raises TypeError (not a floating tensor) or ValueError naming ``name`` and the input, e.g.
+    ``pkt_loss: empty batch (student_embedding of shape (0, 64)) ...``: every loss is a batch mean, which
+    over no samples is nan. Reads shapes only (no host synchronisation).
+    """
+    for label, value in inputs.items():
+        listed = isinstance(value, list | tuple)
+        for i, x in enumerate(value if listed else [value]):
+            where = f"{label}[{i}]" if listed else label
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                raise TypeError(f"{name}: {where} must be a floating-point tensor, got {describe_value(x)}")
+            if x.ndim == 0:
+                raise ValueError(f"{name}: {where} must have a batch dimension first, got a 0-dim tensor")
+            if x.shape[0] == 0:
+                raise ValueError(f"{name}: empty batch ({where} of shape {tuple(x.shape)}): the batch mean of a "
+                                 "loss over 0 samples is nan; skip empty batches before the loss")
 
 
 def check_target(target: torch.Tensor, logits: torch.Tensor, *, name: str = "loss") -> None:

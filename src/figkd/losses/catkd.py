@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_features, full_precision
 from .registry import register_term
 
 #: GzyAftermath/CAT-KD ``configs/cifar100/CAT_KD/<file>``: (teacher, student) -> (file, CAT weight,
@@ -65,9 +65,10 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, pool_siz
         pool_size: the CAM resolution after adaptive average pooling (``CAM_RESOLUTION``).
         normalize: L2-normalise each pooled map over its positions (``IF_NORMALIZE``; eps 1e-12).
 
-    Raises ValueError for different batch or class counts. Computed in float32 or wider.
+    Raises ValueError for different batch or class counts, or an empty batch. Computed in float32 or wider.
     """
     _check(pool_size, normalize)
+    check_features(student_cams, teacher_cams, name="cat_kd_loss", inputs=("student_cams", "teacher_cams"))
     if student_cams.ndim != 4 or student_cams.shape[:2] != teacher_cams.shape[:2]:
         raise ValueError(f"cat_kd_loss: student CAMs {tuple(student_cams.shape)} and teacher CAMs "
                          f"{tuple(teacher_cams.shape)} must be (B, C, H, W) with the same B and C")

@@ -44,7 +44,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import check_positive, full_precision
+from ._common import check_batch, check_features, check_positive, full_precision
 from .random import make_key, random_bits
 from .registry import register_term
 
@@ -76,8 +76,9 @@ def crd_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor, num_dat
         eps: the official 1e-7.
 
     Returns a 0-dim tensor (unweighted; the official weight is 0.8). Raises ValueError for score
-    matrices of other shapes. Computed in float32 or wider.
+    matrices of other shapes or an empty batch. Computed in float32 or wider.
     """
+    check_features(student_scores, teacher_scores, name="crd_loss", inputs=("student_scores", "teacher_scores"))
     if (student_scores.ndim != 2 or student_scores.shape != teacher_scores.shape or student_scores.shape[1] < 2
             or isinstance(num_data, bool) or not isinstance(num_data, int) or num_data < 1):
         raise ValueError(f"crd_loss: needs two (B, 1 + K) score matrices of one shape (K >= 1) and num_data >= 1, got "
@@ -195,6 +196,7 @@ class CRD(nn.Module):
     @full_precision
     def forward(self, student_pooled: torch.Tensor, teacher_pooled: torch.Tensor, index: torch.Tensor,
                 epoch: torch.Tensor) -> torch.Tensor:
+        check_batch("CRD", student_pooled=student_pooled, teacher_pooled=teacher_pooled)
         return self.contrast(student_pooled, teacher_pooled, index, self.sampler(index, epoch))
 
     def contrast(self, student_pooled: torch.Tensor, teacher_pooled: torch.Tensor, index: torch.Tensor,

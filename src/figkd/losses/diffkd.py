@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import random as rnd
-from ._common import check_positive, full_precision
+from ._common import check_batch, check_features, check_positive, full_precision
 from .registry import register_term
 
 #: diffusers' DDIMScheduler(beta_schedule="linear") defaults used by the official DiffKD.
@@ -175,8 +175,9 @@ def diffkd_loss(denoised_student: torch.Tensor, teacher: torch.Tensor, predicted
             batch-mean KL of the channel softmaxes, the official ``KLDivergence``).
         temperature: ``tau`` of ``"kl"`` (official ``tau`` 1).
 
-    Computed in float32 or wider.
+    Raises ValueError for an empty batch. Computed in float32 or wider.
     """
+    check_features(denoised_student, teacher, name="diffkd_loss", inputs=("denoised_student", "teacher"))
     return _distance(denoised_student, teacher.detach(), criterion, temperature) + _mse(predicted_noise, noise)
 
 
@@ -305,6 +306,8 @@ class DiffKD(nn.Module):
         return branch(student, teacher, adapter.to(dtype), train.to(dtype), steps, criterion, self.temperature)
 
     def forward(self, student_prepool, teacher_prepool, student_logits, teacher_logits, index, epoch):
+        check_batch("DiffKD", student_prepool=student_prepool, teacher_prepool=teacher_prepool,
+                    student_logits=student_logits, teacher_logits=teacher_logits)
         feature = self._branch("feature", self.feature, student_prepool, teacher_prepool.detach(), index, epoch, "mse")
         logits = self._branch("logits", self.logits, student_logits[:, :, None, None],
                               teacher_logits.detach()[:, :, None, None], index, epoch, "kl")

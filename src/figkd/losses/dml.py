@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_logits, check_positive, full_precision
+from ._common import check_batch, check_logits, check_positive, full_precision
 from .registry import register_term
 
 
@@ -48,6 +48,7 @@ def dml_loss(student_logits: torch.Tensor, peer_logits: Sequence[torch.Tensor],
     if not peers:
         raise ValueError("dml_loss: needs the logits of at least one other peer (a DML run has 2 or more peers: "
                          "figkd distill --peers A B)")
+    check_batch("dml_loss", student_logits=student_logits, peer_logits=peers)
     for p in peers:
         check_logits(student_logits, p, name="dml_loss")
     t = check_positive(temperature, "dml_loss: temperature")

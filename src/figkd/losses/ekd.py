@@ -47,9 +47,17 @@ from .registry import register_term
 VARIANTS = ("paper", "code")
 
 
+def _exp_bounded(z: torch.Tensor) -> torch.Tensor:
+    """``exp(z)`` with ``z`` clamped so that a sum of C of them stays finite in float32 (z <= 80 - log C).
+    Equal to the official ``exp`` for every logit below ~75 (any trained network's); beyond, where the
+    official code overflows to inf and returns nan, the values saturate (and their gradient is 0)."""
+    return z.clamp(max=80.0 - math.log(z.shape[-1])).exp()
+
+
 def evidential_ce(student_logits: torch.Tensor, target: torch.Tensor, lamb: float) -> torch.Tensor:
-    """``mean_b [digamma(S) - digamma(alpha_y)]``, alpha = exp(z) + exp(lamb), S = sum_c alpha."""
-    alpha = student_logits.exp() + math.exp(lamb)
+    """``mean_b [digamma(S) - digamma(alpha_y)]``, alpha = exp(z) + exp(lamb), S = sum_c alpha (exp bounded:
+    `_exp_bounded`)."""
+    alpha = _exp_bounded(student_logits) + math.exp(lamb)
     total = alpha.sum(dim=1)
     return (torch.digamma(total) - torch.digamma(alpha.gather(1, target[:, None]).squeeze(1))).mean()
 
@@ -113,10 +121,13 @@ def ekd_loss(
         out["mse"] = w_ekd * (s - tl).square().mean()
         return out
     prior = math.exp(lam)
-    alpha_s, alpha_t = (s / t).exp() + prior, (tl / t).exp() + prior
-    log_p_s = (alpha_s / alpha_s.sum(1, keepdim=True)).log()
-    p_t = alpha_t / alpha_t.sum(1, keepdim=True)
-    out["kd"] = w_kd * (t * t) * F.kl_div(log_p_s, p_t, reduction="none").sum(1).mean()
+    # p = alpha / sum(alpha) with alpha = exp(z / T) + exp(lamb), in the log domain (log alpha =
+    # logaddexp(z / T, lamb)): the official exp overflows to inf/inf = nan for large logits at small T.
+    log_alpha_s = torch.logaddexp(s / t, torch.full_like(s, lam))
+    log_alpha_t = torch.logaddexp(tl / t, torch.full_like(tl, lam))
+    log_p_s = log_alpha_s - log_alpha_s.logsumexp(1, keepdim=True)
+    log_p_t = log_alpha_t - log_alpha_t.logsumexp(1, keepdim=True)
+    out["kd"] = w_kd * (t * t) * F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1).mean()
     second_s = torch.log1p(F.softplus(s / t)) + prior
     second_t = torch.log1p(F.softplus(tl / t)) + prior
     ramp = _ramp(epoch, warmup, s)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_batch, check_features, full_precision
 from .registry import register_term
 
 #: ``Phi(-beta / |gamma|)`` at or below which the margin is ``-3 |gamma|`` (overhaul-distillation).
@@ -86,12 +86,13 @@ def ofd_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torc
         margins: n (C_i,) margins (`ofd_margins`).
 
     Returns a scalar: the stage losses weighted ``1 / 2^(n - 1 - i)``. Raises ValueError for lists of
-    different lengths or channel counts. Computed in float32 or wider.
+    different lengths or channel counts, or an empty batch. Computed in float32 or wider.
     """
     n = len(student_feats)
     if n == 0 or len(teacher_feats) != n or len(margins) != n:
         raise ValueError(f"ofd_loss: needs as many student features, teacher features and margins, got {n}, "
                          f"{len(teacher_feats)} and {len(margins)}")
+    check_features(student_feats, teacher_feats, name="ofd_loss", inputs=("student_feats", "teacher_feats"))
     total = None
     for i, (s, t, m) in enumerate(zip(student_feats, teacher_feats, margins, strict=True)):
         if s.shape[1] != t.shape[1] or m.shape != (s.shape[1],):
@@ -158,6 +159,7 @@ class OFD(nn.Module):
 
     def forward(self, student_preact_feats: list[torch.Tensor],
                 teacher_preact_feats: list[torch.Tensor]) -> torch.Tensor:
+        check_batch("OFD", student_preact_feats=student_preact_feats, teacher_preact_feats=teacher_preact_feats)
         n = self.num_stages
         s = [c(f) for c, f in zip(self.connectors, student_preact_feats[len(student_preact_feats) - n:],
                                   strict=True)]

@@ -17,14 +17,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_features, full_precision
 from .registry import register_term
 
 
 def _conditional(embedding: torch.Tensor, eps: float) -> torch.Tensor:
     """(B, B) rows of ``(cos + 1) / 2`` normalised to sum to 1 (NaN entries of the normalised
-    embedding set to 0, as the official code does)."""
-    x = embedding / (embedding.pow(2).sum(1, keepdim=True).sqrt() + eps)
+    embedding set to 0, as the official code does). The norm is ``torch.linalg.vector_norm``: the same
+    value as the official ``sqrt(sum(x^2))``, whose gradient at a zero embedding is nan (0 x inf)."""
+    # vector_norm: the official sqrt of the sum of squares, but with a finite (zero) gradient at a zero row
+    x = embedding / (torch.linalg.vector_norm(embedding, dim=1, keepdim=True) + eps)
     x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
     similarity = (x @ x.t() + 1.0) / 2.0
     return similarity / similarity.sum(1, keepdim=True)
@@ -40,8 +42,11 @@ def pkt_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, e
         eps: the official code's 1e-7, in the normalisation and inside the log ratio.
 
     Returns a 0-dim tensor (unweighted; mdistiller multiplies it by 30000). Raises ValueError for inputs
-    that are not 2-D or that differ in batch size. Mixes the samples of the batch (B x B matrices).
+    that are not 2-D, that differ in batch size, or an empty batch. Mixes the samples of the batch (B x B
+    matrices).
     """
+    check_features(student_embedding, teacher_embedding, name="pkt_loss",
+                   inputs=("student_embedding", "teacher_embedding"))
     if student_embedding.ndim != 2 or teacher_embedding.ndim != 2 or len(student_embedding) != len(teacher_embedding):
         raise ValueError(f"pkt_loss: needs (B, D_s) and (B, D_t) embeddings with one batch size, got "
                          f"{tuple(student_embedding.shape)} and {tuple(teacher_embedding.shape)}")

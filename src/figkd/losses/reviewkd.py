@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_batch, check_features, full_precision
 from .registry import register_term
 
 #: The pyramid sizes of HCL, each kept when smaller than the level's height (official ``hcl``).
@@ -61,12 +61,13 @@ def hcl_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torc
         student_feats: (B, C_i, H_i, W_i) fused student maps (the ABF outputs).
         teacher_feats: the teacher maps of the same shapes (detached here).
 
-    Raises ValueError for lists of different lengths, no level, or shapes that differ. Computed in
-    float32 or wider.
+    Raises ValueError for lists of different lengths, no level, shapes that differ, or an empty batch.
+    Computed in float32 or wider.
     """
     if len(student_feats) != len(teacher_feats) or not student_feats:
         raise ValueError(f"hcl_loss: needs equally long, non-empty lists, got {len(student_feats)} (student) and "
                          f"{len(teacher_feats)} (teacher)")
+    check_features(student_feats, teacher_feats, name="hcl_loss", inputs=("student_feats", "teacher_feats"))
     total = None
     for i, (s, t) in enumerate(zip(student_feats, teacher_feats, strict=True)):
         if s.shape != t.shape:
@@ -156,6 +157,9 @@ class ReviewKD(nn.Module):
 
     def forward(self, student_feats, student_preact_feats, student_pooled, teacher_preact_feats, teacher_pooled):
         feats = student_preact_feats if self.student_preact else student_feats
+        check_batch("ReviewKD", **{"student_preact_feats" if self.student_preact else "student_feats": feats},
+                    student_pooled=student_pooled, teacher_preact_feats=teacher_preact_feats,
+                    teacher_pooled=teacher_pooled)
         n = self.num_levels
         levels = [student_pooled[:, :, None, None], *reversed(feats)][:n]  # deepest first
         outputs, residual = [], None

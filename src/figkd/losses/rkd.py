@@ -17,6 +17,12 @@ preset). The mean of the positive distances is computed as a masked sum over a c
 ``d[d > 0].mean()`` selects a data-dependent number of entries, which would read the device on the
 host); the value is the same. Cost: the angle term builds (B, B, D) differences and a (B, B, B) cosine
 tensor per side.
+
+Deviation, only where the official code returns nan: the off-diagonal distances are clamped at
+``sqrt(eps) > 0``, so the distance matrix has positive entries whenever the batch has two samples or
+more, even for tied or all-zero embeddings; with a single sample it has none, and the official mean
+over no entries is nan. Here the distance term is then 0 (a zero matrix normalised by 1: one sample
+has no pairwise relation to transfer), with a zero gradient.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_positive, check_real, full_precision
+from ._common import check_features, check_positive, check_real, full_precision
 from .registry import register_term
 
 
@@ -40,10 +46,13 @@ def _pairwise_distance(e: torch.Tensor, squared: bool, eps: float) -> torch.Tens
 
 
 def _normalised_distance(e: torch.Tensor, squared: bool, eps: float) -> torch.Tensor:
+    """The distances divided by the mean of the positive ones; all zeros when none is positive (one
+    sample: the official code's mean over no entries is nan there)."""
     d = _pairwise_distance(e, squared, eps)
     positive = d > 0
-    mean = (d * positive).sum() / positive.sum()
-    return d / mean
+    count = positive.sum()
+    mean = (d * positive).sum() / count.clamp(min=1)
+    return d / torch.where(count > 0, mean, torch.ones_like(mean))
 
 
 def _angles(e: torch.Tensor) -> torch.Tensor:
@@ -56,6 +65,7 @@ def _angles(e: torch.Tensor) -> torch.Tensor:
 def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, squared: bool = False,
                       eps: float = 1e-12) -> torch.Tensor:
     """RKD's distance term (unweighted): smooth-L1 between the mean-normalised distance matrices."""
+    _check(student_embedding, teacher_embedding)
     s = student_embedding.reshape(len(student_embedding), -1)
     t = teacher_embedding.detach().reshape(len(teacher_embedding), -1)
     return F.smooth_l1_loss(_normalised_distance(s, squared, eps), _normalised_distance(t, squared, eps))
@@ -64,12 +74,15 @@ def rkd_distance_loss(student_embedding: torch.Tensor, teacher_embedding: torch.
 @full_precision
 def rkd_angle_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> torch.Tensor:
     """RKD's angle term (unweighted): smooth-L1 between the triplet angle cosines."""
+    _check(student_embedding, teacher_embedding)
     s = student_embedding.reshape(len(student_embedding), -1)
     t = teacher_embedding.detach().reshape(len(teacher_embedding), -1)
     return F.smooth_l1_loss(_angles(s), _angles(t))
 
 
 def _check(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor) -> None:
+    check_features(student_embedding, teacher_embedding, name="rkd_loss",
+                   inputs=("student_embedding", "teacher_embedding"))
     if student_embedding.ndim < 2 or teacher_embedding.ndim < 2 or len(student_embedding) != len(teacher_embedding):
         raise ValueError(f"rkd_loss: needs (B, ...) embeddings with one batch size, got "
                          f"{tuple(student_embedding.shape)} and {tuple(teacher_embedding.shape)}")
@@ -85,10 +98,9 @@ def rkd_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, d
         distance_weight, angle_weight: mdistiller ``CFG.RKD.DISTANCE_WEIGHT = 25``, ``ANGLE_WEIGHT = 50``.
         squared, eps: mdistiller ``CFG.RKD.PDIST.SQUARED = False``, ``EPSILON = 1e-12``.
 
-    Returns a 0-dim tensor in float32 or wider. Raises ValueError for inputs of different batch sizes.
-    Mixes the samples of the batch (B x B distances, B^3 angles).
+    Returns a 0-dim tensor in float32 or wider. Raises ValueError for inputs of different batch sizes
+    or an empty batch. Mixes the samples of the batch (B x B distances, B^3 angles).
     """
-    _check(student_embedding, teacher_embedding)
     return (distance_weight * rkd_distance_loss(student_embedding, teacher_embedding, squared, eps)
             + angle_weight * rkd_angle_loss(student_embedding, teacher_embedding))
 
@@ -111,7 +123,6 @@ class RKD(nn.Module):
         self.eps = check_positive(eps, "RKD: eps")
 
     def forward(self, student_pooled: torch.Tensor, teacher_pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        _check(student_pooled, teacher_pooled)
         return {"distance": self.distance_weight * rkd_distance_loss(student_pooled, teacher_pooled, self.squared,
                                                                      self.eps),
                 "angle": self.angle_weight * rkd_angle_loss(student_pooled, teacher_pooled)}

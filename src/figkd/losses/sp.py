@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import full_precision
+from ._common import check_features, full_precision
 from .registry import register_term
 
 
@@ -46,12 +46,10 @@ def sp_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
             detached); each pair may differ in channels and spatial size.
 
     Returns a 0-dim tensor in float32 or wider (unweighted; mdistiller multiplies it by 3000). Raises
-    ValueError for lists of different lengths, an empty list, or maps of different batch sizes. Mixes
-    the samples of the batch (B x B matrices).
+    ValueError for lists of different lengths, an empty list, maps of different batch sizes or an empty
+    batch. Mixes the samples of the batch (B x B matrices).
     """
-    if len(student_feats) != len(teacher_feats) or len(student_feats) == 0:
-        raise ValueError(f"sp_loss: needs equally long, non-empty lists of stage features, got "
-                         f"{len(student_feats)} (student) and {len(teacher_feats)} (teacher)")
+    check_features(student_feats, teacher_feats, name="sp_loss", inputs=("student_feats", "teacher_feats"))
     losses = [_stage_loss(s, t) for s, t in zip(student_feats, teacher_feats, strict=True)]
     total = losses[0]
     for value in losses[1:]:

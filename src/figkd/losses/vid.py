@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_positive, full_precision
+from ._common import check_batch, check_features, check_positive, full_precision
 from .at import STAGE_PAIRINGS
 from .registry import register_term
 
@@ -43,8 +43,9 @@ def vid_loss(mean: torch.Tensor, teacher_feat: torch.Tensor, log_scale: torch.Te
         log_scale: (C,) unconstrained variance parameter alpha (differentiated).
         eps: variance floor (RepDistiller / mdistiller ``eps = 1e-5``).
 
-    Raises ValueError if the shapes do not match. Computed in float32 or wider.
+    Raises ValueError if the shapes do not match or the batch is empty. Computed in float32 or wider.
     """
+    check_features(mean, teacher_feat, name="vid_loss", inputs=("mean", "teacher_feat"))
     if mean.shape != teacher_feat.shape or mean.ndim != 4 or log_scale.shape != mean.shape[1:2]:
         raise ValueError(f"vid_loss: needs a (B, C, H, W) mean and teacher map of one shape and a (C,) log-scale, "
                          f"got {tuple(mean.shape)}, {tuple(teacher_feat.shape)} and {tuple(log_scale.shape)}")
@@ -128,6 +129,9 @@ class VID(nn.Module):
                                         for s, t in zip(student_channels, teacher_channels, strict=True))
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        # the deepest stage of each side (the stem, unused, may be absent): a batch is empty in all of them or none
+        check_batch("VID", **{f"student_feats[{len(student_feats) - 1}]": student_feats[-1],
+                              f"teacher_feats[{len(teacher_feats) - 1}]": teacher_feats[-1]})
         s, t = pair_stages(student_feats, teacher_feats, self.stages)
         losses = [r(f_s, f_t, self.eps) for r, f_s, f_t in zip(self.regressors, s, t, strict=True)]
         total = losses[0]
