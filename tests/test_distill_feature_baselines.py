@@ -1,6 +1,6 @@
 """`figkd distill --objective pkt rkd sp vid` on the bundled digits data, on the CPU: one epoch each, one
 shared teacher, every term reported, VID's regressors and variances trained and saved in the training
-state. (CRD runs on digits in tests/test_engine_runs.py's kill/resume test, which also checks that its
+state. (CRD runs on digits in tests/test_engine_resume.py's kill/resume test, which also checks that its
 heads and memory banks are saved and resumed bit-exactly.)"""
 
 import json

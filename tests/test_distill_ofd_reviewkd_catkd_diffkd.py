@@ -1,6 +1,6 @@
 """`figkd distill --objective X` on the bundled digits data for OFD, ReviewKD, CAT-KD and DiffKD: one short
 run (one epoch, four students sharing the teacher), whose trainable modules train and are saved with the
-student's training state. Their exact resume is the SIGKILL test of test_engine_runs.py (ReviewKD)."""
+student's training state. Their exact resume is the SIGKILL test of test_engine_resume.py (ReviewKD)."""
 
 import json
 import math

@@ -1,6 +1,6 @@
 """The logit baselines of Tables 1-2 run through the command line on the bundled digits data (issue 12):
 RLD, TeKAP, LDRLD and EKD side by side on one teacher, and TAKD's chain from two configs. DML's peers run
-(and resume) in tests/test_engine_runs.py."""
+(and resume) in tests/test_engine_resume.py."""
 
 import json
 import os

@@ -1,7 +1,7 @@
 """A test hook: kill the process at a chosen step, to test that ``--resume`` continues exactly.
 
 ``FIGKD_FAULT_AT=E:S`` in the environment makes the trainer send itself SIGKILL just before step S
-of epoch E (no cleanup runs, as in a power cut); tests/test_engine_runs.py uses it.
+of epoch E (no cleanup runs, as in a power cut); tests/test_engine_resume.py uses it.
 """
 
 from __future__ import annotations
