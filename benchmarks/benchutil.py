@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 if _SRC not in sys.path:
     sys.path.append(_SRC)
+
+
+def time_calls(fn, n: int, device: torch.device) -> float:
+    """Seconds per call of ``fn()``, averaged over ``n`` calls: CUDA events around the calls on a GPU (the
+    device's time), wall clock on the CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1e3 / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
 
 
 def machine_info(device: torch.device | str | None, args: Any = None) -> dict[str, Any]:

@@ -35,13 +35,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchutil import machine_info, write_json
+from benchutil import machine_info, time_calls, write_json
 from figkd.data.batch import Batch
 from figkd.engine.learner import build_learner
 from figkd.engine.teacher import TeacherForward, forward_outputs
@@ -63,29 +62,10 @@ def feature_presets() -> list[str]:
     return out
 
 
-def _timer(device: torch.device):
-    def time_calls(fn, n: int) -> float:
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            for _ in range(n):
-                fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end) / 1e3 / n
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t0) / n
-    return time_calls
-
-
 def _measure(fn, device, repeats, inner, warmup):
-    time_calls = _timer(device)
     if warmup > 0:
-        time_calls(fn, warmup)
-    per_call = [time_calls(fn, inner) for _ in range(repeats)]
+        time_calls(fn, warmup, device)
+    per_call = [time_calls(fn, inner, device) for _ in range(repeats)]
     return statistics.median(per_call) * 1e3, min(per_call) * 1e3
 
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from benchutil import machine_info, write_json
+from benchutil import machine_info, time_calls, write_json
 from figkd.losses import ce_loss, dkd_loss, figkd_loss, kd_loss, mlkd_loss
 
 
@@ -56,19 +55,7 @@ def _time_calls(fn, inputs, device, inner):
         b = s2.detach().requires_grad_()
         fn(a, t, b, t2, y).backward()
 
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        for _ in range(inner):
-            call()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end) / 1e3 / inner
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        call()
-    return (time.perf_counter() - t0) / inner
+    return time_calls(call, inner, device)
 
 
 def run(device: torch.device, classes, batch, repeats, inner, warmup, dtype):

@@ -22,16 +22,16 @@ def _cli(*args, env=None, cwd=None):
                           cwd=cwd, timeout=600)
 
 
-#: The students of the resume test: CRD (trained heads, memory banks updated in place at every step,
-#: normalisation constants set at the first step, negatives drawn from (seed, epoch, sample)), ReviewKD
-#: (trained fusion modules with BatchNorm statistics, and a warm-up read from the epoch) and TeKAP (noise
-#: drawn at every step from the seeded per-sample stream). FitNet's connector is objective state like
-#: CRD's heads.
-RESUMED = ("crd", "reviewkd", "tekap")
-#: Parameter tensors of each objective (trained, checkpointed with their momentum): CRD's two linear heads
-#: (weight and bias each); ReviewKD's four ABFs for resnet8 -> resnet8 (each conv1 and conv2 weight with their
-#: BatchNorms' weight and bias, and att_conv's weight and bias but on the deepest); TeKAP none.
-OBJECTIVE_TENSORS = {"crd": 4, "reviewkd": 4 * 6 + 3 * 2, "tekap": 0}
+#: The students of the resume test: FitNet (a trained connector in the objective's state; issue 10), CRD
+#: (trained heads, memory banks updated in place at every step, normalisation constants set at the first step,
+#: negatives drawn from (seed, epoch, sample)), ReviewKD (trained fusion modules with BatchNorm statistics, and
+#: a warm-up read from the epoch) and TeKAP (noise drawn at every step from the seeded per-sample stream).
+RESUMED = ("fitnet", "crd", "reviewkd", "tekap")
+#: Parameter tensors of each objective (trained, checkpointed with their momentum): FitNet's connector (conv
+#: weight and bias, BatchNorm weight and bias); CRD's two linear heads (weight and bias each); ReviewKD's four
+#: ABFs for resnet8 -> resnet8 (each conv1 and conv2 weight with their BatchNorms' weight and bias, and
+#: att_conv's weight and bias but on the deepest); TeKAP none.
+OBJECTIVE_TENSORS = {"fitnet": 4, "crd": 4, "reviewkd": 4 * 6 + 3 * 2, "tekap": 0}
 
 
 def test_resume_after_a_kill_is_bit_identical(tmp_path):
