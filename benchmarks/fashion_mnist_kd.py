@@ -1,5 +1,5 @@
-"""Distillation methods on Fashion-MNIST (10 classes): vanilla, KD, DKD, DIST, FiGKD and FiGKD with a
-temperature-softened KL, over several seeds, with the magnitude of every loss term (issue 17, part 4).
+"""Distillation methods on Fashion-MNIST (10 classes): vanilla, KD, DKD, DIST, FiGKD and three of FiGKD's
+options, over several seeds, with the magnitude of every loss term (issue 17, part 4).
 
 A teacher is trained once (seed 0); then, per seed, one distillation run trains every student on one
 teacher forward per step (the engine's shared-teacher run): the same initialisation, data order and
@@ -7,14 +7,25 @@ augmentation for all objectives of a seed. The objectives are the presets of `fi
 
 - DKD's warm-up is scaled with the schedule: mdistiller ramps DKD over 20 of 240 epochs; a run of E
   epochs ramps over ``max(1, round(E * 20 / 240))`` epochs, else a short run would barely switch it on;
-- ``figkd_kl`` is the `figkd` preset with ``criterion="kl", temperature=4`` (FiGKD's detail term as
-  a KL between softmaxes of each subband at T = 4, the kd preset's temperature), to see whether the
-  raw-logit MSE is what limits FiGKD at 10 classes.
+- three variants of the `figkd` preset (Eq. 7's weights kept), to see whether the raw-logit MSE is
+  what limits FiGKD at 10 classes, none of which changes the paper's defaults:
+
+  - ``figkd_kl``: ``criterion="kl", temperature=4`` (the detail term as a KL between softmaxes of
+    each subband at T = 4, the kd preset's temperature);
+  - ``figkd_ls``: the ``figkd+ls`` preset (each sample's logits z-scored before the transform, so
+    the term compares logit relations, not magnitudes);
+  - ``figkd_mean_all``: ``reduction="mean_all"`` (the mean over the stacked subbands; at C = 10 the
+    4 x 3 grid gives three 2 x 2 detail subbands, so this is the default term divided by 3).
 
 Prints a table of test top-1 (last epoch: mean and std over seeds) and of the loss terms' epoch means,
 and writes JSON (default ``benchmarks/results/fashion_mnist_kd_<device>.json``).
 
     python benchmarks/fashion_mnist_kd.py --root /usr/share/datasets/fashion-mnist
+
+Seeds in parallel processes (each run is deterministic for a given ``--threads``): train the teacher
+with ``--teacher-only``, run ``--seeds 0``, ``--seeds 1``, ... as separate processes on the same
+``--workdir`` (each with its own ``--out``), then run all the seeds once more: it reuses every finished
+run and writes the combined table.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from figkd.demo import scaled_milestones
 from figkd.engine import run
 from figkd.losses import preset_spec
 
-METHODS = ("vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl")
+METHODS = ("vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl", "figkd_ls", "figkd_mean_all")
 
 
 def objective(method: str, epochs: int):
@@ -42,6 +53,12 @@ def objective(method: str, epochs: int):
     if method == "figkd_kl":
         spec = preset_spec("figkd")
         spec[1].update(criterion="kl", temperature=4.0)
+        return spec
+    if method == "figkd_ls":
+        return preset_spec("figkd+ls")
+    if method == "figkd_mean_all":
+        spec = preset_spec("figkd")
+        spec[1]["reduction"] = "mean_all"
         return spec
     if method == "dkd":
         spec = preset_spec("dkd")
@@ -88,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train on the first N training images only (written as IDX files under --workdir); "
                    "the test split stays whole")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--teacher-only", action="store_true",
+                   help="train (or reuse) the teacher and stop: then several processes can each run some --seeds "
+                   "on the same --workdir, and a last run of all the seeds reuses their runs for the table")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workdir", default="runs/fashion_mnist_kd", help="run directories (finished runs are reused)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/fashion_mnist_kd_<device>.json)")
@@ -108,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher_s = time.perf_counter() - start
     print(f"teacher {args.teacher}: {args.teacher_epochs} epochs, test top-1 {teacher['last_top1']:.2f} "
           f"({teacher_s:.0f}s)", flush=True)
+    if args.teacher_only:
+        return 0
 
     runs = []
     for seed in args.seeds:
@@ -131,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{args.student} students from {args.teacher} ({teacher['last_top1']:.2f}), {args.dataset}, "
           f"{args.epochs} epochs, seeds {args.seeds}: test top-1 of the last epoch")
-    print(f"{'method':<9} " + " ".join(f"{'s' + str(s):>6}" for s in args.seeds) + f" {'mean':>6} {'std':>5}"
+    print(f"{'method':<14} " + " ".join(f"{'s' + str(s):>6}" for s in args.seeds) + f" {'mean':>6} {'std':>5}"
           + "  loss terms, epoch means: first -> last")
     summary = {}
     for m in args.methods:
@@ -143,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         terms_last = {k: _mean_std([r["losses_per_epoch"][-1][k] for r in rs])[0] for k in last}
         summary[m] = {"top1": top1, "mean": mean, "std": std, "loss_first_epoch": terms, "loss_last_epoch": terms_last}
         shown = ", ".join(f"{k} {terms[k]:.3g} -> {terms_last[k]:.3g}" for k in terms if k != "total")
-        print(f"{m:<9} " + " ".join(f"{t:6.2f}" for t in top1) + f" {mean:6.2f} {std:5.2f}  {shown}")
+        print(f"{m:<14} " + " ".join(f"{t:6.2f}" for t in top1) + f" {mean:6.2f} {std:5.2f}  {shown}")
     total = time.perf_counter() - start
     print(f"\ntotal {total:.0f}s (teacher {teacher_s:.0f}s)")
     out = write_json({"info": machine_info(args.device, args), "teacher": teacher, "runs": runs, "summary": summary,

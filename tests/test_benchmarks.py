@@ -18,7 +18,7 @@ def _bench(script, *args, out):
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(out)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(out.read_text()), result.stdout
+    return (json.loads(out.read_text()) if out.exists() else None), result.stdout
 
 
 def test_throughput_benchmark_shared_teacher(tmp_path):
@@ -93,10 +93,17 @@ def test_fashion_mnist_kd_benchmark(tmp_path):
     from fixtures_data import make_idx
 
     root, _ = make_idx(str(tmp_path / "data"), n_train=64, n_test=20)
-    data, stdout = _bench("fashion_mnist_kd.py", "--root", root, "--teacher", "resnet8", "--teacher-epochs", "1",
-                          "--epochs", "1", "--batch-size", "16", "--seeds", "0", "1", "--train-images", "48",
-                          "--workdir", str(tmp_path / "runs"), out=tmp_path / "f.json")
-    methods = ["vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl"]
+    args = ("fashion_mnist_kd.py", "--root", root, "--teacher", "resnet8", "--teacher-epochs", "1", "--epochs", "1",
+            "--batch-size", "16", "--train-images", "48", "--workdir", str(tmp_path / "runs"))
+    # the teacher alone, then seed 1 in a process of its own, then both seeds (seed 1's runs reused)
+    data, stdout = _bench(*args, "--seeds", "0", "--teacher-only", out=tmp_path / "t.json")
+    assert data is None and stdout.startswith("teacher resnet8")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["data-48", "teacher"]
+    _bench(*args, "--seeds", "1", out=tmp_path / "s1.json")
+    seed1 = (tmp_path / "runs" / "figkd-s1" / "metrics.jsonl").stat().st_mtime_ns
+    data, stdout = _bench(*args, "--seeds", "0", "1", out=tmp_path / "f.json")
+    assert (tmp_path / "runs" / "figkd-s1" / "metrics.jsonl").stat().st_mtime_ns == seed1  # not trained again
+    methods = ["vanilla", "kd", "dkd", "dist", "figkd", "figkd_kl", "figkd_ls", "figkd_mean_all"]
     assert [(r["method"], r["seed"]) for r in data["runs"]] == [(m, s) for s in (0, 1) for m in methods]
     assert set(data["summary"]) == set(methods) and len(data["summary"]["kd"]["top1"]) == 2
     fig = data["summary"]["figkd"]["loss_first_epoch"]
@@ -104,6 +111,10 @@ def test_fashion_mnist_kd_benchmark(tmp_path):
     spec = json.loads(json.dumps(__import__("yaml").safe_load(
         (tmp_path / "runs" / "figkd_kl-s0" / "config.yaml").read_text())))["objective"]
     assert spec[1]["criterion"] == "kl" and spec[1]["temperature"] == 4.0
+    for method, option in (("figkd_ls", {"standardize": True}), ("figkd_mean_all", {"reduction": "mean_all"})):
+        config = (tmp_path / "runs" / f"{method}-s0" / "config.yaml").read_text()
+        spec = __import__("yaml").safe_load(config)["objective"]
+        assert spec[1]["term"] == "figkd" and spec[1]["weight"] == 2.0 and option.items() <= spec[1].items()
     assert "loss terms" in stdout
 
 
