@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement the issues ask for, in one command on the GPU machine (about 15 minutes on
-# an H100; see ../shared/gpu/README.md for the machine and docs/performance.md for where the
-# figures go):
+# an H100; docs/performance.md says where the figures go):
 #
 #   issue #2  loss_overhead.py      cost of each loss on CUDA (forward + backward, 64 x C logits)
 #   issue #4  input_pipeline.py     images/s of the resident and JPEG loaders on CUDA

@@ -1,4 +1,4 @@
-"""figkd.grid: the H x W grid policies of paper/README.md and the logit <-> grid round trip."""
+"""figkd.grid: the H x W grid policies of docs/method.md §3 and the logit <-> grid round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from figkd.grid import from_grid, grid_shape, to_grid
 
-# paper/README.md, "What the text does not say": the pad policy's examples
+# docs/method.md §3 and figkd.grid's docstring: the pad policy's examples
 PAD_EXAMPLES = {100: (10, 10), 200: (15, 14), 120: (11, 11), 67: (9, 8), 40: (7, 6)}
 FACTOR_EXAMPLES = {200: (10, 20), 120: (10, 12), 100: (10, 10), 40: (5, 8), 1: (1, 1)}
 # issue 14, point 4: the floor-based reading of footnote 1

@@ -4,8 +4,8 @@
     python configs/paper/generate.py            # rewrites configs/paper/{teachers,students,table*}/
     python configs/paper/generate.py --out DIR  # writes the same tree under DIR (the test compares)
 
-Deterministic and idempotent: the output depends only on ``reported_top1.csv`` (a copy of the paper's
-Tables 1-9, ``paper/reported_top1.csv``) and the tables below (Tables 10-13 and 16, read from the
+Deterministic and idempotent: the output depends only on ``reported_top1.csv`` (the paper's
+Tables 1-9) and the tables below (Tables 10-13 and 16, read from the
 paper's text). Every generated directory is removed and written again, so a config that is no longer
 generated disappears; only files carrying the generated header are removed, and a directory holding
 anything else is refused. See docs/reproducing.md for how to run them.

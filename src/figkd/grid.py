@@ -3,9 +3,10 @@
 FiGKD (paper Section 3.3) reshapes each C-dimensional logit vector into an H x W matrix before the
 2D DWT.  Footnote 1 says that when C is not a perfect square H and W are chosen "as close as
 possible" to sqrt(C), and lists one grid per dataset, but the text extraction lost every number
-(see ``paper/README.md``).  MIT67 has C = 67, a prime, so an exact factorisation cannot be close to
-square; the grid must therefore allow padding.  The project's decision (DESIGN.md, "Open points of
-the paper") is the ``pad`` policy, with the floor-based reading and an exact factorisation as options:
+(docs/method.md, §3).  MIT67 has C = 67, a prime, so an exact factorisation cannot be close to
+square; the grid must therefore allow padding.  The project's decision (docs/method.md, §3 "Open
+points of the paper") is the ``pad`` policy, with the floor-based reading and an exact
+factorisation as options:
 
 * ``pad`` (default): H = ceil(sqrt(C)), W = ceil(C / H); the logits are zero-padded at the end to
   H*W.  100 -> 10x10, 200 -> 15x14, 120 -> 11x11, 67 -> 9x8, 40 -> 7x6.

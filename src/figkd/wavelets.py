@@ -255,7 +255,7 @@ def _filters(bank: _Bank, kind: str, device: torch.device, dtype: torch.dtype) -
 
 def _autocast_off(device: torch.device):
     """Convolutions are on autocast's lower-precision list; the transform keeps its float32/float64
-    promise (DESIGN.md: losses are computed in float32 or wider even under bf16 autocast)."""
+    promise (every loss is computed in float32 or wider, even under bf16 autocast)."""
     if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()  # e.g. "meta", which has no autocast to switch off

@@ -2,7 +2,7 @@
 ``test``, ``meta``) or the ``cifar-100-python.tar.gz`` archive itself, read without extracting.
 
 The pickles are read with a restricted unpickler that accepts only numpy arrays and plain Python
-containers, never arbitrary objects (DESIGN.md: never unpickle arbitrary objects). Labels are the 100
+containers, never arbitrary objects (figkd never unpickles arbitrary objects). Labels are the 100
 fine labels; class names come from ``meta['fine_label_names']``.
 """
 

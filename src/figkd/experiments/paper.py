@@ -3,7 +3,7 @@ paper's number in each cell.
 
 Sources, both in the checkout's ``configs/paper/`` (``--paper-dir``):
 
-- ``reported_top1.csv``: every top-1 of Tables 1-9 (a copy of ``paper/reported_top1.csv``), one row per
+- ``reported_top1.csv``: every top-1 of Tables 1-9 (typed from the paper), one row per
   cell, in the paper's row order;
 - ``generate.py``: the configs of every cell (which objective reproduces which column: ``METHODS``;
   the two FiGKD readings; DKD's per-pair beta) and the ablations of Tables 10-13 and 16 with their

@@ -1,6 +1,6 @@
 """Shared helpers of the loss functions: precision policy and input checks.
 
-Every loss in `figkd.losses` is computed in float32 or wider (DESIGN.md, "Conventions"): floating
+Every loss in `figkd.losses` is computed in float32 or wider (a convention of the package): floating
 inputs are cast up to a common dtype (float64 if any input is float64, float32 otherwise) and the
 computation runs with autocast disabled, so that a bf16/fp16 autocast region around the training
 step never lowers the precision of a loss (CPU autocast would otherwise run `mm` in bf16).

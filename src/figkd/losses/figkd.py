@@ -291,7 +291,7 @@ def _plan(num_classes: int, wavelet: str, level: int, mode: str, dims: int, grid
 
 
 @register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS,
-               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and paper/README.md")
+               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3")
 class FiGKDLoss(nn.Module):
     """Drop-in FiGKD detail loss for any training loop.
 
