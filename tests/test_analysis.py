@@ -21,7 +21,7 @@ import yaml
 
 from figkd.analysis import decompose, hf_accuracy, overhead, predictions, sensitivity, spectrum, tsne
 from figkd.cli import main
-from figkd.config import RunConfig
+from figkd.config import ConfigError, RunConfig
 from figkd.data import build_dataset, build_loader
 from figkd.engine.checkpoint import CheckpointManager
 from figkd.models import build_model, load_teacher
@@ -198,6 +198,9 @@ def test_sensitivity_draws_both_weights(tmp_path):
     assert [(p["x"], p["mean"]) for p in d["beta_at_alpha_1"]] == [(2.0, pytest.approx(78.2)), (8.0, 77.0)]
     assert [(p["x"], p["mean"]) for p in d["alpha_at_beta_2"]] == [(1.0, pytest.approx(78.2)), (4.0, 76.0)]
     assert d["mlkd"] == 77.5 and d["mlkd_paper"] == 77.08  # Table 1, MLKD, resnet32x4 -> resnet8x4
+    # another pair: the error names the pairs the folder holds
+    with pytest.raises(ConfigError, match="it holds Eq. 7 runs of --teacher resnet32x4 --student resnet8x4"):
+        sensitivity(tmp_path / "runs", teacher="resnet20", student="resnet8")
 
 
 def test_analyze_command_line(runs, tmp_path, capsys):

@@ -157,6 +157,21 @@ def test_default_report_lists_tables_with_runs_and_other_runs(runs):
     assert r"\begin{tabular}" in latex and r"79.40 $\pm$ 0.40" in latex and r"resnet32x4$\to$resnet8x4" in latex
 
 
+def test_runs_of_no_paper_table_are_averaged_only_within_one_recipe(tmp_path):
+    digits = {"dataset": "digits", "teacher": "resnet20", "student": "resnet8", "objective": "figkd"}
+    _run(tmp_path, "a/s0", 50.0, 0, teacher_ckpt="t0", epochs=2, lr_milestones=[1], **digits)
+    _run(tmp_path, "a/s1", 52.0, 1, teacher_ckpt="t1", epochs=2, lr_milestones=[1], **digits)
+    _run(tmp_path, "b/s0", 90.0, 0, teacher_ckpt="t0", epochs=9, lr_milestones=[6, 7, 8], **digits)
+    _run(tmp_path, "c/s0", 80.0, 0, teacher_ckpt="t0", epochs=9, lr_milestones=[6, 7, 8], lr=0.1, **digits)
+    md = report(tmp_path)
+    # each row: its epochs and the recipe fields in which it differs from another row of the group
+    assert "| digits | resnet8 from resnet20: figkd (2 epochs, lr 0.05, lr_milestones [1]) | 51.00 ± 1.41 (n=2) †1 |" \
+        in md
+    assert "†1: its runs distil from 2 different teacher checkpoints" in md
+    assert "|  | resnet8 from resnet20: figkd (9 epochs, lr 0.05, lr_milestones [6, 7, 8]) | 90.00 (n=1) |" in md
+    assert "|  | resnet8 from resnet20: figkd (9 epochs, lr 0.1, lr_milestones [6, 7, 8]) | 80.00 (n=1) |" in md
+
+
 def test_tables_14_15_and_errors(runs, tmp_path, capsys, monkeypatch):
     import sys
 

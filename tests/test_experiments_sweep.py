@@ -91,9 +91,17 @@ def test_plan_refuses_conflicts_and_cycles(tmp_path, monkeypatch):
 
 
 def test_threads_and_gpus_are_divided():
-    assert threads_per_run(2, cpus=2) == 1 and threads_per_run(4, cpus=16) == 4 and threads_per_run(8, cpus=2) == 1
+    assert threads_per_run(2, cpus=2, env={}) == 1 and threads_per_run(4, cpus=16, env={}) == 4
+    assert threads_per_run(8, cpus=2, env={}) == 1
+    # an OMP_NUM_THREADS of the sweep's environment caps the share; --threads sets it
+    assert threads_per_run(1, cpus=16, env={"OMP_NUM_THREADS": "2"}) == 2
+    assert threads_per_run(4, cpus=16, env={"OMP_NUM_THREADS": "8"}) == 4
+    assert threads_per_run(4, cpus=16, threads=6, env={"OMP_NUM_THREADS": "1"}) == 6
+    assert run_env(0, 1, None, base={"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"
+    with pytest.raises(ConfigError, match="--threads must be >= 1"):
+        threads_per_run(1, threads=0)
     env = run_env(3, 4, ["0", "1"], base={})
-    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["OMP_NUM_THREADS"] == str(threads_per_run(4))
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["OMP_NUM_THREADS"] == str(threads_per_run(4, env={}))
     assert "CUDA_VISIBLE_DEVICES" not in run_env(0, 2, None, base={})
 
 

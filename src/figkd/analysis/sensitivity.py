@@ -57,8 +57,8 @@ def sensitivity(runs_dir: str | Path, *, teacher: str = "resnet32x4", student: s
     """Run the analysis (see the module docstring); returns what ``sensitivity.json`` holds."""
     from ..experiments.paper import reported_top1
 
-    runs = [r for r in collect_runs(runs_dir) if r.finished and r.command == "distill"
-            and (r.teacher, r.student) == (teacher, student)]
+    finished = [r for r in collect_runs(runs_dir) if r.finished and r.command == "distill"]
+    runs = [r for r in finished if (r.teacher, r.student) == (teacher, student)]
     datasets: dict[str, dict[str, Any]] = {}
     for r in runs:
         weights = eq7_weights(r.cfg.get("objective"))
@@ -69,8 +69,12 @@ def sensitivity(runs_dir: str | Path, *, teacher: str = "resnet32x4", student: s
             entry["mlkd"].append(r.top1(metric))
     datasets = {d: e for d, e in datasets.items() if e["points"]}
     if not datasets:
+        pairs = sorted({(r.teacher, r.student) for r in finished if eq7_weights(r.cfg.get("objective")) is not None}
+                       - {(teacher, student)})
+        other = (f"; it holds Eq. 7 runs of {', '.join(f'--teacher {t} --student {s}' for t, s in pairs)}"
+                 if pairs else "; run the configs of configs/paper/fig4 (figkd sweep)")
         raise ConfigError(f"no finished {teacher} -> {student} runs with an Eq. 7 objective (ce + figkd) under "
-                          f"{runs_dir}; run the configs of configs/paper/fig4 (figkd sweep)")
+                          f"{runs_dir}{other}")
     result: dict[str, Any] = {"analysis": "sensitivity", "teacher": teacher, "student": student, "metric": metric,
                               "datasets": []}
     for dataset, e in sorted(datasets.items()):

@@ -44,6 +44,9 @@ def add_parsers(subparsers) -> None:
                    help="runs at a time (default: one per --gpus entry, else 1)")
     p.add_argument("--gpus", type=_gpus, default=None, metavar="0,1,...",
                    help="GPUs to use; each run sees one (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of each run (default: the CPUs divided by --jobs, at most OMP_NUM_THREADS "
+                        "when that is set)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field in every run (e.g. device=cuda, cache_dir=cache/); repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the commands in start order; run nothing")
@@ -76,7 +79,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     runs = plan(args.configs, args.seeds, args.set_items)
     if args.dry_run:
-        print(describe(runs, jobs, args.gpus))
+        print(describe(runs, jobs, args.gpus, args.threads))
         return 0
     if args.slurm:
         from .slurm import write_slurm_script
@@ -88,7 +91,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"wrote {path}: submit with  bash {path}")
         return 0
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    outcomes = execute(runs, jobs, args.gpus, progress=progress)
+    outcomes = execute(runs, jobs, args.gpus, threads=args.threads, progress=progress)
     print(summarize(outcomes))
     if any(o.status == "interrupted" for o in outcomes):
         return 130

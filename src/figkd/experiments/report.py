@@ -315,20 +315,37 @@ def render(tables: list[Table], fmt: str, metric: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ other tables
 def other_table(runs: list[RunRecord], metric: str) -> Table:
-    """Every (dataset, teacher, student, method) group as one row, without paper numbers."""
-    groups: dict[tuple[str, str, str, str], list[RunRecord]] = {}
+    """Every group of runs in no paper table as one row, without paper numbers. A group is (dataset,
+    teacher, student, method) and, within it, one recipe (:data:`~figkd.experiments.paper.RECIPE_FIELDS`):
+    runs of different lengths or schedules are never averaged together. Each row names its epochs and
+    the other recipe fields that set it apart from the rows of the same (dataset, teacher, student,
+    method). A row whose runs distil from different teacher checkpoints (one per seed, or a mix) is
+    flagged with their number."""
+    groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        groups.setdefault((r.dataset, r.teacher or MISSING, r.student, r.method), []).append(r)
+        recipe = json.dumps(recipe_of(r.cfg), sort_keys=True)
+        groups.setdefault((r.dataset, r.teacher or MISSING, r.student, r.method, recipe), []).append(r)
+    siblings: dict[tuple, list[tuple]] = {}
+    for key in groups:
+        siblings.setdefault(key[:4], []).append(key)
     rows, cells = [], []
-    for (dataset, teacher, student, method), members in sorted(groups.items()):
+    for key, members in sorted(groups.items()):
+        dataset, teacher, student, method, recipe = key
         role = "alone" if teacher == MISSING else f"from {teacher}"
-        rows.append((dataset, f"{student} {role}: {method}"))
+        label = f"{student} {role}: {method} ({json.loads(recipe)['epochs']} epochs"
+        others = [k for k in siblings[key[:4]] if k != key]
+        if others:
+            mine = json.loads(recipe)
+            differ = [f for f in RECIPE_FIELDS if f != "epochs" and any(json.loads(k[4])[f] != mine[f] for k in others)]
+            label += "".join(f", {f} {mine[f]}" for f in differ)
+        rows.append((dataset, label + ")"))
         cell = Cell()
         _fill(cell, members, metric, None)
         cell.flags = [f for f in cell.flags if f.startswith("a seed")]  # not paper cells: recipe not compared
-        epochs = sorted({int(r.cfg.get("epochs", 0)) for r in members})
+        checkpoints = {str(r.cfg.get("teacher_ckpt")) for r in members if r.cfg.get("teacher_ckpt")}
+        if len(checkpoints) > 1:
+            cell.flags.append(f"its runs distil from {len(checkpoints)} different teacher checkpoints")
         cells.append([cell])
-        rows[-1] = (dataset, rows[-1][1] + f" ({'/'.join(map(str, epochs))} epochs)")
     which = "last epoch" if metric == "last" else "best epoch"
     return Table("Runs of no paper table", [f"top-1 ({metric})"], rows, cells, avg=False,
                  header=f"top-1 (%), {which}: mean ± std over seeds (n when < 3); {MISSING} missing")

@@ -19,8 +19,9 @@ student distilled from a distilled assistant) in chain order. A run whose teache
 started and is listed as failed.
 
 Execution (:func:`execute`): N runs at a time (``--jobs``); with ``--gpus 0,1`` each process sees one
-GPU (``CUDA_VISIBLE_DEVICES``, slot i on GPU i mod len(gpus)); every process gets
-``cpus // N`` threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and, unless set, ``num_workers``).
+GPU (``CUDA_VISIBLE_DEVICES``, slot i on GPU i mod len(gpus)); every process gets ``cpus // N``
+threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and, unless set, ``num_workers``), or fewer when
+the sweep's own environment sets ``OMP_NUM_THREADS`` lower, or exactly ``--threads``.
 A run whose directory already holds the same finished run is skipped without starting a process;
 an interrupted one is continued (``--resume``: the engine restores its last checkpoint). A failed
 run does not stop the others; failures are listed at the end and the exit status is 1. Each run's
@@ -257,17 +258,27 @@ class Outcome:
     message: str = ""
 
 
-def threads_per_run(jobs: int, cpus: int | None = None) -> int:
-    """CPU threads of each of ``jobs`` concurrent runs: the machine's CPUs divided among them (>= 1)."""
-    return max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
+def threads_per_run(jobs: int, cpus: int | None = None, threads: int | None = None,
+                    env: dict[str, str] | None = None) -> int:
+    """CPU threads of each of ``jobs`` concurrent runs: ``threads`` when given (``--threads``), else the
+    machine's CPUs divided among the runs (>= 1), capped by ``OMP_NUM_THREADS`` of ``env`` (default:
+    this process's environment) when that is set to a positive integer."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"sweep: --threads must be >= 1, got {threads}")
+        return threads
+    share = max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
+    given = (os.environ if env is None else env).get("OMP_NUM_THREADS", "").strip()
+    return min(share, int(given)) if given.isdigit() and int(given) > 0 else share
 
 
-def run_env(slot: int, jobs: int, gpus: list[str] | None, base: dict[str, str] | None = None) -> dict[str, str]:
+def run_env(slot: int, jobs: int, gpus: list[str] | None, base: dict[str, str] | None = None,
+            threads: int | None = None) -> dict[str, str]:
     """Environment of the process in ``slot``: its GPU pinned, its thread count divided."""
     env = dict(os.environ if base is None else base)
-    threads = str(threads_per_run(jobs))
-    env["OMP_NUM_THREADS"] = threads
-    env["MKL_NUM_THREADS"] = threads
+    count = str(threads_per_run(jobs, threads=threads, env=env))
+    env["OMP_NUM_THREADS"] = count
+    env["MKL_NUM_THREADS"] = count
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     return env
@@ -282,18 +293,19 @@ def _last_line(log: Path) -> str:
     return (errors or lines or [""])[-1]
 
 
-def launch_args(run: Run, jobs: int) -> list[str]:
+def launch_args(run: Run, jobs: int, threads: int | None = None) -> list[str]:
     """The run's arguments with its share of the CPUs as ``num_workers`` (unless its config sets it)."""
     if run.cfg.get("num_workers") is not None:
         return list(run.args)
-    return [*run.args, "--set", f"num_workers={threads_per_run(jobs)}"]
+    return [*run.args, "--set", f"num_workers={threads_per_run(jobs, threads=threads)}"]
 
 
-def _start(run: Run, slot: int, jobs: int, gpus: list[str] | None) -> tuple[subprocess.Popen, Any]:
+def _start(run: Run, slot: int, jobs: int, gpus: list[str] | None,
+           threads: int | None = None) -> tuple[subprocess.Popen, Any]:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run.run_dir / LOG_NAME, "a")  # closed when the process ends
-    args = launch_args(run, jobs)
-    env = run_env(slot, jobs, gpus)
+    args = launch_args(run, jobs, threads)
+    env = run_env(slot, jobs, gpus, threads=threads)
     pinned = f" CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
     log.write(f"# figkd sweep {datetime.now().isoformat(timespec='seconds')}{pinned} "
               f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}: {shlex.join(['python', '-m', 'figkd', *args])}\n")
@@ -303,11 +315,12 @@ def _start(run: Run, slot: int, jobs: int, gpus: list[str] | None) -> tuple[subp
     return proc, log
 
 
-def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, poll_s: float = 0.2,
-            progress: bool | None = None, echo=print) -> list[Outcome]:
+def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, threads: int | None = None,
+            poll_s: float = 0.2, progress: bool | None = None, echo=print) -> list[Outcome]:
     """Run ``runs`` (from :func:`plan`) ``jobs`` at a time; returns one :class:`Outcome` per run, in order.
 
-    ``progress``: a tqdm bar over runs (None: only on a terminal). ``echo`` receives one line per
+    ``threads``: CPU threads of each run (None: :func:`threads_per_run`'s share). ``progress``: a tqdm
+    bar over runs (None: only on a terminal). ``echo`` receives one line per
     finished, skipped or failed run. Ctrl-C stops the running processes (they resume next time) and
     returns what happened so far, the rest marked ``interrupted``.
     """
@@ -352,7 +365,7 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, po
                 if not free or any(outcomes[d] is None for d in r.deps):
                     continue
                 slot = free.pop(0)
-                proc, log = _start(r, slot, jobs, gpus)
+                proc, log = _start(r, slot, jobs, gpus, threads)
                 running[i] = (proc, log, slot, time.monotonic())
             for i, (proc, log, slot, start) in list(running.items()):
                 code = proc.poll()
@@ -405,14 +418,14 @@ def summarize(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def describe(runs: list[Run], jobs: int, gpus: list[str] | None) -> str:
+def describe(runs: list[Run], jobs: int, gpus: list[str] | None, threads: int | None = None) -> str:
     """The plan as ``--dry-run`` prints it: how runs are placed, then one command per run in start order."""
     where = (f"{jobs} at a time, each pinned to one of GPUs {','.join(gpus)} (CUDA_VISIBLE_DEVICES)" if gpus
              else f"{jobs} at a time")
-    lines = [f"# figkd sweep: {len(runs)} runs, {where}, {threads_per_run(jobs)} CPU threads each"]
+    lines = [f"# figkd sweep: {len(runs)} runs, {where}, {threads_per_run(jobs, threads=threads)} CPU threads each"]
     for i, r in enumerate(runs):
         after = f" after #{', #'.join(map(str, r.deps))}" if r.deps else ""
         note = {"done": "skip (finished)", "resume": "resume", "fresh": "start"}[r.state]
         lines.append(f"# {i}: {note}{after}")
-        lines.append(shlex.join(["python", "-m", "figkd", *launch_args(r, jobs)]))
+        lines.append(shlex.join(["python", "-m", "figkd", *launch_args(r, jobs, threads)]))
     return "\n".join(lines)
