@@ -159,6 +159,10 @@ def test_corrupt_jpeg_in_a_worker_mid_epoch_then_skip_corrupt_as_advised(tmp_pat
             "--batch-size", "2", "--epochs", "1", "--out", str(out), "--set", "num_workers=1",
             "--set", "progress=off", "--set", "tensorboard=false", "--set", "eval_batch_size=2"]
     code, _, err = _cli(capsys, *args)
+    # 40-pixel images for a 224 crop: figkd says so first, on one line of its own
+    warning, err = err.split("\n", 1)
+    assert warning.startswith("figkd: warning: imagefolder: the images are much smaller")
+    assert "imagefolder_32" in warning
     _one_line(code, err, r"^figkd: error: cannot decode image .*2\.jpg: OSError: .*Replace the file, or skip such "
                          r"files: figkd train/distill --set skip_corrupt=true")
     code, out_text, err = _cli(capsys, *args, "--set", "skip_corrupt=true")
@@ -278,17 +282,20 @@ def test_damaged_run_files_under_resume(images, finished_run, tmp_path, capsys, 
     assert sorted(p.name for p in run.rglob("*")) == before
 
 
-def test_ctrl_c_is_one_line_with_the_epoch_and_the_checkpoint(images, tmp_path, capsys):
+@pytest.mark.parametrize("sent, word, status", [(signal.SIGINT, "interrupted", 130),
+                                                (signal.SIGTERM, r"terminated \(SIGTERM\)", 143)])
+def test_ctrl_c_is_one_line_with_the_epoch_and_the_checkpoint(sent, word, status, images, tmp_path, capsys):
+    # SIGTERM (kill, a scheduler's pre-emption) stops as cleanly as Ctrl-C, with its own exit status
     out = tmp_path / "run"
     proc = _subprocess(*_args(images, "--out", str(out), epochs=200), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
     for line in proc.stdout:  # wait for the end of epoch 1: the run is then in epoch 2 or later
         if line.startswith("epoch 1/200"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     _, err = proc.communicate(timeout=300)
-    match = _one_line(proc.returncode, err, r"^figkd: interrupted in epoch (\d+); the last checkpoint is epoch "
-                                            r"(\d+); continue with --resume$", status=130)
+    match = _one_line(proc.returncode, err, rf"^figkd: {word} in epoch (\d+); the last checkpoint is epoch "
+                                            r"(\d+); continue with --resume$", status=status)
     interrupted, last = int(match.group(1)), int(match.group(2))
     assert interrupted == last + 1 and last >= 1
     assert json.loads((out / "checkpoints" / "last.json").read_text())["epoch"] == last
@@ -403,3 +410,49 @@ def test_a_finished_run_is_extended_as_if_it_had_had_more_epochs(images, tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((short / "summary.json").read_text())["epochs"] == 2
     assert [json.loads(x)["epoch"] for x in (short / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+# ------------------------------------------------------------------------ 7. what a new user tripped over
+def test_a_short_run_on_the_papers_milestones_is_warned_once(images, tmp_path, capsys):
+    args = ["train", "--dataset", "imagefolder_32", "--data-root", str(images), "--model", "resnet8", "--device",
+            "cpu", "--batch-size", "4", "--epochs", "2", "--set", "progress=off", "--set", "tensorboard=false",
+            "--out", str(tmp_path / "run")]
+    code, _, err = _cli(capsys, *args)
+    assert code == 0, err
+    _one_line(0, err, r"^figkd: warning: lr_milestones \[150, 180, 210\] are all at or after the last epoch \(2\): the "
+                      r"learning rate never decays in this run; .*--set lr_milestones=\[1,2\]", status=0)
+
+
+def test_a_teacher_run_directory_names_the_teachers_architecture(images, finished_run, tmp_path, capsys):
+    distill = ["distill", "--dataset", "imagefolder_32", "--data-root", str(images), "--teacher-ckpt",
+               str(finished_run), "--student", "resnet8", "--device", "cpu", "--batch-size", "4", "--epochs", "1",
+               "--set", "progress=off", "--set", "tensorboard=false", "--objective", "kd"]
+    code, _, err = _cli(capsys, *distill, "--teacher", "resnet20", "--out", str(tmp_path / "wrong"))
+    _one_line(code, err, r"^figkd: error: --teacher resnet20, but .*run holds a resnet8 \(its config.yaml\): pass "
+                         r"--teacher resnet8 or leave --teacher out$")
+    assert not (tmp_path / "wrong").exists()
+    code, _, err = _cli(capsys, *distill, "--out", str(tmp_path / "kd"))  # no --teacher: the run directory's
+    assert code == 0, err
+    import yaml
+    assert yaml.safe_load((tmp_path / "kd" / "config.yaml").read_text())["teacher"] == "resnet8"
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--objective", "ce"], r"'ce' is a loss term, not an objective preset: the preset 'vanilla' is cross-entropy"),
+    (["--objective", "no_such.yaml"], r"objective file no_such.yaml does not exist"),
+    (["--objective", "number.yaml"], r"objective file number.yaml must hold a term list .*got int"),
+    (["--set", "learning_rate=0.1"], r"unknown config key 'learning_rate' \(did you mean 'lr'\?\)"),
+    (["--dataset", "fashion_mnist", "--set", "data_root=null"],
+     r"fashion_mnist: no dataset folder was given: pass --data-root"),
+])
+def test_new_user_mistakes_get_a_pointed_one_line_error(args, pattern, images, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "number.yaml").write_text("3\n")
+    code, _, err = _cli(capsys, *_args(images, "--out", str(tmp_path / "run"), *args))
+    _one_line(code, err, pattern)
+    assert not (tmp_path / "run").exists()
+
+
+def test_version(capsys):
+    code, out, _ = _cli(capsys, "--version")
+    assert code == 0 and re.fullmatch(r"figkd \d+\.\d+\.\d+\S*\n", out)

@@ -8,6 +8,8 @@ Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
   found before any run directory is written where it can be;
 - 1: a loss that became NaN or infinite (the last good checkpoint is kept);
 - 130: Ctrl-C: one line saying which epoch was interrupted and which checkpoint ``--resume`` continues;
+- 143: SIGTERM (``kill``, a batch scheduler's pre-emption): the same line as for Ctrl-C, after the
+  same clean stop;
 - 141: the reader of stdout went away (``figkd eval RUN | head``): nothing more is printed.
 """
 
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import warnings
 from typing import Any
 
 from .checks import Device, Int
-from .config import ConfigError, RunConfig, apply_overrides, load_yaml, parse_set
+from .config import ConfigError, RunConfig, apply_overrides, is_objective_file, load_objective, load_yaml, parse_set
 
 #: Exit statuses (see the module docstring).
 EXIT_USER_ERROR = 2
 EXIT_NONFINITE = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a program stopped by kill
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
@@ -87,10 +92,11 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
                        help="train these architectures together from scratch by deep mutual learning (objective "
                             "default dml; no teacher needed), one run directory each: <out>/peer<i>-<arch>")
         p.add_argument("--objective", nargs="+", default=None,
-                       help=f"objective preset(s) ({presets}; default figkd) or, with --config/--set, a term list "
-                            "(see 'loss terms' below); several train side by side, one run directory each")
+                       help=f"objective preset(s) ({presets}; default figkd) or YAML file(s) of a term list (see "
+                            "'loss terms' below); several train side by side, one run directory each")
     else:
-        p.add_argument("--objective", default=None, help="objective preset (default vanilla)")
+        p.add_argument("--objective", default=None, help="objective preset or YAML file of a term list "
+                       "(default vanilla)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field (value parsed as YAML); repeatable")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in the run directory")
@@ -110,6 +116,10 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
     values.update(parse_set(args.set_items))
     students = getattr(args, "student", None)
     objectives = args.objective
+    if isinstance(objectives, str):
+        objectives = load_objective(objectives) if is_objective_file(objectives) else objectives
+    elif objectives is not None:
+        objectives = [load_objective(o) if is_objective_file(o) else o for o in objectives]
     if command == "train":
         if objectives is not None:
             values["objective"] = objectives
@@ -143,7 +153,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     from .engine.rundir import interrupted_message, resume_note
     try:
         summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise Terminated(interrupted_message(configs, command).replace("interrupted", "terminated (SIGTERM)", 1)) \
+                from None
         raise Interrupted(interrupted_message(configs, command)) from None
     except WriteError as error:  # a full disk: say where the run stands and how to continue it
         raise WriteError(error.errno, f"{error}; the run stopped {resume_note(configs, command)}") from None
@@ -170,13 +183,16 @@ def objective_help() -> str:
     for name in list_presets():
         terms = " + ".join(f"{t['term']} {t.get('weight', 1.0):g}" for t in preset_spec(name))
         lines.append(f"  {name:<16} {terms}")
-    lines.append("loss terms (objective: [{term: NAME, weight: W, warmup: EPOCHS, OPTION: VALUE, ...}, ...]):")
+    lines.append("loss terms (objective: [{term: NAME, weight: W, warmup: EPOCHS, OPTION: VALUE, ...}, ...]; "
+                 "your own: FIGKD_PLUGINS=module_or_file.py, docs/method.md):")
     lines += [f"  {term_spec(name).summary}" for name in list_terms()]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="figkd", description="Frequency-aware knowledge distillation.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"figkd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fields = ("config fields (YAML file, --set KEY=VALUE) with their defaults:\n" + RunConfig.help_table()
               + "\n\n" + objective_help())
@@ -224,17 +240,79 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says which epoch was interrupted and what ``--resume`` continues."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread of the process that ran `main` (so a run stops as cleanly as
+    on Ctrl-C: the checkpoints stay whole and ``--resume`` continues)."""
+
+
+def _terminate_like_ctrl_c():
+    """SIGTERM raises `Terminated` in this process; a process forked from it later (a data worker)
+    keeps the default action. Returns the previous handler (None where it cannot be set)."""
+    pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
     try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): leave SIGTERM alone
+        return None
+
+
+_SHOWN: set[str] = set()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """figkd's own warnings as ``figkd: warning: ...`` on one line of stderr, each text once per command
+    (the same warning about the train and the test split is said once); other libraries' unchanged."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.abspath(filename).startswith(package + os.sep):
+        return _show_warning.default(message, category, filename, lineno, file, line)
+    text = one_line(str(message))
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"figkd: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _show_warnings_on_one_line():
+    """Installs `_show_warning`; returns the previous ``warnings.showwarning``."""
+    _SHOWN.clear()
+    previous = warnings.showwarning
+    if previous is not _show_warning:
+        _show_warning.default = previous
+        warnings.showwarning = _show_warning
+    return previous
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring). The warning display
+    and the SIGTERM handler it installs are put back on return (main may run inside another program)."""
+    show, on_term = _show_warnings_on_one_line(), _terminate_like_ctrl_c()
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = show
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        from .plugins import load_plugins
+        load_plugins()  # FIGKD_PLUGINS: the user's own terms, known to --help and every config
         parser = build_parser()
         args = parser.parse_args(argv)
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return status
     except KeyboardInterrupt as exc:
-        print(f"figkd: {exc or 'interrupted'}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        terminated = isinstance(exc, Terminated)
+        print(f"figkd: {exc or ('terminated (SIGTERM)' if terminated else 'interrupted')}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError as exc:
         if not _stdout_closed():
             _error(exc)  # another pipe (e.g. to a worker process) broke: not the reader going away

@@ -128,10 +128,22 @@ class RunConfig:
         return apply_overrides(self, changes)
 
 
+#: Other toolkits' names for config keys (mdistiller's SOLVER.*, torchvision's references, common
+#: spellings), each with figkd's key: said in the error of an unknown key.
+KEY_SYNONYMS = {
+    "learning_rate": "lr", "base_lr": "lr", "wd": "weight_decay", "milestones": "lr_milestones",
+    "lr_decay_stages": "lr_milestones", "lr_decay_epochs": "lr_milestones", "lr_decay_rate": "lr_decay",
+    "gamma": "lr_decay", "num_epochs": "epochs", "bs": "batch_size", "arch": "model", "data_dir": "data_root",
+    "data_path": "data_root", "root": "data_root", "loss": "objective", "distiller": "objective",
+    "output_dir": "out", "log_dir": "out", "workers": "num_workers", "teacher_path": "teacher_ckpt",
+    "teacher_checkpoint": "teacher_ckpt",
+}
+
+
 def _check_key(key: str) -> None:
     names = RunConfig.field_names()
     if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
+        close = [KEY_SYNONYMS[key]] if key in KEY_SYNONYMS else difflib.get_close_matches(key, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(names)}")
 
@@ -184,6 +196,48 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     for key in data:
         _check_key(key)
     return data
+
+
+def scaled_milestones(epochs: int) -> list[int]:
+    """The paper's learning-rate milestones (150, 180, 210 of 240 epochs, Section 4.2) scaled to a run
+    of ``epochs`` epochs (each at least 1): ``[2, 3]`` for 3 epochs, ``[6, 7, 8]`` for 9."""
+    return sorted({max(1, round(epochs * f)) for f in (0.625, 0.75, 0.875)})
+
+
+def milestones_warning(cfg: RunConfig) -> str | None:
+    """A warning when no learning-rate milestone falls inside a run of several epochs (all at or after
+    its last epoch, e.g. the paper's [150, 180, 210] in a 10-epoch run), else None. An empty list (a
+    constant rate) is a choice and gets none; so does a one-epoch run (no decay is possible)."""
+    if cfg.epochs < 2 or not cfg.lr_milestones or min(cfg.lr_milestones) < cfg.epochs:
+        return None
+    scaled = ",".join(map(str, scaled_milestones(cfg.epochs)))
+    return (f"lr_milestones {list(cfg.lr_milestones)} are all at or after the last epoch ({cfg.epochs}): the learning "
+            f"rate never decays in this run; for a short run scale them, e.g. --set lr_milestones=[{scaled}] (the "
+            "paper's 150/180/210 of 240, as figkd demo does), or --set lr_milestones=[] for a constant rate")
+
+
+def load_objective(path: str | Path) -> list[Any]:
+    """An objective from a YAML file: a term list (``- {term: ce, weight: 1.0}`` ...) or a mapping
+    whose ``objective`` key holds one (a config file), for ``--objective FILE``. ConfigError when the
+    file is missing, not YAML, or holds neither."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"objective file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"objective file {path} is not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and "objective" in data:
+        data = data["objective"]
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"objective file {path} must hold a term list (- {{term: ce, weight: 1.0}} ...) or a "
+                          f"mapping with an 'objective' key, got {type(data).__name__}")
+    return data
+
+
+def is_objective_file(text: Any) -> bool:
+    """Whether an ``--objective`` value names a YAML file (``*.yaml``/``*.yml``) rather than a preset."""
+    return isinstance(text, str) and text.endswith((".yaml", ".yml"))
 
 
 def default_lr(model_name: str) -> float:

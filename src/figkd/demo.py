@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, scaled_milestones  # noqa: F401 (scaled_milestones: also this module's API)
 from .engine.run import run
 
 DATASET = "digits_16"
@@ -26,11 +26,6 @@ STUDENT = "resnet8"
 #: Epochs of the teacher and of each student run, and the learning-rate milestones (scaled from the
 #: paper's 240 epochs with decay at 150, 180, 210: the same fractions 0.625, 0.75, 0.875).
 DEMO_EPOCHS = 9
-
-
-def scaled_milestones(epochs: int) -> list[int]:
-    """The paper's learning-rate milestones (150, 180, 210 of 240) scaled to ``epochs``."""
-    return sorted({max(1, round(epochs * f)) for f in (0.625, 0.75, 0.875)})
 
 
 def run_demo(out: str = "runs/demo", device: str = "auto", epochs: int | None = None,

@@ -124,7 +124,7 @@ def idx_files(family: IdxFamily, root: str, train: bool) -> tuple[str, str]:
 def _load(name: str, root: str | None, train: bool) -> ArrayDataset:
     family = FAMILIES[name]
     if root is None:
-        raise DatasetNotFoundError(name, "<root=None>", LAYOUT.format(folder=family.torchvision_folder),
+        raise DatasetNotFoundError(name, None, LAYOUT.format(folder=family.torchvision_folder),
                                    family.published)
     root = os.path.expanduser(os.fspath(root))
     images_path, labels_path = idx_files(family, root, train)

@@ -19,13 +19,14 @@ configuration, so its ``config.yaml`` runs (or resumes) the whole peer set again
 from __future__ import annotations
 
 import json
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, milestones_warning
 from . import distributed as dist_utils
 from . import rundir
 from .device import resolve_cuda_graph, resolve_device
@@ -55,6 +56,7 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
         if cfg.objective is None:
             cfg = cfg.replace(objective="dml")
     elif command == "distill":
+        cfg = _teacher_from_run_dir(cfg)
         missing = [f"--{k.replace('_', '-')}" for k in ("teacher", "teacher_ckpt", "student")
                    if not getattr(cfg, k)]
         if missing:
@@ -63,6 +65,35 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
             cfg = cfg.replace(objective="figkd")
     else:
         raise ValueError(f"unknown command {command!r}")
+    return cfg
+
+
+def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
+    """When ``teacher_ckpt`` is a figkd run directory: its architecture (the ``model`` of a train run,
+    the ``student`` of a distill run, as its config.yaml records) is the default ``teacher``, and a
+    different ``teacher`` is a ConfigError naming both."""
+    import yaml
+
+    from ..models import canonical_name
+    path = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else None
+    if path is None or not (path / "config.yaml").is_file():
+        return cfg
+    try:
+        recorded = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    except yaml.YAMLError:
+        return cfg  # reported where the checkpoint is loaded
+    arch = recorded.get("model") or recorded.get("student") if isinstance(recorded, dict) else None
+    if not isinstance(arch, str):
+        return cfg
+    if not cfg.teacher:
+        return cfg.replace(teacher=arch)
+    try:
+        same = canonical_name(cfg.teacher) == canonical_name(arch)
+    except ValueError:
+        return cfg  # an unknown name: reported where the teacher is built
+    if not same:
+        raise ConfigError(f"--teacher {cfg.teacher}, but {path} holds a {arch} (its config.yaml): pass --teacher "
+                          f"{arch} or leave --teacher out")
     return cfg
 
 
@@ -234,6 +265,9 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
                               run_dir=run_dir, cfg=c, status=status))
     if not members:
         return done
+    warning = milestones_warning(cfg)
+    if warning and info.is_main:  # said as training starts, not before an error that stops it
+        warnings.warn(warning, stacklevel=3)
     if cfg.peers and done:
         raise ConfigError(f"the peers of {run_dirs[0]} are in different states (some finished, some not): they "
                           "train together; remove the unfinished ones' directories or use --overwrite")

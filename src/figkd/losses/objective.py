@@ -76,11 +76,11 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # lib/models/losses/kd_loss.py).
     "dist": [{"term": "ce", "weight": 1.0},
              {"term": "dist", "weight": 2.0, "beta": 1.0, "gamma": 1.0, "temperature": 4.0}],
-    # FiGKD Eq. 7: CE weight 1, detail weight 2 (Section 5.1.2 / Fig. 4; paper/README.md), detail
+    # FiGKD Eq. 7: CE weight 1, detail weight 2 (Section 5.1.2 / Fig. 4; docs/method.md §2), detail
     # loss with the defaults of Section 3.3 (Haar, J = 1, 2D, high-frequency subbands, MSE).
     "figkd": [{"term": "ce", "weight": 1.0}, {"term": "figkd", "weight": 2.0}],
     # Table 10's base ("Low x, High x" = MLKD's numbers) plus the detail term with Eq. 7's weight 2
-    # (paper/README.md); the detail term is computed on the weak view (student_logits/teacher_logits).
+    # (docs/method.md §3); the detail term is computed on the weak view (student_logits/teacher_logits).
     "mlkd+figkd": [{"term": "mlkd", "weight": 1.0, "temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9},
                    {"term": "figkd", "weight": 2.0}],
     # mdistiller CIFAR-100 FitNet: CFG.FITNET.HINT_LAYER 2, LOSS.CE_WEIGHT 1, LOSS.FEAT_WEIGHT 100
@@ -166,6 +166,14 @@ def list_presets() -> list[str]:
 def preset_spec(name: str) -> list[dict[str, Any]]:
     """The term list of a preset (a copy: edit it and pass it to `build_objective`)."""
     if not isinstance(name, str) or name not in PRESETS:
+        from .registry import list_terms
+        if name == "ce":
+            raise ValueError(f"'ce' is a loss term, not an objective preset: the preset 'vanilla' is cross-entropy "
+                             f"alone; presets: {', '.join(PRESETS)}")
+        if isinstance(name, str) and name in list_terms():
+            raise ValueError(f"{name!r} is a loss term, not an objective preset: give a term list, e.g. "
+                             f"--set 'objective=[{{term: ce, weight: 1.0}}, {{term: {name}, weight: 1.0}}]' or a "
+                             f"YAML file of one (--objective FILE.yaml); presets: {', '.join(PRESETS)}")
         raise ValueError(f"unknown objective preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
 
