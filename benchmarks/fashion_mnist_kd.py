@@ -22,6 +22,10 @@ and writes JSON (default ``benchmarks/results/fashion_mnist_kd_<device>.json``).
 
     python benchmarks/fashion_mnist_kd.py --root /usr/share/datasets/fashion-mnist
 
+The defaults (all 60,000 training images, a resnet20 teacher for 3 epochs, resnet8 students for 2,
+seeds 0 1 2) are the run of docs/performance.md: on 2 CPU cores, 25 min for the teacher and about
+68 min per seed with the three seeds in parallel processes.
+
 Seeds in parallel processes (each run is deterministic for a given ``--threads``): train the teacher
 with ``--teacher-only``, run ``--seeds 0``, ``--seeds 1``, ... as separate processes on the same
 ``--workdir`` (each with its own ``--out``), then run all the seeds once more: it reuses every finished
