@@ -301,7 +301,7 @@ def test_idx_missing_files_name_path_and_source(tmp_path):
     build_dataset("fashion_mnist", root, train=True)  # the train split is complete
     with pytest.raises(DatasetNotFoundError, match="rois-codh/kmnist"):
         build_dataset("kmnist", str(tmp_path / "nowhere"))
-    with pytest.raises(DatasetNotFoundError, match="root=None"):
+    with pytest.raises(DatasetNotFoundError, match="mnist: no dataset folder was given: pass --data-root"):
         build_dataset("mnist", None)
 
 

@@ -147,11 +147,11 @@ def test_help_documents_every_field():
 
 
 def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path):
-    result = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "3", "--device", "cpu")
+    result = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     for row in ("teacher (alone)", "student (alone)", "KD", "FiGKD"):
         assert row in result.stdout
     for run_dir in ("teacher", "student", "kd", "figkd"):
         assert (tmp_path / "demo" / run_dir / "summary.json").is_file()
-    again = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "3", "--device", "cpu")
+    again = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--device", "cpu")
     assert again.returncode == 0 and again.stdout.count("already holds this finished run") == 4
