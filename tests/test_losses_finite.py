@@ -5,7 +5,9 @@ student/teacher pairing of them), batch 1, C = 2 classes, each target and each t
 0.05..10 (for terms with a ``temperature`` option), the term's value and the gradients of every
 student input are finite. Terms that read stage features, embeddings, the map before the pooling or
 class activation maps get them at the same scales (zeros, ties, +-1e4, random values of magnitude 1e4
-and 1e-4), shaped as a resnet8 pair's; the samples of a batch are copies of each other. Terms with a
+and 1e-4), shaped as a resnet8 pair's; a term that reads both logits and features (DiffKD) gets every
+logit pairing and every feature kind, the kinds cycled over the pairings rather than crossed with
+them. The samples of a batch are copies of each other. Terms with a
 BatchNorm in their trainable modules get a batch of 2 (in training mode a BatchNorm over a 1 x 1 map
 needs more than one sample: ReviewKD's fusion of the embedding, DiffKD's logits branch). The build
 context has a training set of 16 samples of alternating classes (CRD's memory bank and negatives).
@@ -142,9 +144,13 @@ def _cases(needed, context, batch=1):
     logits = any(n.endswith(("logits", "logits_strong")) for n in needed)
     features = any(_is_feature(n) for n in needed)
     targets = range(C) if "target" in needed else (0,)
-    pairs = itertools.product(VECTORS.items(), VECTORS.items()) if logits else [(("-", VECTORS["tied_zero"]),) * 2]
-    kinds = FEATURES if features else ["-"]
-    for ((sn, s), (tn, t)), y, kind in itertools.product(pairs, targets, kinds):
+    pairs = (list(itertools.product(VECTORS.items(), VECTORS.items())) if logits
+             else [(("-", VECTORS["tied_zero"]),) * 2])
+    if logits and features:  # every logit pair and every feature kind, the kinds cycled over the pairs: both
+        combos = list(zip(pairs, itertools.cycle(FEATURES)))  # covered, at a fifth of their product (DiffKD)
+    else:
+        combos = list(itertools.product(pairs, FEATURES if features else ["-"]))
+    for ((sn, s), (tn, t)), kind, y in ((pair, kind, y) for pair, kind in combos for y in targets):
         kw, grads = _inputs(s, t, y, needed, batch=batch)
         if features:
             extra, more = _feature_inputs(needed, kind, context, batch)
