@@ -53,6 +53,7 @@ from figkd.losses import (
     tekap_loss,
 )
 from figkd.losses.ldrld import pair_weights
+from fixtures_losses import logit_inputs
 
 PINNED = {
     "rld": (34.59086109475382, -0.290572667559902),
@@ -76,12 +77,7 @@ ISSUE = {"rld": 34.59086109475382, "ldrld": 76.3308047645907, "kd_ls_T2_w9": 8.6
          "dml_T1": 4.971978097660078, "tekap_zero_noise_x0.9": 26.570199988630396}
 
 
-def _inputs():
-    torch.manual_seed(0)
-    ls = torch.randn(64, 100, dtype=torch.float64) * 2
-    lt = torch.randn(64, 100, dtype=torch.float64) * 4
-    y = torch.randint(0, 100, (64,))
-    return ls, lt, y
+_inputs = logit_inputs  # the inputs the pinned values were computed on
 
 
 def _strong(ls, lt):
