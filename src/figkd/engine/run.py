@@ -72,17 +72,11 @@ def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
     """When ``teacher_ckpt`` is a figkd run directory: its architecture (the ``model`` of a train run,
     the ``student`` of a distill run, as its config.yaml records) is the default ``teacher``, and a
     different ``teacher`` is a ConfigError naming both."""
-    import yaml
-
     from ..models import canonical_name
     path = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else None
     if path is None or not (path / "config.yaml").is_file():
         return cfg
-    try:
-        recorded = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    except yaml.YAMLError:
-        return cfg  # reported where the checkpoint is loaded
-    arch = recorded.get("model") or recorded.get("student") if isinstance(recorded, dict) else None
+    arch = rundir._model_name(rundir.read_config(path))  # a damaged config.yaml is a RunFileError
     if not isinstance(arch, str):
         return cfg
     if not cfg.teacher:
