@@ -2,7 +2,8 @@
 
 import pytest
 
-from figkd.config import ConfigError, RunConfig, apply_overrides, default_lr, load_yaml, parse_set
+from figkd.config import ConfigError, RunConfig, apply_overrides, load_yaml, parse_set
+from figkd.models import default_lr
 
 
 def test_defaults_are_the_paper_recipe():

@@ -13,7 +13,7 @@ from torch import nn
 
 from figkd.models import build_model, complexity
 from figkd.models.cli import add_parser, main
-from figkd.models.complexity import TABLE15, TABLE15_INPUT_SIZE, TABLE15_NUM_CLASSES, TABLE15_PAIRS
+from figkd.paper import TABLE15, TABLE15_INPUT_SIZE, TABLE15_NUM_CLASSES, TABLE15_PAIRS
 
 
 def meta_model(name: str, num_classes: int):

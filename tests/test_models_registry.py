@@ -129,8 +129,9 @@ def test_model_info():
 def test_every_model_has_the_papers_default_learning_rate():
     """Paper Section 4.2: 0.05, except ShuffleNet-V1/V2 and MobileNet-V2 (0.01), whatever the spelling;
     MobileNetV1 (Table 5's teachers) is not among the exceptions (issue 14, point 6)."""
-    from figkd.config import RunConfig, default_lr
+    from figkd.config import RunConfig
     from figkd.engine.recipe import initial_lr
+    from figkd.models import default_lr
 
     small = {"mobilenetv2", "shufflenetv1", "shufflenetv2"}
     for name in list_models(include_aliases=True):

@@ -14,8 +14,9 @@ Submodules: ``figkd.wavelets`` (differentiable DWT), ``figkd.grid`` (logits <-> 
 paper's tables), ``figkd.analysis`` (the paper's figures); the ``figkd`` command line.
 """
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
 from .data import build_dataset, build_loader, list_datasets
+from .errors import ConfigError
 from .losses import (
     DISTLoss,
     DKDLoss,

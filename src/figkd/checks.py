@@ -17,13 +17,16 @@ differently from what a user typed:
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
-           "Peers", "Str"]
+           "Peers", "Str", "Triple", "parse_value"]
+
+Triple = tuple[float, float, float]
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -223,12 +226,10 @@ class Peers(Check):
 
 class Normalisation(Check):
     """A ``mean`` / ``std`` value: null (the dataset recipe's), ``auto``, a number or a list of 1 or 3
-    numbers (std > 0). The one definition of these forms is ``figkd.data.normalization.parse_value``; the
+    numbers (std > 0). The one definition of these forms is :func:`parse_value`; the
     value is kept as written (the run directory's config records what the user asked for)."""
 
     def check(self, name: str, value: Any) -> Any:
-        from .data.normalization import parse_value
-
         parse_value(name, value)
         return value
 
@@ -249,3 +250,23 @@ class Optional(Check):
 
     def describe(self) -> str:
         return "null or " + self.inner.describe()
+
+
+def parse_value(name: str, value: Any) -> None | str | Triple:
+    """Check a ``mean`` / ``std`` configuration value; returns None, ``"auto"`` or three floats.
+
+    Raises ValueError naming the field and the accepted forms.
+    """
+    accepted = (f"{name} must be null (the recipe's), auto (computed from the training split), a number or a "
+                f"list of 1 or 3 numbers")
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = [value]
+    if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (1, 3)
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"{accepted}, got {value!r}")
+    out = tuple(float(v) for v in value) * (3 if len(value) == 1 else 1)
+    if not all(math.isfinite(v) for v in out) or (name == "std" and min(out) <= 0):
+        raise ValueError(f"{name} values must be finite{' and > 0' if name == 'std' else ''}, got {value!r}")
+    return out  # type: ignore[return-value]

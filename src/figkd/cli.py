@@ -23,7 +23,8 @@ import warnings
 from typing import Any
 
 from .checks import Device, Int
-from .config import ConfigError, RunConfig, apply_overrides, is_objective_file, load_objective, load_yaml, parse_set
+from .config import RunConfig, apply_overrides, is_objective_file, load_objective, load_yaml, parse_set
+from .errors import ConfigError, UserError
 
 #: Exit statuses (see the module docstring).
 EXIT_USER_ERROR = 2
@@ -150,7 +151,7 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     configs = build_configs(args, command)
     from .atomic import WriteError
     from .engine.distributed import from_environment
-    from .engine.rundir import interrupted_message, resume_note
+    from .engine.run import interrupted_message, resume_note
     try:
         summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt as exc:
@@ -322,7 +323,7 @@ def _main(argv: list[str] | None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (ConfigError, OSError) as exc:
+    except (UserError, OSError) as exc:
         _error(exc)
         return EXIT_USER_ERROR
     except Exception as exc:
@@ -356,7 +357,7 @@ def one_line(text: str) -> str:
 def _error(exc: BaseException) -> None:
     """Print an error on one line. A bare OSError (no figkd message) gets its file name."""
     text = str(exc)
-    if isinstance(exc, OSError) and not isinstance(exc, ConfigError) and exc.filename and exc.strerror:
+    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}"
     print(f"figkd: error: {one_line(text)}", file=sys.stderr)
 

@@ -12,7 +12,7 @@ rate is set to 0.05, except for ShuffleNet-V1/V2 and MobileNet-V2, which use 0.0
 factor of 0.1 at epochs 150, 180, and 210"), which is also mdistiller's CIFAR-100 recipe. The weight
 decay 5e-4 is mdistiller's value (``SOLVER.WEIGHT_DECAY: 0.0005`` in its ``configs/cifar100/*.yaml``;
 its ``mdistiller/engine/cfg.py`` default is 1e-4), not a number the paper's text gives. The default
-learning rate is a property of the model (``figkd.models.ModelInfo.default_lr``, see `default_lr`).
+learning rate is a property of the model (``figkd.models.default_lr``, from its registry entry).
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ from typing import Any
 import yaml
 
 from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Peers, Str
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the CLI prints it on one line and exits with 2."""
+from .errors import ConfigError
 
 
 def _f(default: Any, help: str, *, check: Check, **kwargs: Any) -> Any:
@@ -238,15 +235,6 @@ def load_objective(path: str | Path) -> list[Any]:
 def is_objective_file(text: Any) -> bool:
     """Whether an ``--objective`` value names a YAML file (``*.yaml``/``*.yml``) rather than a preset."""
     return isinstance(text, str) and text.endswith((".yaml", ".yml"))
-
-
-def default_lr(model_name: str) -> float:
-    """The paper's initial learning rate for a model (Section 4.2), a property of the model in the
-    registry (`figkd.models.ModelInfo.default_lr`: aliases resolve to their model); ``ValueError``
-    for an unknown model name."""
-    from .models import get_model_info  # the registry imports torch; this module stays light
-
-    return get_model_info(model_name).default_lr
 
 
 def dump_yaml(cfg: RunConfig) -> str:

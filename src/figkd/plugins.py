@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .config import ConfigError
+from .errors import ConfigError, UserError
 
 #: The environment variable read by `load_plugins`.
 ENV = "FIGKD_PLUGINS"
@@ -66,7 +66,7 @@ def load_plugins(entries: str | None = None) -> list[ModuleType]:
             import figkd.losses  # noqa: F401 (a plugin registers into the loaded registry)
             try:
                 _LOADED[entry] = _import_file(entry) if entry.endswith(".py") else importlib.import_module(entry)
-            except ConfigError:
+            except UserError:
                 raise
             except Exception as exc:
                 raise ConfigError(f"{ENV}: cannot import {entry!r} ({type(exc).__name__}: {exc}); give an importable "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from importlib import import_module
 
-from ..config import ConfigError
+from ..errors import ConfigError, UserError
 
 # The modules (the package's attributes of the same names are the functions).
 hf_module = import_module("figkd.analysis.hf_accuracy")
@@ -115,7 +115,7 @@ def _done(module, analysis) -> int:
     errors (ConfigError, exit 2)."""
     try:
         result = analysis()
-    except ConfigError:
+    except UserError:
         raise
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_write, atomic_write_text
-from ..config import ConfigError
+from ..errors import ConfigError
 
 
 @dataclass

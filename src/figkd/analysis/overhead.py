@@ -24,13 +24,11 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..paper import TABLE14
 from .common import new_figure, read_config, resolve_device, write_json, write_png
 
 NAME = "overhead"
-#: Paper Table 14 (s/batch and overhead % over KD; ResNet32x4 -> ResNet8x4, CIFAR-100, RTX 3090).
-PAPER = {"KD": (0.1040, None), "FiGKD (J = 1)": (0.1061, 2.0), "FiGKD (J = 2)": (0.1243, 19.5),
-         "FiGKD (J = 3)": (0.1353, 30.1)}
 
 
 def objectives(levels: list[int]) -> list[tuple[str, Any]]:
@@ -92,7 +90,7 @@ def overhead(*, teacher: str = "resnet32x4", student: str = "resnet8x4", dataset
                                                   "batch_size": batch_size, "steps": steps, "repeats": repeats,
                                                   "mode": mode},
               "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-              "threads": torch.get_num_threads(), "results": results, "paper": PAPER}
+              "threads": torch.get_num_threads(), "results": results, "paper": TABLE14}
     dest = Path(out) if out is not None else Path(run) / "analysis"
     dest.mkdir(parents=True, exist_ok=True)
     result["files"] = [write_png(dest / f"{NAME}.png", _figure(result)), dest / f"{NAME}.json"]
@@ -106,7 +104,7 @@ def _figure(result: dict[str, Any]):
     ax = fig.subplots()
     ax.bar(range(len(rows)), [1000 * r["s_per_batch"] for r in rows], color="tab:blue")
     for i, r in enumerate(rows):
-        paper = PAPER.get(r["label"], (None, None))[1]
+        paper = TABLE14.get(r["label"], (None, None))[1]
         text = "" if r["overhead_pct"] is None else f"{r['overhead_pct']:+.1f}%"
         if paper is not None:
             text += f"\n(paper {paper:+.1f}%)"
@@ -127,7 +125,7 @@ def summary(result: dict[str, Any]) -> str:
              f"{'method':<16} {'s/batch':>9} {'overhead':>9}   paper (RTX 3090)"]
     for r in result["results"]:
         over = "-" if r["overhead_pct"] is None else f"{r['overhead_pct']:+.1f}%"
-        paper = PAPER.get(r["label"])
+        paper = TABLE14.get(r["label"])
         ref = "" if paper is None else f"{paper[0]:.4f} s" + ("" if paper[1] is None else f" {paper[1]:+.1f}%")
         lines.append(f"{r['label']:<16} {r['s_per_batch']:>9.4f} {over:>9}   {ref}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..experiments.runs import collect_runs, method_name
 from .common import new_figure, output_dir, write_json, write_png
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError, UserError
 from .images import decode_image, scan_images
 
 __all__ = [
@@ -36,10 +36,11 @@ __all__ = [
 NOTHING_DOWNLOADED = "figkd never downloads data: download and extract it yourself."
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset root, folder or file is missing. The message names the path, what was expected there
-    (the official archive and its layout) and where the dataset is published (``published`` None: the
-    user's own data). ``path`` None: no dataset folder was given at all."""
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A dataset root, folder or file is missing (a :class:`~figkd.errors.UserError` and a
+    ``FileNotFoundError``). The message names the path, what was expected there (the official archive
+    and its layout) and where the dataset is published (``published`` None: the user's own data).
+    ``path`` None: no dataset folder was given at all."""
 
     def __init__(self, dataset: str, path: str | os.PathLike | None, expected: str, published: str | None):
         self.dataset = dataset

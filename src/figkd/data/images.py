@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "CorruptImageError",

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import DataError
 from .augment import (
     STRONG,
     Recipe,
@@ -50,7 +51,6 @@ from .augment import (
 from .base import FileDataset
 from .batch import Batch
 from .cache import ResizedCache, resident_arrays, resized_cache
-from .errors import DataError
 from .images import (
     RESAMPLE,
     center_crop_box,

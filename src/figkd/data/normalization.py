@@ -13,19 +13,17 @@ so a model is always evaluated with the normalisation it was trained with.
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..checks import Triple, parse_value
 
 __all__ = ["FILE", "Normalization", "load_for_run", "parse_value", "record", "resolve"]
 
 FILE = "normalization.json"
-Triple = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -42,26 +40,6 @@ class Normalization:
         return {"dataset": self.dataset, "train_count": self.train_count, "mean": list(self.mean),
                 "std": list(self.std), "auto": list(self.auto),
                 "computed_by": "figkd.data.stats.dataset_mean_std (training split as the loader holds it)"}
-
-
-def parse_value(name: str, value: Any) -> None | str | Triple:
-    """Check a ``mean`` / ``std`` configuration value; returns None, ``"auto"`` or three floats.
-
-    Raises ValueError naming the field and the accepted forms.
-    """
-    accepted = (f"{name} must be null (the recipe's), auto (computed from the training split), a number or a "
-                f"list of 1 or 3 numbers")
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        value = [value]
-    if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (1, 3)
-            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"{accepted}, got {value!r}")
-    out = tuple(float(v) for v in value) * (3 if len(value) == 1 else 1)
-    if not all(math.isfinite(v) for v in out) or (name == "std" and min(out) <= 0):
-        raise ValueError(f"{name} values must be finite{' and > 0' if name == 'std' else ''}, got {value!r}")
-    return out  # type: ignore[return-value]
 
 
 def _read(run_dir: Path, dataset: str, train_count: int) -> Normalization | None:

@@ -30,24 +30,11 @@ import torch
 from safetensors.torch import load_file
 
 from ..atomic import atomic_write_bytes, atomic_write_text
-from ..config import ConfigError
+from ..errors import RunFileError
 from ..models.checkpoints import save_weights
 
 #: Names of the per-epoch files (the only files ``save`` ever removes).
 EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(safetensors|state\.pt)")
-#: What to do about a damaged run file (figkd writes each atomically, so something else changed it).
-RUN_FILE_FIX = ("figkd writes it atomically, so it was changed or cut short by something else: restore it from "
-                "a copy, or start the run again with --overwrite")
-
-
-class RunFileError(ConfigError):
-    """A file of a run directory that cannot be read back; the message names it and the fix."""
-
-    def __init__(self, path: str | Path, what: str):
-        super().__init__(f"run file {path} {what}; {RUN_FILE_FIX}")
-        self.path = Path(path)
-
-
 def read_json(path: Path) -> Any:
     """A JSON run file (``last.json``, ``best.json``, ``summary.json``); RunFileError when malformed."""
     try:

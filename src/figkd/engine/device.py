@@ -14,7 +14,8 @@ import contextlib
 
 import torch
 
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
+from ..errors import ConfigError
 from .distributed import DistInfo
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .checkpoint import CheckpointManager
 from .device import resolve_device
 from .distributed import DistInfo

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ConfigError
 from ..data.batch import Batch
+from ..errors import ConfigError
 from ..losses import BuildContext, build_objective
 from ..losses.objective import Objective
 from .teacher import forward_outputs

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig, default_lr
+from ..config import RunConfig
+from ..models import default_lr
 
 
 def initial_lr(cfg: RunConfig, model_name: str) -> float:
-    """``cfg.lr`` if given, else the model's default in the registry (`figkd.config.default_lr`: the
+    """``cfg.lr`` if given, else the model's default in the registry (`figkd.models.default_lr`: the
     paper's 0.05, 0.01 for ShuffleNet-V1/V2 and MobileNet-V2, Section 4.2)."""
     return float(cfg.lr) if cfg.lr is not None else default_lr(model_name)
 

@@ -26,9 +26,11 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, RunConfig, milestones_warning
+from ..config import RunConfig, milestones_warning
+from ..errors import ConfigError, RunFileError
 from . import distributed as dist_utils
 from . import rundir
+from .checkpoint import CheckpointManager
 from .device import resolve_cuda_graph, resolve_device
 from .learner import build_learner
 from .rundir import default_run_dir, member_name, objective_name, peer_dirs  # noqa: F401 (also this module's API)
@@ -269,3 +271,40 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
                       log=log)
     trainer.setup()
     return done + trainer.fit()
+
+
+# ------------------------------------------------------------------------------ after a stop
+def _member_dirs(configs: list[RunConfig], command: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Each member's run directory and recorded config; none for configs the engine would refuse."""
+    try:
+        resolved = [resolve(c, command) for c in configs]
+    except ConfigError:
+        return []
+    return [(Path(c.out) if c.out else default_run_dir(c, command), rundir.recorded_config(c, command))
+            for c in resolved]
+
+
+def resume_note(configs: list[RunConfig], command: str) -> str:
+    """Where the run of ``configs`` stands after a stop: the epoch interrupted, the last checkpoint and
+    what to do (one phrase, for the messages of Ctrl-C and of a failed write)."""
+    lasts = []
+    try:
+        for run_dir, cfg in _member_dirs(configs, command):
+            if not (run_dir / "config.yaml").is_file() or rundir._differences(rundir.read_config(run_dir), cfg):
+                continue  # not started (another run's directory, or nothing written yet)
+            if (run_dir / "summary.json").is_file():
+                continue
+            lasts.append(CheckpointManager(run_dir).last_epoch())
+    except RunFileError as error:
+        return f"and the run directory cannot be read ({error})"
+    if not lasts:
+        return "before training started; nothing was written that needs --resume"
+    if any(k is None for k in lasts):
+        return "in epoch 1, before its checkpoint; run the command again (nothing to resume)"
+    last = min(lasts)
+    return f"in epoch {last + 1}; the last checkpoint is epoch {last}; continue with --resume"
+
+
+def interrupted_message(configs: list[RunConfig], command: str) -> str:
+    """The one line printed for Ctrl-C: ``interrupted in epoch E; the last checkpoint is epoch K; ...``."""
+    return f"interrupted {resume_note(configs, command)}"

@@ -35,7 +35,9 @@ from typing import Any
 import yaml
 
 from ..atomic import atomic_write_text, write_error
-from ..config import ConfigError, RunConfig, default_lr
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..models import default_lr
 from .checkpoint import CheckpointManager, RunFileError, read_json
 
 #: What figkd writes in a run directory (and all it ever removes there).
@@ -349,40 +351,3 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     if not isinstance(summary, dict):
         raise RunFileError(path, "is not a JSON object")
     return summary
-
-
-# ------------------------------------------------------------------------------ after a stop
-def _member_dirs(configs: list[RunConfig], command: str) -> list[tuple[Path, dict[str, Any]]]:
-    """Each member's run directory and recorded config; none for configs the engine would refuse."""
-    from .run import resolve  # the engine's defaults (objective); run imports this module
-    try:
-        resolved = [resolve(c, command) for c in configs]
-    except ConfigError:
-        return []
-    return [(Path(c.out) if c.out else default_run_dir(c, command), recorded_config(c, command)) for c in resolved]
-
-
-def resume_note(configs: list[RunConfig], command: str) -> str:
-    """Where the run of ``configs`` stands after a stop: the epoch interrupted, the last checkpoint and
-    what to do (one phrase, for the messages of Ctrl-C and of a failed write)."""
-    lasts = []
-    try:
-        for run_dir, cfg in _member_dirs(configs, command):
-            if not (run_dir / "config.yaml").is_file() or _differences(read_config(run_dir), cfg):
-                continue  # not started (another run's directory, or nothing written yet)
-            if (run_dir / "summary.json").is_file():
-                continue
-            lasts.append(CheckpointManager(run_dir).last_epoch())
-    except RunFileError as error:
-        return f"and the run directory cannot be read ({error})"
-    if not lasts:
-        return "before training started; nothing was written that needs --resume"
-    if any(k is None for k in lasts):
-        return "in epoch 1, before its checkpoint; run the command again (nothing to resume)"
-    last = min(lasts)
-    return f"in epoch {last + 1}; the last checkpoint is epoch {last}; continue with --resume"
-
-
-def interrupted_message(configs: list[RunConfig], command: str) -> str:
-    """The one line printed for Ctrl-C: ``interrupted in epoch E; the last checkpoint is epoch K; ...``."""
-    return f"interrupted {resume_note(configs, command)}"

@@ -32,8 +32,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
 from ..data.batch import Batch
+from ..errors import ConfigError
 from ..losses.inputs import Needs
 from . import distributed as dist_utils
 from . import rundir

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .report import __doc__ as REPORT_DOC
 from .report import report
 from .sweep import __doc__ as SWEEP_DOC

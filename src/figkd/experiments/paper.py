@@ -26,7 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from ..config import ConfigError, RunConfig, default_lr
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..models import default_lr
 from .runs import method_name
 
 #: The checkout's configs/paper (src/figkd/experiments/paper.py -> the repository root).

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .paper import ABLATION_TABLES, MAIN_TABLES, RECIPE_FIELDS, TITLES, Column, Row, TableSpec, recipe_of, table_spec
 from .runs import METRICS, RunRecord, collect_runs
 
@@ -357,7 +357,7 @@ def table14(root: Path) -> Table:
     if not found:
         raise ConfigError(f"no overhead.json under {root}: Table 14 is timed, not collected from runs; run "
                           f"figkd analyze overhead --out {root}/overhead first")
-    from ..analysis.overhead import PAPER as PAPER_TABLE14
+    from ..paper import TABLE14 as PAPER_TABLE14
 
     data = json.loads(found[-1].read_text())
     rows, cells = [], []
@@ -377,7 +377,8 @@ def table14(root: Path) -> Table:
 
 def table15() -> Table:
     """Table 15: parameters and MACs of the paper's teacher-student pairs (figkd models --table15)."""
-    from ..models.complexity import TABLE15, TABLE15_INPUT_SIZE, TABLE15_NUM_CLASSES, TABLE15_PAIRS, complexity
+    from ..models.complexity import complexity
+    from ..paper import TABLE15, TABLE15_INPUT_SIZE, TABLE15_NUM_CLASSES, TABLE15_PAIRS
 
     ours = {name: complexity(name, TABLE15_INPUT_SIZE, num_classes=TABLE15_NUM_CLASSES) for name in TABLE15}
     rows, cells = [], []

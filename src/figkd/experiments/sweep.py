@@ -41,9 +41,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig, apply_overrides, load_yaml, parse_set
+from ..config import RunConfig, apply_overrides, load_yaml, parse_set
 from ..engine.run import default_run_dir, resolve
 from ..engine.rundir import RUNTIME_FIELDS
+from ..errors import ConfigError
 
 #: Name of the per-run log the sweep writes into each run directory.
 LOG_NAME = "sweep.log"

@@ -6,7 +6,7 @@
 
 from .checkpoints import CheckpointError, load_state_dict_file, load_teacher, load_weights, save_weights
 from .complexity import Complexity, complexity
-from .registry import ModelInfo, build_model, canonical_name, get_model_info, list_models
+from .registry import ModelInfo, build_model, canonical_name, default_lr, get_model_info, list_models
 
 __all__ = [
     "CheckpointError",
@@ -15,6 +15,7 @@ __all__ = [
     "build_model",
     "canonical_name",
     "complexity",
+    "default_lr",
     "get_model_info",
     "list_models",
     "load_state_dict_file",

@@ -32,7 +32,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from ..atomic import atomic_write_bytes
-from ..config import ConfigError
+from ..errors import CheckpointError
 from .registry import build_model, get_model_info
 
 # Where the CIFAR-100 teachers used by the paper (resnet32x4, wrn_40_2, vgg13, resnet56, resnet110,
@@ -56,10 +56,6 @@ SAFE_GLOBALS = (argparse.Namespace,)
 #: (``torch/serialization.py``: ``MAGIC_NUMBER``).
 ZIP_MAGIC = b"PK\x03\x04"
 LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that cannot be read safely or does not fit the model (a ValueError)."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

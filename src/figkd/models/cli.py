@@ -13,14 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .complexity import (
-    TABLE15,
-    TABLE15_INPUT_SIZE,
-    TABLE15_NUM_CLASSES,
-    TABLE15_PAIRS,
-    Complexity,
-    complexity,
-)
+from ..paper import TABLE15, TABLE15_INPUT_SIZE, TABLE15_NUM_CLASSES, TABLE15_PAIRS
+from .complexity import Complexity, complexity
 from .registry import get_model_info, list_models
 
 DESCRIPTION = (

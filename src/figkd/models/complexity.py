@@ -33,40 +33,6 @@ COUNTED_OPS = {
     aten.addmm: "linear",
 }
 
-# The paper's Table 15 (TinyImageNet: 64x64 inputs, 200 classes): parameters (M) and "FLOPs" (M).
-# Source: FiGKD paper, Table 15 ("Teacher-Student Scale Comparison", Sec. 5.4). The FLOPs column is a
-# multiply-accumulate count with thop's (pytorch-OpCounter) rules, which add 4 operations per
-# BatchNorm output element to the conv + linear MACs counted here; docs/models.md reconciles the two.
-TABLE15: dict[str, tuple[float, float]] = {
-    "resnet110": (1.74, 1029.58),
-    "resnet32": (0.48, 281.56),
-    "resnet32x4": (7.46, 4352.82),
-    "resnet8x4": (1.26, 714.26),
-    "wrn_40_2": (2.27, 1322.61),
-    "wrn_16_2": (0.72, 409.30),
-    "wrn_40_1": (0.58, 339.36),
-    "vgg13": (9.51, 917.16),
-    "vgg8": (4.02, 273.43),
-    "resnet50": (23.91, 5246.70),
-    "mobilenetv2": (0.94, 29.23),
-    "shufflenetv1": (1.05, 42.88),
-    "shufflenetv2": (1.46, 186.82),
-}
-TABLE15_INPUT_SIZE = 64
-TABLE15_NUM_CLASSES = 200
-# Teacher-student pairs of Table 15, in the paper's order, with its printed ratios (params, FLOPs).
-TABLE15_PAIRS: dict[tuple[str, str], tuple[float, float]] = {
-    ("resnet110", "resnet32"): (3.63, 3.66),
-    ("resnet32x4", "resnet8x4"): (5.92, 6.09),
-    ("wrn_40_2", "wrn_16_2"): (3.15, 3.23),
-    ("wrn_40_2", "wrn_40_1"): (3.91, 3.90),
-    ("vgg13", "vgg8"): (2.37, 3.35),
-    ("wrn_40_2", "shufflenetv1"): (2.16, 30.84),
-    ("resnet50", "mobilenetv2"): (25.44, 179.50),
-    ("resnet32x4", "shufflenetv1"): (7.10, 101.51),
-    ("resnet32x4", "shufflenetv2"): (5.11, 23.30),
-    ("vgg13", "mobilenetv2"): (10.12, 31.38),
-}
 
 
 @dataclass(frozen=True)

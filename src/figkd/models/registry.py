@@ -214,6 +214,13 @@ def get_model_info(name: str) -> ModelInfo:
     return _MODELS[canonical_name(name)]
 
 
+def default_lr(name: str) -> float:
+    """The paper's initial learning rate for model ``name`` (Section 4.2: 0.05, 0.01 for ShuffleNet-V1/V2
+    and MobileNet-V2), a property of its registry entry (`ModelInfo.default_lr`; aliases resolve to their
+    model). ``ValueError`` for an unknown name."""
+    return get_model_info(name).default_lr
+
+
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
     """Build a registered model with freshly initialised weights (the reference's initialisation).
