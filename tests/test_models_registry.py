@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from figkd.models import build_model, canonical_name, get_model_info, list_models
-from figkd.models.complexity import TABLE15
+from figkd.paper import TABLE15
 
 # Parameter counts given in issue 3 (RepDistiller/mdistiller models at 100 classes; torchvision's and
 # mdistiller's ImageNet models at 1000 classes).
