@@ -45,8 +45,8 @@ CSV_PATH = HERE / "reported_top1.csv"
 sys.path.insert(0, str(HERE.parents[1] / "src"))  # this checkout's model registry (default learning rates)
 
 from figkd.config import RunConfig  # noqa: E402
-from figkd.models import default_lr  # noqa: E402
 from figkd.losses.catkd import CIFAR100_PAIRS as CAT_KD_PAIRS  # noqa: E402
+from figkd.models import default_lr  # noqa: E402
 
 #: Where each dataset family is expected (docs/reproducing.md says what goes inside).
 DATA_ROOT = {
