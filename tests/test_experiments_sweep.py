@@ -204,7 +204,8 @@ def test_sweep_resumes_interrupted_runs_and_keeps_going(swept):
     assert log.count("# figkd sweep") == 2 and "resuming after epoch 1" in log and "OMP_NUM_THREADS=1" in log
     for seed in (0, 1):
         assert (root / "runs" / f"kd-s{seed}" / "summary.json").is_file()
-    assert "not a figkd run directory" in (root / "runs" / "teacher-s1" / "sweep.log").read_text()
+    # refused by the run directory's rule before any process starts: nothing is written into the foreign folder
+    assert not (root / "runs" / "teacher-s1" / "sweep.log").exists()
 
 
 def test_sweep_skips_finished_runs(swept):
@@ -213,8 +214,9 @@ def test_sweep_skips_finished_runs(swept):
     assert [o.status for o in outcomes] == ["skipped", "failed", "skipped", "skipped"]
     assert (root / "runs" / "teacher-s0" / "sweep.log").read_text().count("# figkd sweep") == 2  # not started
     assert [(str(r.run_dir), r.state) for r in runs] == [
-        ("runs/teacher-s0", "done"), ("runs/teacher-s1", "fresh"), ("runs/kd-s0", "done"), ("runs/kd-s1", "done")]
+        ("runs/teacher-s0", "done"), ("runs/teacher-s1", "different"), ("runs/kd-s0", "done"), ("runs/kd-s1", "done")]
     assert describe(runs, 2, None).count("skip (finished)") == 3
+    assert "# 1: fail: runs/teacher-s1 is not a figkd run directory (it holds " in describe(runs, 2, None)
 
 
 def test_report_of_the_sweep_matches_the_summaries(swept, capsys):

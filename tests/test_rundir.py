@@ -15,6 +15,7 @@ from figkd.atomic import WriteError, atomic_write, atomic_write_text
 from figkd.config import ConfigError, RunConfig
 from figkd.engine import rundir
 from figkd.engine.checkpoint import CheckpointManager, RunFileError
+from figkd.engine.rundir import RunDir
 
 CFG = {"epochs": 2, "seed": 0, "device": "cpu"}
 
@@ -22,13 +23,13 @@ CFG = {"epochs": 2, "seed": 0, "device": "cpu"}
 def _run_dir(path: Path, cfg=CFG, *, epochs_done: int | None = 1, finished: bool = False) -> Path:
     """A run directory as figkd leaves it: config, metrics and (optionally) a checkpoint and a summary."""
     path.mkdir(parents=True, exist_ok=True)
-    rundir.write_config(path, cfg)
+    RunDir(path).write_config(cfg)
     if epochs_done:
         for e in range(1, epochs_done + 1):
-            rundir.append_metrics(path, {"epoch": e})
+            RunDir(path).append_metrics({"epoch": e})
         CheckpointManager(path).save(epochs_done, nn.Linear(2, 2), {"optimizer": {}})
     if finished:
-        rundir.write_summary(path, {"best_top1": 1.0})
+        RunDir(path).write_summary({"best_top1": 1.0})
     return path
 
 
@@ -38,18 +39,18 @@ def _tree(path: Path) -> list[str]:
 
 def test_prepare_rules(tmp_path):
     run = tmp_path / "run"
-    assert rundir.prepare(run, CFG, resume=False, overwrite=False) == "fresh"
+    assert RunDir(run).prepare(CFG, resume=False, overwrite=False) == "fresh"
     _run_dir(run)
     with pytest.raises(ConfigError, match="unfinished run.*epoch 1.*--resume"):
-        rundir.prepare(run, CFG, resume=False, overwrite=False)
-    assert rundir.prepare(run, CFG, resume=True, overwrite=False) == "resume"
+        RunDir(run).prepare(CFG, resume=False, overwrite=False)
+    assert RunDir(run).prepare(CFG, resume=True, overwrite=False) == "resume"
     # Runtime-only fields may differ on resume.
-    assert rundir.prepare(run, {**CFG, "device": "cuda"}, resume=True, overwrite=False) == "resume"
+    assert RunDir(run).prepare({**CFG, "device": "cuda"}, resume=True, overwrite=False) == "resume"
     with pytest.raises(ConfigError, match="different configuration.*seed.*--overwrite"):
-        rundir.prepare(run, {**CFG, "seed": 1}, resume=True, overwrite=False)
-    rundir.write_summary(run, {"best_top1": 1.0})
-    assert rundir.prepare(run, CFG, resume=False, overwrite=False) == "done"
-    assert rundir.prepare(run, {**CFG, "seed": 3}, resume=False, overwrite=True) == "fresh"
+        RunDir(run).prepare({**CFG, "seed": 1}, resume=True, overwrite=False)
+    RunDir(run).write_summary({"best_top1": 1.0})
+    assert RunDir(run).prepare(CFG, resume=False, overwrite=False) == "done"
+    assert RunDir(run).prepare({**CFG, "seed": 3}, resume=False, overwrite=True) == "fresh"
     assert run.is_dir() and not list(run.iterdir())  # cleared, the folder itself kept
 
 
@@ -61,13 +62,13 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run_directory(tmp_path):
     (mydata / "config.yaml").write_text("my: own config\n")
     for overwrite in (False, True):
         with pytest.raises(ConfigError, match=r"mydata is not a figkd run directory \(it holds paper.tex\)"):
-            rundir.prepare(mydata, CFG, resume=False, overwrite=overwrite)
+            RunDir(mydata).prepare(CFG, resume=False, overwrite=overwrite)
     assert _tree(mydata) == ["config.yaml", "paper.tex"]
     # A run directory with a file of the user's in it is not replaced either.
     run = _run_dir(tmp_path / "run", finished=True)
     (run / "notes.txt").write_text("keep")
     with pytest.raises(ConfigError, match="holds notes.txt"):
-        rundir.prepare(run, {**CFG, "seed": 1}, resume=False, overwrite=True)
+        RunDir(run).prepare({**CFG, "seed": 1}, resume=False, overwrite=True)
     assert (run / "notes.txt").read_text() == "keep" and (run / "summary.json").is_file()
 
 
@@ -82,7 +83,7 @@ def test_overwrite_refuses_the_current_directory_its_parents_and_home(tmp_path, 
         monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="--overwrite refuses to clear .*: it (is the current directory|holds the "
                                           "current directory|is the home directory)"):
-        rundir.prepare(target, {**CFG, "seed": 1}, resume=False, overwrite=True)
+        RunDir(target).prepare({**CFG, "seed": 1}, resume=False, overwrite=True)
     assert (run / "summary.json").is_file()
 
 
@@ -91,29 +92,29 @@ def test_a_directory_without_a_finished_epoch_is_replaceable(tmp_path):
     run = _run_dir(tmp_path / "run", {**CFG, "seed": 5}, epochs_done=None)
     (run / "tb").mkdir()
     (run / "tb" / "events.out").write_text("x")
-    assert rundir.prepare(run, CFG, resume=False, overwrite=False) == "fresh"
+    assert RunDir(run).prepare(CFG, resume=False, overwrite=False) == "fresh"
     assert not list(run.iterdir())
 
 
 def test_extending_a_finished_run(tmp_path):
     run = _run_dir(tmp_path / "run", epochs_done=2, finished=True)
     with pytest.raises(ConfigError, match="epochs: 2 -> 4.*add --resume to extend"):
-        rundir.prepare(run, {**CFG, "epochs": 4}, resume=False, overwrite=False)
-    assert rundir.prepare(run, {**CFG, "epochs": 4}, resume=True, overwrite=False) == "resume"
+        RunDir(run).prepare({**CFG, "epochs": 4}, resume=False, overwrite=False)
+    assert RunDir(run).prepare({**CFG, "epochs": 4}, resume=True, overwrite=False) == "resume"
     assert not (run / "summary.json").exists()  # the longer run is not finished yet
     with pytest.raises(ConfigError, match="already trained 2 epochs: --epochs 1 cannot shorten"):
-        rundir.prepare(run, {**CFG, "epochs": 1}, resume=True, overwrite=False)
+        RunDir(run).prepare({**CFG, "epochs": 1}, resume=True, overwrite=False)
     with pytest.raises(ConfigError, match="different configuration"):
-        rundir.prepare(run, {**CFG, "epochs": 4, "seed": 2}, resume=True, overwrite=False)
+        RunDir(run).prepare({**CFG, "epochs": 4, "seed": 2}, resume=True, overwrite=False)
 
 
 def test_location_that_cannot_be_written_is_refused_before_anything_is_written(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(ConfigError, match="afile is a file, not a folder; choose another --out"):
-        rundir.prepare(afile / "run", CFG, resume=False, overwrite=False)
+        RunDir(afile / "run").prepare(CFG, resume=False, overwrite=False)
     with pytest.raises(ConfigError, match="afile is a file, not a run directory"):
-        rundir.prepare(afile, CFG, resume=False, overwrite=False)
+        RunDir(afile).prepare(CFG, resume=False, overwrite=False)
     assert afile.read_text() == "x"
 
 
@@ -131,7 +132,7 @@ def test_damaged_run_files_are_named_with_the_fix(tmp_path, damage, message):
     path.write_text({"config": "epochs: [2\n", "config-list": "- 1\n", "last-fields": "[1, 2]"}.get(damage, "{bad"))
     with pytest.raises(RunFileError, match=message + r".*restore it from a copy, or start the run again with "
                                                      r"--overwrite") as info:
-        rundir.prepare(run, CFG, resume=True, overwrite=False)
+        RunDir(run).prepare(CFG, resume=True, overwrite=False)
     assert "\n" not in str(info.value)
 
 
@@ -154,15 +155,15 @@ def test_truncated_checkpoint_files_are_named(tmp_path):
 
 def test_metrics_torn_last_line_is_dropped_and_a_damaged_line_named(tmp_path):
     for e in (1, 2):
-        rundir.append_metrics(tmp_path, {"epoch": e})
+        RunDir(tmp_path).append_metrics({"epoch": e})
     with open(tmp_path / "metrics.jsonl", "a") as fh:
         fh.write('{"epoch": 3, "train/lo')  # killed while appending
-    assert [r["epoch"] for r in rundir.read_metrics(tmp_path)] == [1, 2]
-    rundir.truncate_metrics(tmp_path, 2)
+    assert [r["epoch"] for r in RunDir(tmp_path).metrics()] == [1, 2]
+    RunDir(tmp_path).truncate_metrics(2)
     assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{bad\n{"epoch": 3}\n')
     with pytest.raises(RunFileError, match="metrics.jsonl line 2 is not valid JSON"):
-        rundir.read_metrics(tmp_path)
+        RunDir(tmp_path).metrics()
 
 
 def test_checkpoint_save_removes_only_its_own_epoch_files(tmp_path):
@@ -205,14 +206,94 @@ def test_recorded_config_has_absolute_paths_and_the_lr_used(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     cfg = RunConfig(dataset="cifar100", data_root="data/c100", teacher="resnet8", teacher_ckpt="t.pth",
                     student="mobilenetv2", objective="kd")
-    recorded = rundir.recorded_config(cfg, "distill")
+    kd = rundir.resolved_terms("kd")
+    recorded = rundir.record(cfg, "distill", architecture="mobilenetv2", objective=kd)
     assert recorded["data_root"] == str(tmp_path / "data" / "c100")
     assert recorded["teacher_ckpt"] == str(tmp_path / "t.pth")
     assert recorded["lr"] == 0.01  # the paper's rate for MobileNet students (Section 4.2)
-    assert rundir.recorded_config(cfg.replace(lr=0.2), "distill")["lr"] == 0.2
-    # A run recorded before (relative path, lr null) is the same configuration.
+    assert rundir.record(cfg.replace(lr=0.2), "distill", architecture="mobilenetv2", objective=kd)["lr"] == 0.2
+    assert recorded["resolved"] == {"objective": kd, "architecture": "mobilenetv2", "world_size": 1,
+                                    "global_batch": 64}
+    # A run recorded before (relative path, lr null, no resolved section) is the same configuration.
     old = {**cfg.to_dict()}
-    assert rundir._differences(old, recorded) == []
+    assert rundir.differences(old, recorded) == []
+
+
+def test_resolved_terms_equal_what_build_objective_records():
+    """The sweep resolves objectives without building them; the engine records Objective.spec: one answer."""
+    from figkd.losses import build_objective, list_presets
+
+    for preset in list_presets():
+        try:
+            built = build_objective(preset, num_classes=10).spec
+        except ValueError:  # a term that needs feature shapes: its spec is the entries with defaults filled in
+            continue
+        assert rundir.resolved_terms(preset) == json.loads(json.dumps(built)), preset
+    twice = [{"term": "kd", "weight": 0.5}, {"term": "kd", "temperature": 2}]
+    assert [t["name"] for t in rundir.resolved_terms(twice)] == \
+        [t["name"] for t in build_objective(twice, num_classes=10).spec] == ["kd_1", "kd_2"]
+
+
+def _record(world_size, batch_size=32, **changes):
+    cfg = RunConfig(model="resnet8", batch_size=batch_size, epochs=2, **changes)
+    return rundir.record(cfg, "train", architecture="resnet8", objective=rundir.resolved_terms("vanilla"),
+                         world_size=world_size)
+
+
+def test_another_world_size_with_the_same_global_batch_is_the_same_run(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run_dir(tmp_path / "run", _record(2), epochs_done=1)
+    same = _record(1, batch_size=64)
+    assert rundir.differences(run.config(), same) == []
+    assert run.state(same) == "resume" and run.prepare(same, resume=True, overwrite=False) == "resume"
+    assert run.world_size_note(same) == (f"{run.path} was trained by 2 processes x 32 and continues with "
+                                         "1 process x 64: the same global batch of 64")
+    assert run.world_size_note(_record(2)) is None
+
+
+def test_another_world_size_with_another_global_batch_names_both_sizes_and_the_fix(tmp_path):
+    _run_dir(tmp_path / "run", _record(2), epochs_done=1)
+    with pytest.raises(ConfigError, match=r"was trained by 2 processes x 32 \(global batch 64\) and this is 1 process "
+                                          r"x 32: run it with 2 processes \(torchrun --nproc_per_node 2\), or with "
+                                          r"--batch-size 64 in 1 process \(the same global batch\)"):
+        RunDir(tmp_path / "run").prepare(_record(1), resume=True, overwrite=False)
+
+
+def test_a_changed_preset_is_a_different_run_for_the_engine_and_the_sweep_alike(tmp_path):
+    """A finished run recorded with a preset's old defaults: the sweep does not skip it as finished, and the
+    engine refuses it as different (issue 21: they disagreed)."""
+    from figkd.experiments.sweep import run_state
+
+    cfg = RunConfig(dataset="digits", teacher="resnet8", teacher_ckpt=str(tmp_path), student="resnet8",
+                    objective="figkd", epochs=1, out=str(tmp_path / "run"))
+    rec = rundir.record(cfg, "distill", architecture="resnet8", objective=rundir.resolved_terms("figkd"))
+    old = json.loads(json.dumps(rec))
+    old["resolved"]["objective"][1]["weight"] = 3.0  # the preset's weight when the run was made
+    _run_dir(tmp_path / "run", old, epochs_done=1, finished=True)
+    run = RunDir(tmp_path / "run")
+    assert run.state(rec) == "different"
+    with pytest.raises(ConfigError, match=r"objective term 'figkd' weight: 3.0 -> 2.0"):
+        run.prepare(rec, resume=True, overwrite=False)
+
+    class Planned:
+        records = [(tmp_path / "run", rec)]
+
+    state, why = run_state(Planned)
+    assert state == "different" and "objective term 'figkd' weight: 3.0 -> 2.0" in why
+    old["resolved"]["objective"][1]["weight"] = 2.0
+    run.write_config(old)
+    assert run.state(rec) == "done" and run_state(Planned)[0] == "done"
+
+
+def test_a_peer_directory_knows_its_architecture(tmp_path):
+    cfg = RunConfig(peers=["resnet8", "resnet14"], epochs=1, objective="dml")
+    recorded = rundir.record(cfg, "distill", architecture="resnet14", objective=rundir.resolved_terms("dml"), peer=1)
+    _run_dir(tmp_path / "peer1-resnet14", recorded, epochs_done=1)
+    assert RunDir(tmp_path / "peer1-resnet14").architecture == "resnet14"
+    assert RunDir(tmp_path / "peer1-resnet14").peer == 1
+    # recorded before figkd wrote resolved.architecture: the peer<i>-<arch> folder name says which peer it is
+    _run_dir(tmp_path / "old" / "peer0-resnet8", cfg.to_dict(), epochs_done=1)
+    assert RunDir(tmp_path / "old" / "peer0-resnet8").architecture == "resnet8"
 
 
 def test_default_run_directory_names_tell_teachers_and_ablations_apart():

@@ -1,11 +1,11 @@
 """What every analysis shares: a trained model loaded from its run directory, its outputs on the test split,
 and where figures and numbers are written.
 
-A run directory's ``config.yaml`` names the model (``model`` of a ``train`` run, ``student`` of a
-``distill`` run), the dataset and its folder; its weights are ``checkpoints/best.safetensors`` (or the last
-epoch's, ``which="last"``). Outputs go to ``--out`` or, by default, to ``<first run directory>/analysis/``;
-each analysis writes ``<name>.png`` (matplotlib, Agg: no display needed) and ``<name>.json`` (the numbers
-the figure shows), atomically.
+A run directory (`figkd.engine.rundir.RunDir`) names the architecture it trained (a train run's model, a
+distill run's student, a deep-mutual-learning peer's own), the dataset and its folder, the normalisation it
+was trained with, and its weights (``best``, or the last epoch's: ``which="last"``). Outputs go to ``--out``
+or, by default, to ``<first run directory>/analysis/``; each analysis writes ``<name>.png`` (matplotlib, Agg:
+no display needed) and ``<name>.json`` (the numbers the figure shows), atomically.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from ..atomic import atomic_write, atomic_write_text
+from ..engine.rundir import RunDir
 from ..errors import ConfigError
 
 
@@ -40,26 +40,21 @@ class LoadedRun:
         return str(self.cfg["dataset"])
 
 
-def default_label(cfg: dict[str, Any]) -> str:
+def default_label(run_dir: RunDir) -> str:
     """``resnet8 (alone)`` for a train run, ``resnet8 KD`` / ``resnet8 ce + 2*figkd(level=2)`` for a distill run
-    (:func:`figkd.experiments.runs.method_name`, presets written as in the paper)."""
+    (:func:`figkd.experiments.runs.method_name`, presets written as in the paper; a peer: ``resnet14 DML``)."""
     from ..experiments.runs import method_name
 
-    if cfg.get("student"):
-        method = method_name(cfg.get("objective"))
-        return f"{cfg['student']} {_SHOWN.get(method, method)}"
-    return f"{cfg.get('model')} (alone)"
+    arch = run_dir.require_architecture()
+    if run_dir.command == "distill":
+        method = method_name(run_dir.config().get("objective") or "dml")
+        return f"{arch} {_SHOWN.get(method, method)}"
+    return f"{arch} (alone)"
 
 
 #: How the presets are written in the paper.
-_SHOWN = {"kd": "KD", "dkd": "DKD", "mlkd": "MLKD", "dist": "DIST", "figkd": "FiGKD", "mlkd+figkd": "MLKD+FiGKD"}
-
-
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a figkd run directory (no config.yaml)")
-    return yaml.safe_load(path.read_text()) or {}
+_SHOWN = {"kd": "KD", "dkd": "DKD", "mlkd": "MLKD", "dist": "DIST", "figkd": "FiGKD", "mlkd+figkd": "MLKD+FiGKD",
+          "dml": "DML"}
 
 
 @functools.lru_cache(maxsize=4)
@@ -87,21 +82,15 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.de
              label: str | None = None) -> LoadedRun:
     """The model of ``run_dir`` with its ``best`` or ``last`` weights. ConfigError when the folder is not a
     run directory or has no such checkpoint."""
-    from ..engine.checkpoint import CheckpointManager
     from ..models import load_teacher
 
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
-    name = cfg.get("student") or cfg.get("model")
-    if not name:
-        raise ConfigError(f"{run_dir}/config.yaml names no model or student")
-    try:
-        weights = CheckpointManager(run_dir).weights_path(which)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{run_dir}: {exc} (has the run finished an epoch?)") from exc
+    rd = RunDir(run_dir)
+    cfg = rd.config()
+    name = rd.require_architecture()
+    weights = rd.weights(which)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     model = load_teacher(name, str(weights), eval_split(cfg).num_classes).to(device).eval()
-    return LoadedRun(run_dir, label or default_label(cfg), cfg, model, device, weights)
+    return LoadedRun(rd.path, label or default_label(rd), cfg, model, device, weights)
 
 
 def load_runs(run_dirs: list[str | Path], labels: list[str] | None, *, which: str, device: str,
@@ -122,13 +111,9 @@ def outputs(run: LoadedRun, batch_size: int = 512) -> dict[str, torch.Tensor]:
     """The model's outputs on the whole test split, in dataset order, on the CPU in float32:
     ``logits`` (N, C), ``pooled`` (N, D: the embedding the classifier receives) and ``targets`` (N,)."""
     from ..data import build_loader
-    from ..data.normalization import load_for_run
 
     split = eval_split(run.cfg)
-    try:  # the normalisation the run was trained with (its mean/std fields), as figkd eval uses
-        norm = load_for_run(run.run_dir, run.cfg)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    norm = RunDir(run.run_dir).normalization()  # the normalisation the run was trained with, as figkd eval uses
     loader = build_loader(run.dataset, run.cfg.get("data_root"), False, batch_size, device=run.device, dataset=split,
                           mean=norm.mean if norm else None, std=norm.std if norm else None)
     logits, pooled, targets = [], [], []

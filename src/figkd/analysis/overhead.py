@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
+from ..engine.rundir import RunDir
 from ..errors import ConfigError
 from ..paper import TABLE14
-from .common import new_figure, read_config, resolve_device, write_json, write_png
+from .common import new_figure, resolve_device, write_json, write_png
 
 NAME = "overhead"
 
@@ -53,7 +54,7 @@ def overhead(*, teacher: str = "resnet32x4", student: str = "resnet8x4", dataset
     from ..engine.timing import MODES, SHAPES, build_trainer, time_steps, warm_up
 
     if run is not None:
-        cfg = read_config(run)
+        cfg = RunDir(run).config()
         if not cfg.get("student"):
             raise ConfigError(f"--run {run}: a distill run directory (with a teacher and a student) is needed")
         teacher, student, dataset = cfg["teacher"], cfg["student"], cfg["dataset"]

@@ -5,23 +5,22 @@ The run configuration's ``mean`` and ``std`` fields each take ``null`` (the reci
 ``auto``: the per-channel statistics of the training split as the loader holds it (after the resize
 or padding of its recipe; `figkd.data.stats.dataset_mean_std`), in [0, 1] units, population std.
 
-``auto`` is computed once per run and written to ``normalization.json`` in each run directory; a later
-invocation on the same run directory (resume, a re-run, ``figkd eval``) reads it instead of recomputing,
-so a model is always evaluated with the normalisation it was trained with.
+``auto`` is computed once per run and written to ``normalization.json`` in each run directory (by the
+run directory's owner, `figkd.engine.rundir.RunDir`, with :meth:`Normalization.to_dict`); a later invocation
+on the same run directory (resume, a re-run, ``figkd eval``) reads it instead of recomputing, so a model is
+always evaluated with the normalisation it was trained with. This module holds the values and their rules;
+it reads and writes no file.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
 from ..checks import Triple, parse_value
 
-__all__ = ["FILE", "Normalization", "load_for_run", "parse_value", "record", "resolve"]
+__all__ = ["FILE", "Normalization", "for_evaluation", "parse_value", "resolve"]
 
 FILE = "normalization.json"
 
@@ -41,26 +40,18 @@ class Normalization:
                 "std": list(self.std), "auto": list(self.auto),
                 "computed_by": "figkd.data.stats.dataset_mean_std (training split as the loader holds it)"}
 
-
-def _read(run_dir: Path, dataset: str, train_count: int) -> Normalization | None:
-    path = Path(run_dir) / FILE
-    try:
-        d = json.loads(path.read_text())
-        norm = Normalization(tuple(map(float, d["mean"])), tuple(map(float, d["std"])), d["dataset"],
-                             int(d["train_count"]), tuple(d["auto"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if (norm.dataset, norm.train_count) != (dataset, train_count) or len(norm.mean) != 3 or len(norm.std) != 3:
-        return None
-    return norm
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normalization:
+        """The inverse of :meth:`to_dict` (KeyError, TypeError or ValueError for a malformed mapping)."""
+        return cls(_three(d["mean"]), _three(d["std"]), str(d["dataset"]), int(d["train_count"]), tuple(d["auto"]))
 
 
-def resolve(mean: Any, std: Any, name: str, train_dataset, *, run_dirs: Sequence[Path] = (), reuse: bool = True,
+def resolve(mean: Any, std: Any, name: str, train_dataset, *, stored: Sequence[Normalization | None] = (),
             cache_dir: str | None = None, log: Callable[..., object] = print) -> Normalization | None:
     """The normalisation of a run on dataset ``name`` (None: the recipe's, nothing to change).
 
-    ``auto`` reads ``normalization.json`` from the first of ``run_dirs`` holding one for this dataset
-    and training-split size (when ``reuse``), else computes it from ``train_dataset``.
+    ``auto`` takes the first of ``stored`` (what the run's directories hold, `RunDir.stored_normalization`)
+    computed for this dataset and training-split size, else computes it from ``train_dataset``.
     """
     from .registry import recipe_for
     from .stats import dataset_mean_std
@@ -72,8 +63,8 @@ def resolve(mean: Any, std: Any, name: str, train_dataset, *, run_dirs: Sequence
     auto = tuple(k for k, v in (("mean", m), ("std", s)) if v == "auto")
     count = len(train_dataset)
     stats = None
-    if auto and reuse:
-        stats = next((n for n in (_read(d, name, count) for d in run_dirs) if n is not None), None)
+    if auto:
+        stats = next((n for n in stored if n is not None and (n.dataset, n.train_count) == (name, count)), None)
         if stats is not None:
             log(f"normalisation of {name}: mean {_fmt(stats.mean)}, std {_fmt(stats.std)} "
                 f"(read from {FILE} of the run directory)")
@@ -100,16 +91,11 @@ def _fmt(v: Sequence[float]) -> str:
     return "(" + ", ".join(f"{x:.4f}" for x in v) + ")"
 
 
-def record(run_dir: Path, norm: Normalization | None) -> None:
-    """Write ``normalization.json`` into ``run_dir`` (atomic) when the run's normalisation is not the recipe's."""
-    if norm is not None:
-        atomic_write_text(Path(run_dir) / FILE, json.dumps(norm.to_dict(), indent=1) + "\n")
+def for_evaluation(cfg: dict[str, Any], stored: Normalization | None) -> Normalization | None:
+    """The normalisation a run recorded as ``cfg`` used (for evaluation): None when it used its recipe's;
+    ``stored`` is what its directory holds (``normalization.json``, or None).
 
-
-def load_for_run(run_dir: Path, cfg: dict[str, Any]) -> Normalization | None:
-    """The normalisation a finished or running run used (for evaluation): None when it used the recipe's.
-
-    Raises ValueError when the run's configuration says ``auto`` but its ``normalization.json`` is missing.
+    Raises ValueError when ``cfg`` says ``auto`` but nothing is stored.
     """
     m, s = parse_value("mean", cfg.get("mean")), parse_value("std", cfg.get("std"))
     if m is None and s is None:
@@ -119,12 +105,7 @@ def load_for_run(run_dir: Path, cfg: dict[str, Any]) -> Normalization | None:
 
         recipe = recipe_for(cfg["dataset"])
         return Normalization(m or tuple(recipe.mean), s or tuple(recipe.std), cfg["dataset"], 0, ())
-    path = Path(run_dir) / FILE
-    try:
-        d = json.loads(path.read_text())
-        return Normalization(_three(d["mean"]), _three(d["std"]), d["dataset"], int(d["train_count"]),
-                             tuple(d["auto"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{run_dir} was trained with mean={cfg.get('mean')!r}, std={cfg.get('std')!r} but its "
-                         f"{FILE} is missing or unreadable ({exc}); evaluate with the run's normalisation by "
-                         f"restoring that file") from None
+    if stored is None:
+        raise ValueError(f"it was trained with mean={cfg.get('mean')!r}, std={cfg.get('std')!r} but its {FILE} is "
+                         "missing or unreadable; evaluate with the run's normalisation by restoring that file")
+    return stored

@@ -7,17 +7,15 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from .checkpoint import CheckpointManager
 from .device import resolve_device
 from .distributed import DistInfo
 from .evaluate import evaluate
+from .rundir import RunDir
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..data import build_dataset, build_loader, list_datasets
-    from ..data.normalization import load_for_run
     from ..models import load_teacher
-    from .rundir import read_config
 
     ckpt = Path(args.ckpt)
     model, dataset, data_root = args.model, args.dataset, args.data_root
@@ -26,18 +24,14 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{ckpt} does not exist: pass a figkd run directory (runs/...) or a checkpoint file "
                           "(.safetensors, or an mdistiller/RepDistiller .pth)")
     if ckpt.is_dir():
-        cfg_path = ckpt / "config.yaml"
-        if not cfg_path.is_file():
+        run_dir = RunDir(ckpt)
+        if not run_dir.has_config():
             raise ConfigError(f"{ckpt} is a folder without config.yaml: pass a figkd run directory or a file")
-        saved = read_config(ckpt)
-        model = model or saved.get("model") or saved.get("student")
-        dataset = dataset or saved.get("dataset")
-        data_root = data_root or saved.get("data_root")
-        try:  # the normalisation the run was trained with (its mean/std fields)
-            norm = load_for_run(ckpt, saved)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        ckpt = CheckpointManager(ckpt).weights_path(args.which)
+        model = model or run_dir.require_architecture()
+        dataset = dataset or run_dir.dataset
+        data_root = data_root or run_dir.data_root
+        norm = run_dir.normalization()  # the normalisation the run was trained with (its mean/std fields)
+        ckpt = run_dir.weights(args.which)
     if not model or not dataset:
         raise ConfigError("figkd eval needs --model and --dataset unless CKPT is a figkd run directory")
     if dataset not in list_datasets():

@@ -18,7 +18,6 @@ configuration, so its ``config.yaml`` runs (or resumes) the whole peer set again
 
 from __future__ import annotations
 
-import json
 import warnings
 from functools import partial
 from pathlib import Path
@@ -30,10 +29,9 @@ from ..config import RunConfig, milestones_warning
 from ..errors import ConfigError, RunFileError
 from . import distributed as dist_utils
 from . import rundir
-from .checkpoint import CheckpointManager
 from .device import resolve_cuda_graph, resolve_device
 from .learner import build_learner
-from .rundir import default_run_dir, member_name, objective_name, peer_dirs  # noqa: F401 (also this module's API)
+from .rundir import RunDir, default_run_dir, member_name, objective_name, peer_dirs, run_dir_of  # noqa: F401
 from .trainer import Member, Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
@@ -71,15 +69,15 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
 
 
 def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
-    """When ``teacher_ckpt`` is a figkd run directory: its architecture (the ``model`` of a train run,
-    the ``student`` of a distill run, as its config.yaml records) is the default ``teacher``, and a
-    different ``teacher`` is a ConfigError naming both."""
+    """When ``teacher_ckpt`` is a figkd run directory: the architecture it trained (`RunDir.architecture`:
+    a train run's model, a distill run's student, a peer's own architecture) is the default ``teacher``, and
+    a different ``teacher`` is a ConfigError naming both."""
     from ..models import canonical_name
-    path = Path(cfg.teacher_ckpt) if cfg.teacher_ckpt else None
-    if path is None or not (path / "config.yaml").is_file():
+    run_dir = RunDir(cfg.teacher_ckpt) if cfg.teacher_ckpt else None
+    if run_dir is None or not run_dir.has_config():
         return cfg
-    arch = rundir._model_name(rundir.read_config(path))  # a damaged config.yaml is a RunFileError
-    if not isinstance(arch, str):
+    arch = run_dir.architecture  # a damaged config.yaml is a RunFileError
+    if arch is None:
         return cfg
     if not cfg.teacher:
         return cfg.replace(teacher=arch)
@@ -88,8 +86,8 @@ def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
     except ValueError:
         return cfg  # an unknown name: reported where the teacher is built
     if not same:
-        raise ConfigError(f"--teacher {cfg.teacher}, but {path} holds a {arch} (its config.yaml): pass --teacher "
-                          f"{arch} or leave --teacher out")
+        raise ConfigError(f"--teacher {cfg.teacher}, but {run_dir.path} holds a {arch} (its config.yaml): pass "
+                          f"--teacher {arch} or leave --teacher out")
     return cfg
 
 
@@ -102,11 +100,11 @@ def _build_model(name: str, num_classes: int) -> torch.nn.Module:
 
 
 def _teacher_path(path: str) -> str:
-    p = Path(path)
-    if p.is_dir():
-        best = p / "checkpoints" / "best.safetensors"
+    """The weights file of ``--teacher-ckpt``: the file itself, or a run directory's best weights."""
+    if Path(path).is_dir():
+        best = RunDir(path).checkpoints.dir / "best.safetensors"
         if not best.is_file():
-            raise ConfigError(f"teacher checkpoint {p} is a folder without checkpoints/best.safetensors "
+            raise ConfigError(f"teacher checkpoint {path} is a folder without checkpoints/best.safetensors "
                               "(a figkd run directory was expected)")
         return str(best)
     return path
@@ -181,11 +179,6 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
         dist_utils.shutdown()
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as YAML-safe plain data (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
 def _silent(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0: rank 0 speaks for the run."""
 
@@ -203,25 +196,26 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if skipped:
             log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
     num_classes = splits[0].num_classes
-    run_dirs = [Path(c.out) if c.out else default_run_dir(c, command) for c in configs]
+    run_dirs = [run_dir_of(c, command) for c in configs]
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError("the students of one run need distinct run directories")
     if cfg.peers and len(configs) > 1:
         raise ConfigError("a peers run (--peers) is one configuration: run other students separately")
     if cfg.peers:  # one member per peer, each with its own directory; all record the peers run's config
-        entries = [(configs[0].replace(out=str(run_dirs[0])), d, arch, d.name)
-                   for d, arch in zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True)]
+        entries = [(configs[0].replace(out=str(run_dirs[0])), RunDir(d), arch, d.name, i)
+                   for i, (d, arch) in enumerate(zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True))]
     else:
-        entries = [(c.replace(out=str(d)), d, c.model if command == "train" else c.student, member_name(c, command))
-                   for c, d in zip(configs, run_dirs, strict=True)]
+        entries = [(c.replace(out=str(d)), RunDir(d), c.model if command == "train" else c.student,
+                    member_name(c, command), None) for c, d in zip(configs, run_dirs, strict=True)]
     from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
-    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], run_dirs=[e[1] for e in entries],
-                                 reuse=not overwrite, cache_dir=cfg.cache_dir, log=log)
+    stored = [] if overwrite else [e[1].stored_normalization() for e in entries if e[1].path.is_dir()]
+    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], stored=stored,
+                                 cache_dir=cfg.cache_dir, log=log)
     teacher = _load_teacher(cfg, num_classes) if command == "distill" and cfg.teacher else None
     input_size = _input_size(cfg)
 
     learners = []
-    for i, (c, _, model_name, _) in enumerate(entries):
+    for i, (c, _, model_name, _, _) in enumerate(entries):
         if i == 0 or not c.peers:  # peers continue one stream (different initialisations); other members
             torch.manual_seed(c.seed)  # all start from the same one. The objective's modules continue it too.
         model = _build_model(model_name, num_classes)
@@ -241,24 +235,25 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
 
     members, done = [], []
-    for (c, run_dir, model_name, name), learner in zip(entries, learners, strict=True):
-        cfg_dict = {**rundir.recorded_config(c, command),  # absolute paths, the lr used
-                    "resolved": {"objective": _plain(learner.objective.spec)}}
-        status = dist_utils.decide_on_main(
-            partial(rundir.prepare, run_dir, cfg_dict, resume=resume, overwrite=overwrite))
+    for (c, run_dir, model_name, name, peer), learner in zip(entries, learners, strict=True):
+        rec = rundir.record(c, command, architecture=model_name, objective=learner.objective.spec,
+                            world_size=info.world_size, peer=peer)
+        status = dist_utils.decide_on_main(partial(run_dir.prepare, rec, resume=resume, overwrite=overwrite))
         if status == "done":
-            log(f"[{name}] {run_dir} already holds this finished run: skipped")
-            done.append(rundir.read_summary(run_dir))
+            log(f"[{name}] {run_dir.path} already holds this finished run: skipped")
+            done.append(run_dir.summary())
             continue
+        note = run_dir.world_size_note(rec) if status == "resume" else None
+        if note:
+            log(f"[{name}] {note}")
         if info.enabled:
             learner = dist_utils.convert_batchnorm(learner)
         if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_config(run_dir, cfg_dict)
-            normalization.record(run_dir, norm)
+            run_dir.write_config(rec)
+            run_dir.write_normalization(norm)
         members.append(Member(name=name, model_name=model_name,
                               objective_name=objective_name(c.objective), learner=learner,
-                              run_dir=run_dir, cfg=c, status=status))
+                              run_dir=run_dir.path, cfg=c, status=status))
     if not members:
         return done
     warning = milestones_warning(cfg)
@@ -274,14 +269,26 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
 
 
 # ------------------------------------------------------------------------------ after a stop
-def _member_dirs(configs: list[RunConfig], command: str) -> list[tuple[Path, dict[str, Any]]]:
-    """Each member's run directory and recorded config; none for configs the engine would refuse."""
+def _member_dirs(configs: list[RunConfig], command: str) -> list[tuple[RunDir, dict[str, Any]]]:
+    """Each member's run directory and record (its objective as it resolves; world size from the
+    environment); none for configs the engine would refuse."""
+    info = dist_utils.from_environment()
+    out = []
     try:
-        resolved = [resolve(c, command) for c in configs]
-    except ConfigError:
+        for c in (resolve(c, command) for c in configs):
+            if c.peers:
+                base = run_dir_of(c, command)
+                out += [(RunDir(d), rundir.record(c, command, architecture=arch, world_size=info.world_size, peer=i,
+                                                  objective=rundir.resolved_terms(c.objective)))
+                        for i, (d, arch) in enumerate(zip(peer_dirs(c, base), c.peers, strict=True))]
+            else:
+                arch = c.model if command == "train" else c.student
+                out.append((RunDir(run_dir_of(c, command)),
+                            rundir.record(c, command, architecture=arch, world_size=info.world_size,
+                                          objective=rundir.resolved_terms(c.objective))))
+    except (ConfigError, ValueError):
         return []
-    return [(Path(c.out) if c.out else default_run_dir(c, command), rundir.recorded_config(c, command))
-            for c in resolved]
+    return out
 
 
 def resume_note(configs: list[RunConfig], command: str) -> str:
@@ -289,12 +296,12 @@ def resume_note(configs: list[RunConfig], command: str) -> str:
     what to do (one phrase, for the messages of Ctrl-C and of a failed write)."""
     lasts = []
     try:
-        for run_dir, cfg in _member_dirs(configs, command):
-            if not (run_dir / "config.yaml").is_file() or rundir._differences(rundir.read_config(run_dir), cfg):
+        for run_dir, rec in _member_dirs(configs, command):
+            if not run_dir.has_config() or rundir.differences(run_dir.config(), rec):
                 continue  # not started (another run's directory, or nothing written yet)
-            if (run_dir / "summary.json").is_file():
+            if run_dir.finished:
                 continue
-            lasts.append(CheckpointManager(run_dir).last_epoch())
+            lasts.append(run_dir.last_epoch())
     except RunFileError as error:
         return f"and the run directory cannot be read ({error})"
     if not lasts:

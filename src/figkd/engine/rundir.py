@@ -1,14 +1,22 @@
-"""Run directories: their names, what a run writes, and whether a directory may be (re)used.
+"""Run directories: their names, what a run records, and the one object that reads and writes them.
 
-``<run>/config.yaml`` (the configuration as used, and under ``resolved`` what it resolved to: the
-objective's full term list with every weight and option), ``metrics.jsonl`` (one JSON object per epoch),
-``summary.json`` (written when the run has finished; its presence marks the run as done), TensorBoard
-events under ``tb/`` and ``checkpoints/`` (see :mod:`figkd.engine.checkpoint`), and where used
-``normalization.json`` (``mean``/``std: auto``), ``analysis/`` (``figkd analyze``) and ``sweep.log``
-(``figkd sweep``; kept when the directory is cleared). Nothing else: a folder
-holding anything else is not a figkd run directory, and figkd neither writes into it nor removes it.
+A run directory holds ``config.yaml`` (the run's *record*: the configuration as used, and under
+``resolved`` what it resolved to - the objective's full term list with every weight and option, the
+architecture this directory trained, the peer index of a deep-mutual-learning peer, the world size and
+the global batch), ``metrics.jsonl`` (one JSON object per epoch), ``summary.json`` (written when the run
+has finished; its presence marks the run as done), TensorBoard events under ``tb/``, ``checkpoints/``
+(`figkd.engine.checkpoint`) and, where used, ``normalization.json`` (``mean``/``std: auto``),
+``analysis/`` (``figkd analyze``) and ``sweep.log`` (``figkd sweep``; kept when the directory is
+cleared). Nothing else: a folder holding anything else is not a figkd run directory, and figkd neither
+writes into it nor removes it.
 
-The rules of :func:`prepare` (docs/engine.md, "Run directories"):
+:class:`RunDir` is the one owner of these files: the engine (start, resume, record, finish), the sweep
+(which runs are finished), ``figkd eval``, ``figkd analyze`` and ``figkd report`` all go through it, so
+"which architecture did this run train", "which weights", "which normalisation" and "is this the same
+run" have one answer each.
+
+The rules of :meth:`RunDir.prepare` (docs/engine.md, "Run directories"); :meth:`RunDir.state` is the same
+decision without side effects (what ``figkd sweep`` asks):
 
 - a new or empty folder: a fresh run;
 - a run directory without a finished epoch (a start that failed or was stopped in epoch 1): nothing can
@@ -18,17 +26,22 @@ The rules of :func:`prepare` (docs/engine.md, "Run directories"):
 - a run that differs only in ``epochs``, with ``--resume``: extended (or shortened, not below the epochs
   it has already trained) - the learning rate is a function of the epoch alone, so the result is the
   run that had the new number of epochs from the start;
+- the same run at another world size (number of processes): the same run when the global batch
+  (``batch_size`` x world size) is the same - resumed, and the log says so; another global batch is a
+  one-line error naming both sizes and how to go on;
 - a different run: refused unless ``--overwrite``, which removes only what figkd wrote there, and never
   the current directory, a folder above it, the home directory or the file-system root.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +49,9 @@ import yaml
 
 from ..atomic import atomic_write_text, write_error
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFileError
 from ..models import default_lr
-from .checkpoint import CheckpointManager, RunFileError, read_json
+from .checkpoint import CheckpointManager, read_json
 
 #: What figkd writes in a run directory (and all it ever removes there).
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints",
@@ -52,6 +65,8 @@ RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "ca
                   "cuda_graph")  # a captured step replays the eager step's kernels
 #: Path fields recorded as absolute paths in config.yaml (so `figkd eval RUN_DIR` works from anywhere).
 PATH_FIELDS = ("data_root", "teacher_ckpt")
+#: Entries of an objective's term list that are not options of the term.
+_ENTRY_KEYS = ("term", "weight", "warmup", "name")
 
 
 # ------------------------------------------------------------------------------------------ names
@@ -90,38 +105,94 @@ def default_run_dir(cfg: RunConfig, command: str) -> Path:
     return Path("runs") / command / cfg.dataset / f"{name}-s{cfg.seed}"
 
 
-# ------------------------------------------------------------------------------ the recorded config
-def _model_name(cfg: dict[str, Any]) -> str | None:
-    return cfg.get("student") or cfg.get("model")
+def run_dir_of(cfg: RunConfig, command: str) -> Path:
+    """Where a run of ``cfg`` writes: its ``out``, else :func:`default_run_dir`."""
+    return Path(cfg.out) if cfg.out else default_run_dir(cfg, command)
 
 
-def normalized(cfg: dict[str, Any]) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------- the record
+def _plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def resolved_terms(spec: Any) -> list[dict[str, Any]]:
+    """The objective ``spec`` (a preset name or a term list) as it resolves: each term with its output
+    name, weight, warm-up and every option (the term's defaults filled in), as plain data - what
+    ``Objective.spec`` holds after `figkd.losses.build_objective`, without building any module (the
+    sweep's record of a run it has not started). ValueError for an unknown preset or term."""
+    from ..losses import preset_spec, term_defaults
+
+    entries = preset_spec(spec) if isinstance(spec, str) else copy.deepcopy(list(spec))
+    names = [e.get("term") for e in entries]
+    seen: dict[str, int] = {}
+    out = []
+    for entry in entries:
+        term = entry["term"]
+        key = entry.get("name")
+        if key is None:
+            seen[term] = seen.get(term, 0) + 1
+            key = term if names.count(term) == 1 else f"{term}_{seen[term]}"
+        options = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
+        out.append({"term": term, "name": key, "weight": float(entry.get("weight", 1.0)),
+                    "warmup": entry.get("warmup", 0), **term_defaults(term), **options})
+    return _plain(out)
+
+
+def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg`` with relative paths made absolute and a null ``lr`` replaced by the paper's default (what
     runs recorded before config.yaml held the values used; comparing them to a new run's stays fair)."""
     out = dict(cfg)
     for key in PATH_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
-    if "lr" in out and out["lr"] is None and _model_name(out):
-        out["lr"] = default_lr(_model_name(out))
+    arch = out.get("student") or out.get("model")
+    if "lr" in out and out["lr"] is None and arch:
+        out["lr"] = default_lr(arch)
     return out
 
 
-def recorded_config(cfg: RunConfig, command: str) -> dict[str, Any]:
-    """What ``config.yaml`` records: ``cfg`` with absolute ``data_root``/``teacher_ckpt`` and the
-    learning rate the run uses (``figkd.engine.recipe.initial_lr``)."""
+def record(cfg: RunConfig, command: str, *, architecture: str, objective: Sequence[Mapping[str, Any]],
+           world_size: int = 1, peer: int | None = None) -> dict[str, Any]:
+    """What ``config.yaml`` of one member of a run records: ``cfg`` with absolute ``data_root`` /
+    ``teacher_ckpt`` and the learning rate the run uses (`figkd.engine.recipe.initial_lr`), and under
+    ``resolved``: the objective as it resolved (``objective``: a term list as :func:`resolved_terms` gives),
+    the ``architecture`` this directory trains, its ``peer`` index in a peers run, the ``world_size``
+    (processes) and the ``global_batch`` (``batch_size`` x world size)."""
     from .recipe import initial_lr
+
     out = normalized(cfg.to_dict())
     if not cfg.peers:  # peers of other architectures may have other default learning rates: kept as given
-        out["lr"] = initial_lr(cfg, cfg.model if command == "train" else cfg.student)
+        out["lr"] = initial_lr(cfg, architecture)
+    resolved = {"objective": _plain(list(objective)), "architecture": architecture, "world_size": int(world_size),
+                "global_batch": int(cfg.batch_size) * int(world_size)}
+    if peer is not None:
+        resolved["peer"] = int(peer)
+    out["resolved"] = resolved
     return out
 
 
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in normalized(cfg).items() if k not in RUNTIME_FIELDS and k != "resolved"}
+def _resolved(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = cfg.get("resolved")
+    return value if isinstance(value, Mapping) else {}
 
 
-def objective_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+def _world_size(cfg: Mapping[str, Any]) -> int:
+    """The recorded world size; 1 for records written before figkd recorded it."""
+    value = _resolved(cfg).get("world_size", 1)
+    return value if isinstance(value, int) and value >= 1 else 1
+
+
+def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that decide a run's results: every field but the runtime ones and ``resolved``, with
+    ``batch_size`` read as the global batch (``batch_size`` x world size)."""
+    out = {k: v for k, v in normalized(cfg).items() if k not in RUNTIME_FIELDS and k != "resolved"}
+    if isinstance(out.get("batch_size"), int):
+        out["batch_size"] = out["batch_size"] * _world_size(cfg)
+    return out
+
+
+def objective_differences(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[str]:
     """Where two resolved term lists differ, as ``"<term key>.<option>: old -> new"`` (or a term
     present on one side only)."""
     a = {t.get("name", t.get("term")): t for t in old}
@@ -136,17 +207,41 @@ def objective_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) 
     return out
 
 
-def _resolved_objective(cfg: dict[str, Any]) -> list[dict[str, Any]] | None:
-    return (cfg.get("resolved") or {}).get("objective")
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Why two records are not the same run, one phrase per difference (empty: the same run).
 
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    Fields are compared as :func:`_comparable` reads them (runtime fields left out, relative paths made
+    absolute, the global batch in place of the per-process batch); the objectives as they resolved, when
+    both records hold them (records written before figkd recorded them are compared by config only).
+    A field differing is phrased ``"<field>: old -> new"``; ``epochs`` alone is just ``"epochs: ..."``.
+    """
     a, b = _comparable(old), _comparable(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        if key == "batch_size" and _world_size(old) != _world_size(new):
+            out.append(f"global batch: {_batch_phrase(old)} -> {_batch_phrase(new)}")
+        else:
+            out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    old_objective, new_objective = _resolved(old).get("objective"), _resolved(new).get("objective")
+    if old_objective is not None and new_objective is not None:
+        out += objective_differences(old_objective, new_objective)
+    return out
 
 
-# ------------------------------------------------------------------------ what a directory holds
+def _batch_phrase(cfg: Mapping[str, Any]) -> str:
+    n = _world_size(cfg)
+    return f"{n} process{'es' if n > 1 else ''} x {cfg.get('batch_size')}"
+
+
+def _only_epochs(diffs: list[str]) -> bool:
+    return len(diffs) == 1 and diffs[0].startswith("epochs: ")
+
+
+# ---------------------------------------------------------------------------------- the directory
 _TEMPORARY = re.compile(r"\.(config\.yaml|metrics\.jsonl|summary\.json)\.\w+\.tmp")
+_PEER_DIR = re.compile(r"peer(\d+)-.+")
 
 
 def _is_figkd_entry(name: str) -> bool:
@@ -154,157 +249,363 @@ def _is_figkd_entry(name: str) -> bool:
     return name in RUN_ENTRIES or _TEMPORARY.fullmatch(name) is not None
 
 
-def foreign_entries(run_dir: Path) -> list[str]:
-    """Entries of ``run_dir`` that figkd does not write (sorted)."""
-    return sorted(p.name for p in Path(run_dir).iterdir() if not _is_figkd_entry(p.name))
+class RunDir:
+    """One run directory (see the module docstring): ``RunDir(path)``; nothing is read until asked.
 
-
-def _not_a_run_dir(run_dir: Path, foreign: list[str]) -> ConfigError:
-    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-    return ConfigError(f"{os.path.abspath(run_dir)} is not a figkd run directory (it holds {shown}); figkd writes "
-                       "a run only into a new or empty folder or one of its own run directories, and never deletes "
-                       "other files: choose another --out")
-
-
-def _protected(run_dir: Path) -> str | None:
-    """Why ``run_dir`` may never be removed (the current directory, above it, home, root), else None."""
-    target = run_dir.resolve()
-    cwd = Path.cwd().resolve()
-    if target == cwd:
-        return "it is the current directory"
-    if target in cwd.parents:
-        return "it holds the current directory"
-    if target == Path.home().resolve():
-        return "it is the home directory"
-    if target == Path(target.anchor):
-        return "it is the file-system root"
-    return None
-
-
-def clear(run_dir: Path) -> None:
-    """Remove what figkd wrote in ``run_dir`` (RUN_ENTRIES and temporary files); the folder stays."""
-    for entry in Path(run_dir).iterdir():
-        if not _is_figkd_entry(entry.name) or entry.name in KEPT_ON_CLEAR:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def check_writable(run_dir: Path) -> None:
-    """Refuse (ConfigError) a run directory that cannot be created or written, before anything is."""
-    run_dir = Path(run_dir)
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        if existing == run_dir:
-            raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --out")
-        raise ConfigError(f"cannot create run directory {run_dir}: {existing} is a file, not a folder; "
-                          "choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        try:
-            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-        except (OSError, AttributeError):
-            read_only = False
-        why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
-        action = "create" if existing != run_dir else "write to"
-        raise ConfigError(f"cannot {action} run directory {run_dir}: {existing} {why}; choose another --out")
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """The ``config.yaml`` of a run directory (RunFileError when it is not a YAML mapping)."""
-    path = Path(run_dir) / "config.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise RunFileError(path, f"is not valid YAML ({' '.join(str(error).split())})") from None
-    if not isinstance(data, dict):
-        raise RunFileError(path, f"does not hold a mapping of config fields (found {type(data).__name__})")
-    return data
-
-
-# --------------------------------------------------------------------------------- the decision
-def prepare(run_dir: Path, cfg: dict[str, Any], *, resume: bool, overwrite: bool) -> str:
-    """Decide what to do with ``run_dir``: ``"fresh"``, ``"resume"`` or ``"done"`` (skip: finished).
-
-    See the module docstring for the rules. Raises ConfigError for a folder that is not a figkd run
-    directory, one that cannot be written, a different run without ``overwrite``, an unfinished run
-    without ``resume``, and RunFileError for a damaged run file. A directory without a finished epoch
-    and (with ``overwrite``) a replaced run are cleared here.
+    Reading: :meth:`config` (the record), :attr:`architecture`, :attr:`dataset`, :attr:`world_size`,
+    :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
+    Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
+    Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
+    :meth:`write_normalization`. A damaged file is a :class:`~figkd.errors.RunFileError` naming it.
     """
-    run_dir = Path(run_dir)
-    check_writable(run_dir)
-    if not run_dir.exists():
-        return "fresh"
-    foreign = foreign_entries(run_dir)
-    if foreign:
-        raise _not_a_run_dir(run_dir, foreign)
-    if not any(run_dir.iterdir()):
-        return "fresh"
-    if overwrite:
-        why = _protected(run_dir)
-        if why:
-            raise ConfigError(f"--overwrite refuses to clear {run_dir}: {why}; choose another --out")
-        clear(run_dir)
-        return "fresh"
-    has_config = (run_dir / "config.yaml").is_file()
-    finished = (run_dir / "summary.json").is_file()
-    last = CheckpointManager(run_dir).last_epoch()
-    if last is None and not finished:
-        clear(run_dir)  # no epoch finished: nothing to lose (a failed or stopped start)
-        return "fresh"
-    if not has_config:
-        raise RunFileError(run_dir / "config.yaml", "is missing but the run has checkpoints")
-    old = read_config(run_dir)
-    differ = _differences(old, cfg)
-    # The objective as it resolved (every weight and option): a preset whose defaults changed since the
-    # run started is a different run. Runs written before figkd recorded it are compared by config only.
-    objective = []
-    if _resolved_objective(old) is not None and _resolved_objective(cfg) is not None:
-        objective = objective_differences(_resolved_objective(old), _resolved_objective(cfg))
-    if differ == ["epochs"] and not objective and resume:
-        return _extend(run_dir, old, cfg, last, finished)
-    if differ or objective:
-        shown = ", ".join(([f"{k}: {old.get(k)!r} -> {cfg.get(k)!r}" for k in differ] + objective)[:5])
-        hint = " add --resume to extend or shorten it," if differ == ["epochs"] and not objective else ""
-        raise ConfigError(f"{run_dir} holds a run with a different configuration ({shown});{hint} "
-                          f"use --overwrite to replace it or --out to choose another directory")
-    if finished:
-        read_summary(run_dir)  # a damaged summary is named now, not after the decision
-        return "done"
-    if not resume:
-        raise ConfigError(f"{run_dir} holds an unfinished run of this configuration (last checkpoint: epoch "
-                          f"{last}): add --resume to continue it or --overwrite to start it again")
-    return "resume"
 
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
 
-def _extend(run_dir: Path, old: dict[str, Any], cfg: dict[str, Any], last: int | None, finished: bool) -> str:
-    """A run resumed with another number of epochs (docs/engine.md: extending a run)."""
-    if last is None:
-        raise RunFileError(run_dir / "checkpoints" / "last.json", "is missing but the run has finished")
-    if cfg.get("epochs", 0) < last:
-        raise ConfigError(f"{run_dir} has already trained {last} epochs: --epochs {cfg.get('epochs')} cannot shorten "
-                          f"it; use --overwrite to start again or --out to choose another directory")
-    if finished:
-        (run_dir / "summary.json").unlink()  # the longer run is not finished (config.yaml follows)
-    return "resume"
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
 
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
 
-# ------------------------------------------------------------------------------------ the files
-def write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
 
+    # -- what it holds ---------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
 
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        with open(path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-    except OSError as error:
-        raise write_error(path, error) from error
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a run figkd started: ``config.yaml`` and at least one of
+        ``summary.json`` (finished), ``metrics.jsonl`` or ``checkpoints/`` (started)."""
+        return self.has_config() and any((self.path / n).exists() for n in ("summary.json", "metrics.jsonl",
+                                                                             "checkpoints"))
+
+    def config(self) -> dict[str, Any]:
+        """The record (``config.yaml``). ConfigError when the folder has none; RunFileError when it is not
+        a YAML mapping."""
+        path = self.config_path
+        if not path.is_file():
+            raise ConfigError(f"{self.path} is not a figkd run directory (no config.yaml)")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise RunFileError(path, f"is not valid YAML ({' '.join(str(error).split())})") from None
+        if not isinstance(data, dict):
+            raise RunFileError(path, f"does not hold a mapping of config fields (found {type(data).__name__})")
+        return data
+
+    @property
+    def peer(self) -> int | None:
+        """This directory's index among the peers of a deep-mutual-learning run (``resolved.peer``; for
+        runs recorded before that, the ``peer<i>-<arch>`` folder name), else None."""
+        cfg = self.config()
+        peers = cfg.get("peers")
+        if not peers:
+            return None
+        index = _resolved(cfg).get("peer")
+        if not isinstance(index, int):
+            match = _PEER_DIR.fullmatch(self.path.name)
+            index = int(match.group(1)) if match else None
+        return index if index is not None and 0 <= index < len(peers) else None
+
+    @property
+    def architecture(self) -> str | None:
+        """The architecture this directory trained: ``resolved.architecture``; for runs recorded before
+        figkd recorded it, the ``student`` of a distill run, the ``model`` of a train run or this peer's
+        entry of ``peers``; None when the record names none."""
+        cfg = self.config()
+        arch = _resolved(cfg).get("architecture")
+        if isinstance(arch, str) and arch:
+            return arch
+        if cfg.get("peers"):
+            index = self.peer
+            return str(cfg["peers"][index]) if index is not None else None
+        arch = cfg.get("student") or cfg.get("model")
+        return str(arch) if arch else None
+
+    def require_architecture(self) -> str:
+        arch = self.architecture
+        if not arch:
+            raise ConfigError(f"{self.config_path} names no model, student or peer: not a run figkd can load")
+        return arch
+
+    @property
+    def command(self) -> str:
+        """``distill`` for a run with a student or peers, else ``train``."""
+        cfg = self.config()
+        return "distill" if (cfg.get("student") or cfg.get("peers")) else "train"
+
+    @property
+    def dataset(self) -> str | None:
+        value = self.config().get("dataset")
+        return str(value) if value is not None else None
+
+    @property
+    def data_root(self) -> str | None:
+        return self.config().get("data_root")
+
+    @property
+    def world_size(self) -> int:
+        """Processes the run was trained with (1 for runs recorded before figkd recorded it)."""
+        return _world_size(self.config())
+
+    @property
+    def resolved_objective(self) -> list[dict[str, Any]] | None:
+        value = _resolved(self.config()).get("objective")
+        return list(value) if isinstance(value, list) else None
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "summary.json").is_file()
+
+    def summary(self) -> dict[str, Any] | None:
+        """``summary.json`` (None while the run is unfinished); RunFileError when damaged."""
+        path = self.path / "summary.json"
+        if not path.is_file():
+            return None
+        summary = read_json(path)
+        if not isinstance(summary, dict):
+            raise RunFileError(path, "is not a JSON object")
+        return summary
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``, one per epoch (a torn last line is dropped)."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [rec for _, rec in _metric_lines(path)]
+
+    @property
+    def checkpoints(self) -> CheckpointManager:
+        return CheckpointManager(self.path)
+
+    def last_epoch(self) -> int | None:
+        """The epoch ``--resume`` continues from, or None when no epoch has finished."""
+        return self.checkpoints.last_epoch()
+
+    def weights(self, which: str = "best") -> Path:
+        """The ``best`` or ``last`` weights (the student's, safetensors). ConfigError when absent."""
+        try:
+            return self.checkpoints.weights_path(which)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{self.path}: {exc} (has the run finished an epoch?)") from None
+
+    def normalization(self):
+        """The normalisation the run was trained with (`figkd.data.normalization.Normalization`), None when
+        it used its dataset recipe's; ConfigError when its record says ``auto`` but ``normalization.json``
+        is missing or unreadable."""
+        from ..data import normalization
+
+        try:
+            return normalization.for_evaluation(self.config(), self.stored_normalization)
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+
+    def stored_normalization(self):
+        """The ``normalization.json`` of this directory (`figkd.data.normalization.Normalization`), or None
+        when it is absent or unreadable."""
+        from ..data import normalization
+
+        try:
+            return normalization.Normalization.from_dict(json.loads((self.path / normalization.FILE).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def foreign_entries(self) -> list[str]:
+        """Entries of the folder that figkd does not write (sorted)."""
+        return sorted(p.name for p in self.path.iterdir() if not _is_figkd_entry(p.name))
+
+    # -- deciding --------------------------------------------------------------------------
+    def state(self, new: Mapping[str, Any]) -> str:
+        """What starting the run recorded as ``new`` (:func:`record`) here would do, without doing it:
+        ``"fresh"`` (nothing to keep), ``"done"`` (the same finished run: skipped), ``"resume"`` (the same
+        run, unfinished or to be extended) or ``"different"`` (another run: refused without
+        ``--overwrite``). The one rule behind the engine's :meth:`prepare` and ``figkd sweep``.
+        RunFileError for a damaged run file."""
+        if not self.path.is_dir() or not any(self.path.iterdir()):
+            return "fresh"
+        if self.foreign_entries():
+            return "different"
+        finished = self.finished
+        last = self.last_epoch()
+        if last is None and not finished:
+            return "fresh"
+        if not self.has_config():
+            raise RunFileError(self.config_path, "is missing but the run has checkpoints")
+        diffs = differences(self.config(), new)
+        if not diffs:
+            if finished:
+                self.summary()  # a damaged summary is named now, not after the decision
+                return "done"
+            return "resume"
+        return "resume" if _only_epochs(diffs) else "different"
+
+    def prepare(self, new: Mapping[str, Any], *, resume: bool, overwrite: bool) -> str:
+        """Decide what to do with the directory for the run recorded as ``new`` and make it ready:
+        ``"fresh"``, ``"resume"`` or ``"done"`` (skip: finished).
+
+        See the module docstring for the rules. Raises ConfigError for a folder that is not a figkd run
+        directory, one that cannot be written, a different run without ``overwrite``, an unfinished run
+        without ``resume``, and RunFileError for a damaged run file. A directory without a finished epoch
+        and (with ``overwrite``) a replaced run are cleared here; an extended run loses its summary.
+        """
+        self.check_writable()
+        if not self.path.exists():
+            return "fresh"
+        foreign = self.foreign_entries()
+        if foreign:
+            raise self._not_a_run_dir(foreign)
+        if not any(self.path.iterdir()):
+            return "fresh"
+        if overwrite:
+            why = self._protected()
+            if why:
+                raise ConfigError(f"--overwrite refuses to clear {self.path}: {why}; choose another --out")
+            self.clear()
+            return "fresh"
+        state = self.state(new)
+        if state == "fresh":
+            self.clear()  # no epoch finished: nothing to lose (a failed or stopped start)
+            return "fresh"
+        old = self.config()
+        diffs = differences(old, new)
+        if state == "different":
+            raise self._different(old, new, diffs)
+        if diffs:  # only epochs differ
+            if not resume:
+                raise ConfigError(f"{self.path} holds a run with a different configuration ({diffs[0]}); add --resume "
+                                  "to extend or shorten it, use --overwrite to replace it or --out to choose another "
+                                  "directory")
+            return self._extend(new)
+        if state == "done":
+            return "done"
+        if not resume:
+            raise ConfigError(f"{self.path} holds an unfinished run of this configuration (last checkpoint: epoch "
+                              f"{self.last_epoch()}): add --resume to continue it or --overwrite to start it again")
+        return "resume"
+
+    def world_size_note(self, new: Mapping[str, Any]) -> str | None:
+        """A line for the log when the run recorded here is continued at another world size with the
+        same global batch (the same run), else None."""
+        if not self.has_config():
+            return None
+        old_n, new_n = _world_size(self.config()), _world_size(new)
+        if old_n == new_n:
+            return None
+        return (f"{self.path} was trained by {_batch_phrase(self.config())} and continues with {_batch_phrase(new)}: "
+                f"the same global batch of {int(new.get('batch_size', 0)) * new_n}")
+
+    def _different(self, old: Mapping[str, Any], new: Mapping[str, Any], diffs: list[str]) -> ConfigError:
+        if _world_size(old) != _world_size(new) and any(d.startswith("global batch:") for d in diffs):
+            global_batch = int(old.get("batch_size", 0)) * _world_size(old)
+            per = global_batch // _world_size(new) if global_batch % _world_size(new) == 0 else None
+            fix = (f"run it with {_world_size(old)} processes (torchrun --nproc_per_node {_world_size(old)})"
+                   + (f", or with --batch-size {per} in {_world_size(new)} process"
+                      f"{'es' if _world_size(new) > 1 else ''} (the same global batch)" if per else ""))
+            return ConfigError(f"{self.path} was trained by {_batch_phrase(old)} (global batch {global_batch}) and "
+                               f"this is {_batch_phrase(new)}: {fix}; or --overwrite / --out for a new run")
+        shown = ", ".join(diffs[:5])
+        return ConfigError(f"{self.path} holds a run with a different configuration ({shown}); use --overwrite to "
+                           "replace it or --out to choose another directory")
+
+    def _extend(self, new: Mapping[str, Any]) -> str:
+        """A run resumed with another number of epochs (docs/engine.md: extending a run)."""
+        last = self.last_epoch()
+        if last is None:
+            raise RunFileError(self.path / "checkpoints" / "last.json", "is missing but the run has finished")
+        if new.get("epochs", 0) < last:
+            raise ConfigError(f"{self.path} has already trained {last} epochs: --epochs {new.get('epochs')} cannot "
+                              "shorten it; use --overwrite to start again or --out to choose another directory")
+        if self.finished:
+            (self.path / "summary.json").unlink()  # the longer run is not finished (config.yaml follows)
+        return "resume"
+
+    def _not_a_run_dir(self, foreign: list[str]) -> ConfigError:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        return ConfigError(f"{os.path.abspath(self.path)} is not a figkd run directory (it holds {shown}); figkd "
+                           "writes a run only into a new or empty folder or one of its own run directories, and "
+                           "never deletes other files: choose another --out")
+
+    def _protected(self) -> str | None:
+        """Why the folder may never be removed (the current directory, above it, home, root), else None."""
+        target = self.path.resolve()
+        cwd = Path.cwd().resolve()
+        if target == cwd:
+            return "it is the current directory"
+        if target in cwd.parents:
+            return "it holds the current directory"
+        if target == Path.home().resolve():
+            return "it is the home directory"
+        if target == Path(target.anchor):
+            return "it is the file-system root"
+        return None
+
+    def check_writable(self) -> None:
+        """Refuse (ConfigError) a run directory that cannot be created or written, before anything is."""
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            if existing == self.path:
+                raise ConfigError(f"{self.path} is a file, not a run directory; choose another --out")
+            raise ConfigError(f"cannot create run directory {self.path}: {existing} is a file, not a folder; "
+                              "choose another --out")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            try:
+                read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+            except (OSError, AttributeError):
+                read_only = False
+            why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
+            action = "create" if existing != self.path else "write to"
+            raise ConfigError(f"cannot {action} run directory {self.path}: {existing} {why}; choose another --out")
+
+    # -- writing ---------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Remove what figkd wrote here (RUN_ENTRIES and temporary files); the folder stays."""
+        for entry in self.path.iterdir():
+            if not _is_figkd_entry(entry.name) or entry.name in KEPT_ON_CLEAR:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def write_config(self, cfg: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, yaml.safe_dump(dict(cfg), sort_keys=False))
+
+    def write_normalization(self, norm) -> None:
+        """Write ``normalization.json`` (atomic) when the run's normalisation is not its recipe's (``norm``
+        a `figkd.data.normalization.Normalization`, or None: nothing to write)."""
+        from ..data import normalization
+
+        if norm is not None:
+            atomic_write_text(self.path / normalization.FILE, json.dumps(norm.to_dict(), indent=1) + "\n")
+
+    def append_metrics(self, rec: Mapping[str, Any]) -> None:
+        path = self.path / "metrics.jsonl"
+        try:
+            with open(path, "a") as fh:
+                fh.write(json.dumps(dict(rec)) + "\n")
+                fh.flush()
+        except OSError as error:
+            raise write_error(path, error) from error
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop metric lines of epochs after ``last_epoch`` (written by a run killed before its checkpoint)."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line, rec in _metric_lines(path) if rec.get("epoch", 0) <= last_epoch]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        atomic_write_text(self.path / "summary.json", json.dumps(dict(summary), indent=2))
 
 
 def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -314,40 +615,22 @@ def _metric_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for i, line in enumerate(lines):
         try:
-            record = json.loads(line)
+            rec = json.loads(line)
         except ValueError:
             if i == len(lines) - 1:
                 break
             raise RunFileError(path, f"line {i + 1} is not valid JSON") from None
-        if not isinstance(record, dict):
+        if not isinstance(rec, dict):
             raise RunFileError(path, f"line {i + 1} is not a JSON object")
-        out.append((line, record))
+        out.append((line, rec))
     return out
 
 
-def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    """Drop metric lines of epochs after ``last_epoch`` (written by a run killed before its checkpoint)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return
-    keep = [line for line, record in _metric_lines(path) if record.get("epoch", 0) <= last_epoch]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [record for _, record in _metric_lines(path)]
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    summary = read_json(path)
-    if not isinstance(summary, dict):
-        raise RunFileError(path, "is not a JSON object")
-    return summary
+def find_run_dirs(root: str | os.PathLike) -> list[RunDir]:
+    """Every run directory (:meth:`RunDir.is_run`) at or under ``root``, sorted by path. ConfigError when
+    ``root`` is not a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder")
+    dirs = sorted({p.parent for p in root.rglob("config.yaml")} | {root})
+    return [RunDir(d) for d in dirs if RunDir(d).is_run()]

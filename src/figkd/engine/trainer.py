@@ -37,7 +37,6 @@ from ..data.batch import Batch
 from ..errors import ConfigError
 from ..losses.inputs import Needs
 from . import distributed as dist_utils
-from . import rundir
 from .checkpoint import CheckpointManager, kept_checkpoint
 from .device import autocast_context, resolve_amp, resolve_channels_last, resolve_cuda_graph
 from .evaluate import evaluate
@@ -47,6 +46,7 @@ from .guard import GradientGuard
 from .learner import Learner
 from .metrics import EpochAccumulator
 from .recipe import build_optimizer, initial_lr, lr_at_epoch, set_lr
+from .rundir import RunDir
 from .state import restore, training_state
 from .teacher import TeacherForward
 
@@ -137,11 +137,11 @@ class Trainer:
             if m.status == "resume" and m.ckpt.last_epoch() is not None:
                 weights, state = m.ckpt.load_last()
                 restore(m, weights, state, self.device)
-                rundir.truncate_metrics(m.run_dir, state["epoch"])
-                m.history = rundir.read_metrics(m.run_dir)
+                RunDir(m.run_dir).truncate_metrics(state["epoch"])
+                m.history = RunDir(m.run_dir).metrics()
                 self.log(f"[{m.name}] resuming after epoch {state['epoch']} from {m.run_dir}")
             elif self.info.is_main:
-                rundir.truncate_metrics(m.run_dir, 0)
+                RunDir(m.run_dir).truncate_metrics(0)
         starts = {m.start_epoch for m in self.members}
         if len(starts) > 1:
             raise ConfigError("the students of this run stopped at different epochs "
@@ -402,7 +402,7 @@ class Trainer:
         m.history.append(record)
         if not self.info.is_main:
             return
-        rundir.append_metrics(m.run_dir, record)
+        RunDir(m.run_dir).append_metrics(record)
         if m.writer is not None:
             for key, value in record.items():
                 if key != "epoch" and isinstance(value, int | float):
@@ -423,7 +423,7 @@ class Trainer:
             "best_top1": m.best_top1, "best_epoch": m.best_epoch, "run_dir": str(m.run_dir),
         }
         if self.info.is_main:
-            rundir.write_summary(m.run_dir, summary)
+            RunDir(m.run_dir).write_summary(summary)
         return summary
 
 

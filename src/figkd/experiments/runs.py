@@ -1,20 +1,20 @@
 """Finished and unfinished runs found under a folder, and what each one is: (dataset, teacher, student, method).
 
-A run directory is a folder with the engine's ``config.yaml`` and at least one of ``summary.json``
-(finished), ``metrics.jsonl`` or ``checkpoints/`` (started). A ``train`` run (``model`` set) is a model
-trained alone: teacher ``None``, student = its model. A ``distill`` run has ``teacher`` and ``student``.
-The method is :func:`method_name` of the config's ``objective``.
+A run directory (`figkd.engine.rundir.RunDir`: ``config.yaml`` and at least one of ``summary.json``
+(finished), ``metrics.jsonl`` or ``checkpoints/`` (started)) is read through its owner object. A ``train``
+run is a model trained alone: teacher ``None``, student = its model. A ``distill`` run has ``teacher`` and
+``student``; a deep-mutual-learning peer's student is its own architecture. The method is
+:func:`method_name` of the config's ``objective``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..engine.rundir import RunDir, find_run_dirs
 
 METRICS = ("last", "best")
 _ENTRY_KEYS = ("term", "weight", "warmup", "name")
@@ -84,21 +84,19 @@ class RunRecord:
     run_dir: Path
     cfg: dict[str, Any]
     summary: dict[str, Any] | None
+    dir: RunDir = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.dir = RunDir(self.run_dir)
 
     @property
     def command(self) -> str:
-        return "distill" if (self.cfg.get("student") or self.cfg.get("peers")) else "train"
+        return self.dir.command
 
     @property
     def peer(self) -> int | None:
-        """The index of this run among the peers of a peers run (DML: its directory is ``peer<i>-<arch>``),
-        else None."""
-        peers = self.cfg.get("peers")
-        if not peers:
-            return None
-        name = self.run_dir.name
-        index = name[4:].split("-", 1)[0] if name.startswith("peer") else ""
-        return int(index) if index.isdigit() and int(index) < len(peers) else None
+        """The index of this run among the peers of a peers run (DML), else None (`RunDir.peer`)."""
+        return self.dir.peer
 
     @property
     def dataset(self) -> str:
@@ -115,9 +113,7 @@ class RunRecord:
 
     @property
     def student(self) -> str:
-        if self.peer is not None:
-            return str(self.cfg["peers"][self.peer])
-        return str(self.cfg.get("student") or self.cfg.get("model"))
+        return str(self.dir.architecture)
 
     @property
     def method(self) -> str:
@@ -143,33 +139,21 @@ class RunRecord:
 
     def epochs_done(self) -> int:
         """Epochs recorded in ``metrics.jsonl`` (progress of an unfinished run)."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return 0
-        return sum(1 for line in path.read_text().splitlines() if line.strip())
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and any(
-        (path / name).exists() for name in ("summary.json", "metrics.jsonl", "checkpoints"))
+        return len(self.dir.metrics())
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
-    """The :class:`RunRecord` of one run directory (FileNotFoundError if it is not one)."""
-    run_dir = Path(run_dir)
-    if not is_run_dir(run_dir):
+    """The :class:`RunRecord` of one run directory (FileNotFoundError if it is not one; RunFileError for a
+    damaged ``config.yaml`` or ``summary.json``)."""
+    rd = RunDir(run_dir)
+    if not rd.is_run():
         raise FileNotFoundError(f"{run_dir} is not a figkd run directory (config.yaml and summary.json, "
                                 f"metrics.jsonl or checkpoints/ expected)")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    return RunRecord(run_dir, cfg, summary)
+    return RunRecord(rd.path, rd.config(), rd.summary())
 
 
 def collect_runs(root: str | Path) -> list[RunRecord]:
     """Every run directory at or under ``root``, sorted by path (FileNotFoundError if ``root`` is missing)."""
-    root = Path(root)
-    if not root.is_dir():
+    if not Path(root).is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    dirs = sorted({p.parent for p in root.rglob("config.yaml")} | ({root} if is_run_dir(root) else set()))
-    return [read_run(d) for d in dirs if is_run_dir(d)]
+    return [RunRecord(rd.path, rd.config(), rd.summary()) for rd in find_run_dirs(root)]

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..errors import ConfigError
 from .sweep import LOG_NAME, Run
 
 
@@ -50,6 +51,10 @@ def slurm_script(runs: list[Run], path: str | Path, *, jobs: int | None = None, 
     ``#SBATCH`` lines (``--gres=gpu:1``, ``--time=24:00:00``, ``--partition=...``); ``workdir``: where the
     tasks run (default: the current folder, which relative config and run paths refer to).
     """
+    different = [r for r in runs if r.state == "different"]
+    if different:
+        raise ConfigError(f"sweep --slurm: {len(different)} of the runs cannot start, their directories hold "
+                          f"other runs, e.g. {different[0].why}")
     groups = waves(runs)
     if not groups:
         raise ValueError("every run of the sweep has finished: nothing to submit")

@@ -22,8 +22,11 @@ Execution (:func:`execute`): N runs at a time (``--jobs``); with ``--gpus 0,1`` 
 GPU (``CUDA_VISIBLE_DEVICES``, slot i on GPU i mod len(gpus)); every process gets ``cpus // N``
 threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and, unless set, ``num_workers``), or fewer when
 the sweep's own environment sets ``OMP_NUM_THREADS`` lower, or exactly ``--threads``.
-A run whose directory already holds the same finished run is skipped without starting a process;
-an interrupted one is continued (``--resume``: the engine restores its last checkpoint). A failed
+A run whose directory already holds the same finished run is skipped without starting a process - the
+same rule the engine applies (`figkd.engine.rundir.RunDir.state`: the configuration and the objective as
+it resolves, so a preset whose defaults changed since the run was made is not "finished"); an
+interrupted one is continued (``--resume``: the engine restores its last checkpoint); a directory that
+holds a different run is listed as failed, naming the difference, without starting a process. A failed
 run does not stop the others; failures are listed at the end and the exit status is 1. Each run's
 output (stdout and stderr) is appended to ``RUN_DIR/sweep.log``.
 """
@@ -42,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, apply_overrides, load_yaml, parse_set
+from ..engine import rundir
 from ..engine.run import default_run_dir, resolve
-from ..engine.rundir import RUNTIME_FIELDS
+from ..engine.rundir import RunDir
 from ..errors import ConfigError
 
 #: Name of the per-run log the sweep writes into each run directory.
@@ -61,10 +65,14 @@ class Run:
     command: str  # "train" or "distill"
     seed: int
     run_dir: Path
-    cfg: dict[str, Any]  # the resolved configuration, as the engine writes it to config.yaml
+    cfg: dict[str, Any]  # the resolved configuration (RunConfig fields)
     args: list[str]  # arguments after ``python -m figkd``
-    state: str = "fresh"  # "done" (finished: skipped), "resume" (has checkpoints), "fresh"
+    state: str = "fresh"  # "done" (finished: skipped), "resume", "fresh", "different" (another run is there)
     deps: list[int] = field(default_factory=list)  # indices (in the plan) of runs to finish first
+    #: each directory the run writes (one; one per peer for deep mutual learning) and what the engine will
+    #: record there (`figkd.engine.rundir.record`)
+    records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list, repr=False)
+    why: str = ""  # for state "different": how the directory's run differs
 
 
 def find_configs(paths: list[str | Path]) -> list[Path]:
@@ -105,37 +113,36 @@ def _key(path: str | Path) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def run_state(run_dir: Path, cfg: dict[str, Any]) -> str:
-    """``done`` when ``run_dir`` holds a finished run (``summary.json``) whose ``config.yaml`` agrees with
-    ``cfg`` on every field that is not a runtime field; ``resume`` when it holds checkpoints; else ``fresh``.
-
-    Only ``done`` changes what the sweep does (it skips the run); everything else is decided by the engine
-    itself when the run starts (``--resume``), including refusing a directory that holds another run. A
-    peers run (DML) is ``done`` when every peer's directory is.
-    """
-    if cfg.get("peers"):  # a peers run: one run directory per peer (engine.rundir.peer_dirs), all recording it
-        from ..engine.rundir import peer_dirs
-
-        peers = RunConfig(peers=list(cfg["peers"]))
-        states = {_state(d, cfg) for d in peer_dirs(peers, run_dir)}
-        return "done" if states == {"done"} else ("resume" if "resume" in states else "fresh")
-    return _state(run_dir, cfg)
+def records_of(cfg: RunConfig, command: str, run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Each directory a run of ``cfg`` writes (``run_dir``; for a peers run, each peer's) with the record the
+    engine writes there for one process (`figkd.engine.rundir.record`)."""
+    objective = rundir.resolved_terms(cfg.objective)
+    if cfg.peers:
+        return [(d, rundir.record(cfg, command, architecture=arch, objective=objective, peer=i))
+                for i, (d, arch) in enumerate(zip(rundir.peer_dirs(cfg, run_dir), cfg.peers, strict=True))]
+    arch = cfg.model if command == "train" else cfg.student
+    return [(run_dir, rundir.record(cfg, command, architecture=arch, objective=objective))]
 
 
-def _state(run_dir: Path, cfg: dict[str, Any]) -> str:
-    import yaml
-
-    from ..engine.rundir import normalized
-
-    cfg_path = run_dir / "config.yaml"
-    if (run_dir / "summary.json").is_file() and cfg_path.is_file():
-        # compared as the engine compares them: paths made absolute, a null lr as the model's default
-        old, new = normalized(yaml.safe_load(cfg_path.read_text()) or {}), normalized(cfg)
-        if all(old.get(k) == v for k, v in new.items() if k not in RUNTIME_FIELDS):
-            return "done"
-    if (run_dir / "checkpoints" / "last.json").is_file():
-        return "resume"
-    return "fresh"
+def run_state(run: Run) -> tuple[str, str]:
+    """``(state, why)`` of a planned run, by the engine's own rule (`figkd.engine.rundir.RunDir.state`):
+    ``done`` (every directory holds this finished run: skipped), ``different`` (a directory holds another run:
+    ``why`` names the first difference), ``resume`` or ``fresh``. A peers run (DML) is ``done`` when every
+    peer's directory is."""
+    states = []
+    for path, rec in run.records:
+        rd = RunDir(path)
+        state = rd.state(rec)
+        if state == "different":
+            foreign = rd.foreign_entries()
+            why = (f"{path} is not a figkd run directory (it holds {', '.join(foreign[:3])})" if foreign else
+                   f"{path} holds a different run ({', '.join(rundir.differences(rd.config(), rec)[:3])}); "
+                   "use another out or remove it")
+            return "different", why
+        states.append(state)
+    if set(states) == {"done"}:
+        return "done", ""
+    return ("resume" if "resume" in states else "fresh"), ""
 
 
 def _expand(path: Path, seeds: list[int] | None, sets: dict[str, Any], set_args: list[str]) -> list[Run]:
@@ -158,7 +165,11 @@ def _expand(path: Path, seeds: list[int] | None, sets: dict[str, Any], set_args:
         cfg = cfg.replace(out=str(run_dir))
         args = [command, "--config", str(path), "--set", f"seed={seed}", "--out", str(run_dir), "--resume",
                 *set_args]
-        runs.append(Run(path, command, seed, run_dir, cfg.to_dict(), args))
+        try:
+            records = records_of(cfg, command, run_dir)
+        except ValueError as exc:  # an unknown preset or term: the engine would refuse it too
+            raise ConfigError(f"sweep: {path}: {exc}") from exc
+        runs.append(Run(path, command, seed, run_dir, cfg.to_dict(), args, records=records))
     return runs
 
 
@@ -170,10 +181,10 @@ def _dedupe(runs: list[Run]) -> list[Run]:
         k = _key(r.run_dir)
         if k in by_dir:
             first = by_dir[k]
-            a = {x: v for x, v in first.cfg.items() if x not in RUNTIME_FIELDS}
-            b = {x: v for x, v in r.cfg.items() if x not in RUNTIME_FIELDS}
-            if a != b:
-                differ = ", ".join(sorted(x for x in set(a) | set(b) if a.get(x) != b.get(x)))
+            diffs = [d for (_, a), (_, b) in zip(first.records, r.records, strict=False)
+                     for d in rundir.differences(a, b)] or ([] if len(first.records) == len(r.records) else ["peers"])
+            if diffs:
+                differ = ", ".join(diffs[:3])
                 raise ConfigError(f"sweep: {first.config} and {r.config} both write {r.run_dir} (seed {r.seed}) "
                                   f"but differ in {differ}; give one of them its own out")
             continue  # the same experiment listed twice (e.g. a table's cell and an ablation's row)
@@ -242,7 +253,7 @@ def plan(paths: list[str | Path], seeds: list[int] | None = None, set_items: lis
     _link(runs)
     runs = _order(runs)
     for r in runs:
-        r.state = run_state(r.run_dir, r.cfg)
+        r.state, r.why = run_state(r)
     return runs
 
 
@@ -350,6 +361,8 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
     for i, r in enumerate(runs):
         if r.state == "done":
             settle(i, Outcome(r, "skipped", message="already finished"))
+        elif r.state == "different":
+            settle(i, Outcome(r, "failed", message=r.why))
     running: dict[int, tuple[subprocess.Popen, Any, int, float]] = {}  # run index -> (proc, log, slot, start)
     free = list(range(jobs))
     try:
@@ -426,7 +439,8 @@ def describe(runs: list[Run], jobs: int, gpus: list[str] | None, threads: int | 
     lines = [f"# figkd sweep: {len(runs)} runs, {where}, {threads_per_run(jobs, threads=threads)} CPU threads each"]
     for i, r in enumerate(runs):
         after = f" after #{', #'.join(map(str, r.deps))}" if r.deps else ""
-        note = {"done": "skip (finished)", "resume": "resume", "fresh": "start"}[r.state]
+        note = {"done": "skip (finished)", "resume": "resume", "fresh": "start",
+                "different": f"fail: {r.why}"}[r.state]
         lines.append(f"# {i}: {note}{after}")
         lines.append(shlex.join(["python", "-m", "figkd", *launch_args(r, jobs, threads)]))
     return "\n".join(lines)
