@@ -18,7 +18,8 @@ from figkd.experiments.paper import table_spec
 from figkd.experiments.report import report
 from figkd.experiments.runs import collect_runs, method_name
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "configs" / "paper" / "reported_top1.csv"
+#: The paper's Tables 1-9, package data of figkd.paper (read here as a plain file).
+PAPER_CSV = Path(__file__).resolve().parents[1] / "src" / "figkd" / "paper" / "reported_top1.csv"
 
 
 def _paper(table, teacher, student, method):
