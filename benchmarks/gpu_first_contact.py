@@ -283,6 +283,8 @@ class FirstContact:
             rc, seconds, output = self.sh(f"smoke {mode}", argv, run_cap)
             run.update(exit_status=rc, seconds=seconds,
                        status="ok" if rc == 0 else "timeout" if rc is None else "failed")
+            if rc is None:
+                run["reason"] = f"killed at its cap of {run_cap:.0f} s"
             run["graph_log"] = re.findall(r"CUDA graph: .*", output)
             run["members"] = _members(out)
             run["captured"] = any(e["cuda_graph"] for m in run["members"].values() for e in m["epochs"])
@@ -292,7 +294,8 @@ class FirstContact:
                 run["output_tail"] = _tail(output)
             if not run["captured"]:
                 run["why_not_captured"] = ("cuda_graph is off in this mode" if settings["cuda_graph"] == "off" else
-                                           "; ".join(run["graph_log"]) or run.get("error") or "not logged")
+                                           "; ".join(run["graph_log"]) or run.get("error") or run.get("reason")
+                                           or "not logged")
             self.save()
         bad = [r["mode"] for r in runs if r["status"] in ("failed", "timeout")]
         ran = [r for r in runs if r["status"] == "ok"]
