@@ -282,8 +282,20 @@ def _plan(num_classes: int, wavelet: str, level: int, mode: str, dims: int, grid
     return shape
 
 
-@register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS,
-               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3")
+@register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS, function=figkd_loss,
+               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3",
+               help="FiGKD: the logits on a grid, matched on their high-frequency wavelet subbands (Eq. 6)",
+               presets={
+                   # FiGKD Eq. 7: CE weight 1, detail weight 2 (Section 5.1.2 / Fig. 4; docs/method.md §2), detail
+                   # loss with the defaults of Section 3.3 (Haar, J = 1, 2D, high-frequency subbands, MSE).
+                   "figkd": [{"term": "ce"}, {"term": "figkd", "weight": 2.0}],
+                   # Table 10's base ("Low x, High x" = MLKD's numbers, the mlkd term's defaults) plus the detail
+                   # term with Eq. 7's weight 2 (docs/method.md §3); the detail term is computed on the weak view
+                   # (student_logits/teacher_logits).
+                   "mlkd+figkd": [{"term": "mlkd"}, {"term": "figkd", "weight": 2.0}],
+                   # FiGKD on standardized logits (not measured by anyone before): Eq. 7's weights, untuned.
+                   "figkd+ls": [{"term": "ce"}, {"term": "figkd", "weight": 2.0, "standardize": True}],
+               })
 class FiGKDLoss(nn.Module):
     """Drop-in FiGKD detail loss for any training loop.
 
