@@ -24,7 +24,6 @@ The rules of :func:`prepare` (docs/engine.md, "Run directories"):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -57,12 +56,9 @@ PATH_FIELDS = ("data_root", "teacher_ckpt")
 # ------------------------------------------------------------------------------------------ names
 def objective_name(spec: Any) -> str:
     """A preset's name; for a term list, its terms joined by ``+`` and a digest of the whole list
-    (``ce+figkd-1a2b3c``), so that two ablations of the same terms get different names."""
-    if isinstance(spec, str):
-        return spec
-    terms = "+".join(str(entry.get("term")) for entry in spec)
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    return f"{terms}-{digest}"
+    (``ce+figkd-1a2b3c``): `figkd.losses.description.dirname`."""
+    from ..losses.description import dirname
+    return dirname(spec)
 
 
 def member_name(cfg: RunConfig, command: str) -> str:
