@@ -57,8 +57,12 @@ def machine_info(device: torch.device | str | None, args: Any = None) -> dict[st
 
 
 def write_json(payload: dict[str, Any], out: str | Path | None, default_name: str) -> Path:
-    """Write ``payload`` to ``out``, or to ``benchmarks/results/<default_name>``; returns the path."""
+    """Write ``payload`` to ``out``, or to ``benchmarks/results/<default_name>``; returns the path. The
+    file is replaced whole (a temporary file renamed onto it), so a script killed while writing leaves
+    the previous complete file."""
     path = Path(out) if out is not None else RESULTS / default_name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
     return path

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU measurement the issues ask for, in one command on the GPU machine (about 15 minutes on
-# an H100; docs/performance.md says where the figures go):
+# Every GPU measurement the issues ask for, in one command on a GPU machine (estimated, never measured,
+# at about 15 minutes on an H100: more than one 10-minute command of a lent machine, where
+# gpu_first_contact.sh comes first; docs/performance.md says where the figures go):
 #
 #   issue #2  loss_overhead.py      cost of each loss on CUDA (forward + backward, 64 x C logits)
 #   issue #4  input_pipeline.py     images/s of the resident and JPEG loaders on CUDA

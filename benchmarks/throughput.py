@@ -13,6 +13,10 @@ and reports:
 - with ``--shared``, the cost of N students trained in one run on one teacher forward per step
   against N separate runs (the sum of the single-student step times).
 
+The JSON is rewritten after every measurement, so a run killed part-way keeps what finished. A
+measurement that raises (a failed CUDA graph capture, say) is printed with its traceback and recorded
+under ``errors``; the others still run, and the exit status is 1.
+
 Modes (``--modes``): ``fp32`` (eager, float32), ``bf16_cl`` (bf16 autocast + channels_last),
 ``compile`` (``torch.compile`` of teacher and students, with bf16 + channels_last on CUDA),
 ``graph`` (bf16 + channels_last with the whole step captured in a CUDA graph: the engine's default
@@ -34,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -100,27 +105,50 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, DistInfo())
     modes = args.modes or (list(MODES) if device.type == "cuda" else ["fp32"])
-    results, shared = [], []
+    results, shared, errors = [], [], []
+    payload = {"info": machine_info(device, args), "results": results, "shared": shared, "errors": errors}
+
+    def save() -> Path:  # after every measurement, so that a run cut short keeps what finished
+        return write_json(payload, args.out, f"throughput_{device.type}.json")
+
+    def attempt(mode: str, objectives: list[str], workdir: Path) -> dict | None:
+        try:
+            return measure(args, device, mode, objectives, workdir)
+        except Exception as exc:  # noqa: BLE001 - recorded in the JSON and the exit status; the next ones run
+            traceback.print_exc()
+            errors.append({"mode": mode, "objectives": objectives, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"{mode:<8} {'+'.join(objectives):<12} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            save()
+            return None
+
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
             for objective in args.objectives:
-                r = measure(args, device, mode, [objective], Path(tmp))
+                r = attempt(mode, [objective], Path(tmp))
+                if r is None:
+                    continue
                 results.append(r)
+                save()
                 print(f"{mode:<8} {objective:<12} {r['ms_per_step']:8.2f} ms/step  epoch {r['epoch_s']:8.2f} s "
                       f"(train {r['epoch_train_s']:.2f} + eval {r['epoch_eval_s']:.2f})  "
                       f"{args.epochs} epochs {r['projected_min']:.1f} min", flush=True)
             if args.shared and len(args.objectives) > 1:
-                r = measure(args, device, mode, list(args.objectives), Path(tmp))
-                separate = sum(x["ms_per_step"] for x in results if x["mode"] == mode)
+                r = attempt(mode, list(args.objectives), Path(tmp))
+                if r is None:
+                    continue
+                alone = [x["ms_per_step"] for x in results if x["mode"] == mode]
+                # the comparison needs every objective's own run; one that failed leaves it out
+                separate = sum(alone) if len(alone) == len(args.objectives) else None
                 r["separate_ms_per_step"] = separate
-                r["speedup"] = separate / r["ms_per_step"]
+                r["speedup"] = None if separate is None else separate / r["ms_per_step"]
                 shared.append(r)
-                print(f"{mode:<8} {'+'.join(args.objectives):<12} {r['ms_per_step']:8.2f} ms/step in one run vs "
-                      f"{separate:.2f} ms/step as {len(args.objectives)} runs ({r['speedup']:.2f}x)", flush=True)
-    out = write_json({"info": machine_info(device, args), "results": results, "shared": shared}, args.out,
-                     f"throughput_{device.type}.json")
-    print(f"wrote {out}")
-    return 0
+                save()
+                against = ("(an objective's own run failed: no comparison)" if separate is None else
+                           f"vs {separate:.2f} ms/step as {len(args.objectives)} runs ({r['speedup']:.2f}x)")
+                print(f"{mode:<8} {'+'.join(args.objectives):<12} {r['ms_per_step']:8.2f} ms/step in one run "
+                      f"{against}", flush=True)
+    print(f"wrote {save()}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""The benchmark scripts run end to end at tiny sizes on CPU and write their JSON (timings unchecked)."""
+"""The benchmark scripts run end to end at tiny sizes on CPU and write their JSON (timings unchecked).
+
+``benchmarks/throughput.py`` and ``benchmarks/profile_step.py`` run inside the dry run of
+``gpu_first_contact.sh`` below (its steps throughput_graph, throughput_eager and profile), which the
+tests of those scripts check.
+"""
 
 import json
 import os
@@ -19,23 +24,6 @@ def _bench(script, *args, out):
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return (json.loads(out.read_text()) if out.exists() else None), result.stdout
-
-
-def test_throughput_benchmark_shared_teacher(tmp_path):
-    data, stdout = _bench("throughput.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
-                          "--dataset", "digits", "--steps", "2", "--eval-samples", "32", "--repeats", "1",
-                          "--objectives", "kd", "figkd", "--shared", "--modes", "fp32", "graph",
-                          out=tmp_path / "t.json")
-    assert [(r["mode"], r["objectives"]) for r in data["results"]] == [
-        ("fp32", ["kd"]), ("fp32", ["figkd"]), ("graph", ["kd"]), ("graph", ["figkd"])]
-    # on the CPU the graph mode runs through the recording backend: captured after the warm-up steps
-    assert [r["cuda_graph"] for r in data["results"]] == [False, False, True, True]
-    shared = data["shared"][0]
-    assert shared["objectives"] == ["kd", "figkd"] and shared["ms_per_step"] > 0
-    fp32 = [r["ms_per_step"] for r in data["results"] if r["mode"] == "fp32"]
-    assert shared["separate_ms_per_step"] == pytest.approx(sum(fp32))
-    assert data["shared"][1]["mode"] == "graph" and data["shared"][1]["cuda_graph"]
-    assert "in one run vs" in stdout
 
 
 def test_loss_overhead_benchmark(tmp_path):
@@ -67,16 +55,6 @@ def test_equivalence_benchmark(tmp_path):
         assert s["relative_difference"][0] < 2 ** -6
     assert data["summary"]["fp32"]["top1"] == [r["top1"] for r in data["runs"] if r["path"] == "fp32"]
     assert "difference of the means" in stdout
-
-
-def test_profile_step_benchmark(tmp_path):
-    data, stdout = _bench("profile_step.py", "--device", "cpu", "--teacher", "resnet8", "--student", "resnet8",
-                          "--dataset", "digits", "--steps", "3", "--eval-samples", "32", "--objectives", "figkd",
-                          out=tmp_path / "p.json")
-    result = data["result"]
-    assert result["mode"] == "fp32" and result["wall_ms_per_step"] > 0 and result["gpu_busy"] is None
-    assert any("conv" in row["name"] for row in result["top_cpu"])
-    assert "Self CPU" in stdout
 
 
 def test_gpu_suite_script_is_valid_and_names_existing_scripts():
@@ -133,3 +111,113 @@ def test_feature_overhead_benchmark(tmp_path):
     assert rows["crd"]["objective_buffer_mb"] > 0  # the memory banks (200 x 128 x 2 floats here)
     assert all(r["objective_ms"] > 0 and r["step_ms"] > 0 for r in rows.values())
     assert "vs kd" in stdout
+
+
+# ---- benchmarks/gpu_first_contact.sh: the whole script at tiny size on the CPU (issue 26) -----------------
+FIRST_CONTACT_STEPS = ["environment", "smoke", "cuda_tests", "throughput_graph", "throughput_eager", "overhead",
+                       "profile"]
+
+
+def _first_contact(out, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_first_contact.sh"), str(out), "--tiny",
+                             "--device", "cpu", *args], capture_output=True, text=True, env=env, timeout=600)
+    return result, json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_contact(tmp_path_factory):
+    """One dry run of every step (resnet8 -> resnet8, a few steps, 32 training images); (result, summary, out)."""
+    out = tmp_path_factory.mktemp("first_contact") / "out"
+    result, summary = _first_contact(out)
+    return result, summary, out
+
+
+def test_first_contact_runs_every_step_or_says_why_not(first_contact):
+    result, summary, _ = first_contact
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [s["name"] for s in summary["steps"]] == [p["name"] for p in summary["plan"]] == FIRST_CONTACT_STEPS
+    assert {s["name"]: s["status"] for s in summary["steps"]} == dict.fromkeys(FIRST_CONTACT_STEPS, "ok")
+    assert summary["finished"] and summary["dry_run"] and summary["environment"]["device"] == "cpu"
+    # the captured smoke run needs CUDA: skipped on the CPU, with the reason
+    [graph] = [r for r in summary["steps"][1]["runs"] if r["mode"] == "graph"]
+    assert graph["status"] == "skipped" and "needs CUDA" in graph["reason"]
+    assert "goal shared_speedup" in result.stdout.splitlines()[-2]  # the closing table ends the output
+
+
+def test_first_contact_output_fits_what_the_gpu_machine_returns(first_contact):
+    """At most 8 files, at most 2 folder levels, names of letters, digits, '.', '_' and '-'."""
+    _, _, out = first_contact
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["log.txt", "overhead.json", "overhead.png", "profile_graph.json",
+                                             "summary.json", "throughput_eager.json", "throughput_graph.json"]
+    assert all(len(p.relative_to(out).parts) <= 3 and re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in files)
+
+
+def test_first_contact_smoke_records_losses_top1_and_capture(first_contact):
+    _, summary, _ = first_contact
+    runs = {r["mode"]: r for r in summary["steps"][1]["runs"]}
+    assert list(runs) == ["graph", "bf16_cl", "fp32"]
+    for mode in ("bf16_cl", "fp32"):
+        run = runs[mode]
+        assert run["status"] == "ok" and run["exit_status"] == 0 and run["captured"] is False
+        assert run["why_not_captured"] == "cuda_graph is off in this mode"
+        assert set(run["members"]) == {"resnet8-kd", "resnet8-figkd"}
+        for name, member in run["members"].items():
+            assert [e["epoch"] for e in member["epochs"]] == [1, 2]
+            for epoch in member["epochs"]:
+                assert set(epoch["losses"]) == {"ce", name.split("-")[1], "total"} and 0 <= epoch["test/top1"] <= 100
+
+
+def test_first_contact_finds_the_cuda_only_tests(first_contact):
+    _, summary, _ = first_contact
+    step = summary["steps"][2]
+    found = subprocess.run(["grep", "-rlE", r'mark\.skipif\(.*reason="needs CUDA"\)', str(ROOT / "tests")],
+                           capture_output=True, text=True).stdout.split()
+    assert {t.split("::")[0] for t in step["tests"]} == {f"tests/{Path(f).name}" for f in found} != set()
+    assert step["counts"]["skipped"] == len(step["cases"]) >= len(step["tests"])
+    assert {c["message"] for c in step["cases"]} == {"needs CUDA"}
+
+
+def test_first_contact_throughput(first_contact):
+    _, summary, out = first_contact
+    graph, eager = summary["steps"][3], summary["steps"][4]
+    assert [r["objectives"] for r in graph["results"]] == [["kd"], ["figkd"], ["dkd"]]
+    # on the CPU the graph mode runs through the recording backend: captured after the warm-up steps
+    assert all(r["cuda_graph"] for r in graph["results"] + graph["shared"])
+    [shared] = graph["shared"]
+    assert shared["objectives"] == ["kd", "figkd", "dkd"]
+    assert shared["separate_ms_per_step"] == pytest.approx(sum(r["ms_per_step"] for r in graph["results"]))
+    assert [(r["mode"], r["objectives"]) for r in eager["results"]] == [
+        ("bf16_cl", ["kd"]), ("bf16_cl", ["figkd"]), ("fp32", ["kd"]), ("fp32", ["figkd"])]
+    assert not any(r["cuda_graph"] for r in eager["results"]) and eager["shared"] == []
+    assert json.loads((out / "throughput_graph.json").read_text())["errors"] == []
+    assert "in one run vs" in (out / "log.txt").read_text()
+
+
+def test_first_contact_overhead_and_profile(first_contact):
+    _, summary, out = first_contact
+    overhead, profile = summary["steps"][5], summary["steps"][6]
+    assert [r["label"] for r in overhead["results"]] == ["KD", "FiGKD (J = 1)", "FiGKD (J = 2)", "FiGKD (J = 3)"]
+    assert profile["mode"] == "graph" and profile["cuda_graph"] and profile["wall_ms_per_step"] > 0
+    assert profile["gpu_busy"] is None  # no kernels on the CPU
+    top_cpu = json.loads((out / "profile_graph.json").read_text())["result"]["top_cpu"]
+    assert any("conv" in row["name"] for row in top_cpu)
+    assert "Self CPU" in (out / "log.txt").read_text()
+
+
+def test_first_contact_fills_the_goals(first_contact):
+    _, summary, _ = first_contact
+    goals = {g["goal"]: g for g in summary["goals"]}
+    assert set(goals) == {"epoch_s", "figkd_j1_overhead_pct", "shared_speedup"}
+    for g in goals.values():
+        assert isinstance(g["measured"], float) and isinstance(g["met"], bool)
+    assert goals["shared_speedup"]["measured"] == summary["steps"][3]["shared"][0]["speedup"]
+
+
+def test_first_contact_skips_what_the_budget_cannot_hold(tmp_path):
+    result, summary = _first_contact(tmp_path / "out", "--budget", "6")  # 5 s are kept for the summary
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = {s["name"]: s for s in summary["steps"]}
+    assert steps["environment"]["status"] == "skipped" and "needs at least" in steps["environment"]["reason"]
+    assert all(s["status"] == "skipped" and "environment" in s["reason"] for s in summary["steps"][1:])

@@ -18,7 +18,8 @@ from figkd.experiments.paper import table_spec
 from figkd.experiments.report import report
 from figkd.experiments.runs import collect_runs, method_name
 
-PAPER_CSV = Path(__file__).resolve().parents[1] / "configs" / "paper" / "reported_top1.csv"
+#: The paper's Tables 1-9, package data of figkd.paper (read here as a plain file).
+PAPER_CSV = Path(__file__).resolve().parents[1] / "src" / "figkd" / "paper" / "reported_top1.csv"
 
 
 def _paper(table, teacher, student, method):
@@ -99,7 +100,7 @@ def test_table1_cells_paper_numbers_and_flags(runs):
 
 
 def test_mlkd_runs_land_in_the_row_of_their_recipe(tmp_path):
-    """MLKD's CIFAR-100 cells run on MLKD's own published recipe (generate.py: lr 0.025 for resnet32x4 ->
+    """MLKD's CIFAR-100 cells run on MLKD's own published recipe (its paper config: lr 0.025 for resnet32x4 ->
     resnet8x4) with a copy on FiGKD's (lr 0.05): the two kinds of run are two rows, never averaged together,
     and neither is flagged; a run on a third recipe lands in the row of its method, flagged."""
     _run(tmp_path, "d/mlkd-s0", 77.0, objective="mlkd", lr=0.025, **R32x4)
@@ -202,6 +203,22 @@ def test_tables_14_15_and_errors(runs, tmp_path, capsys, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
+
+
+def test_paper_dir_reads_another_copy_of_the_reported_numbers(runs, tmp_path, capsys):
+    """--paper-dir: a folder with another reported_top1.csv (the installed one is the default); a folder
+    without one is a one-line error."""
+    other = tmp_path / "paper"
+    other.mkdir()
+    text = PAPER_CSV.read_text()
+    line = "table1,cifar100,resnet32x4,resnet8x4,FiGKD,78.05\n"
+    assert line in text
+    (other / "reported_top1.csv").write_text(text.replace(line, line.replace("78.05", "80.00")))
+    rows = list(csv.DictReader(io.StringIO(report(runs, ["1"], fmt="csv", paper_dir=other))))
+    cell = {(r["row"], r["column"]): r for r in rows}
+    assert float(cell[("FiGKD (figkd)", "resnet32x4->resnet8x4")]["paper"]) == 80.0
+    assert main(["report", str(runs), "--paper-dir", str(runs)]) == 2
+    assert "holds no reported_top1.csv" in capsys.readouterr().err
 
 
 def test_every_paper_table_has_its_cells():

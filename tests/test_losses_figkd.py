@@ -327,20 +327,25 @@ def test_deeper_levels_beyond_pywt_max_level_stay_errors():
 
 
 def test_defaults_are_declared_once():
+    """The keyword parameters of figkd_loss are the one declaration; the module, the validation and the
+    objective term read it (FiGKDLoss takes the options by keyword, checked against it)."""
     import inspect
 
     from figkd.losses import term_defaults
     from figkd.losses.figkd import DEFAULTS, validate_options
 
-    for fn in (figkd_loss, FiGKDLoss.__init__):
-        kw = {n: p.default for n, p in inspect.signature(fn).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "generator"}
-        assert kw == DEFAULTS, fn
+    kw = {n: p.default for n, p in inspect.signature(figkd_loss).parameters.items()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "generator"}
+    assert kw == DEFAULTS and DEFAULTS["wavelet"] == "haar" and DEFAULTS["level"] == 1
+    assert [n for n, p in inspect.signature(FiGKDLoss.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty] == ["generator"]  # no second declaration
     assert validate_options() == DEFAULTS
     assert term_defaults("figkd") == DEFAULTS
     assert FiGKDLoss(100).options == DEFAULTS
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['band'\]; valid: \["):
-        validate_options(band="high")
+    assert FiGKDLoss(100, level=2).options == {**DEFAULTS, "level": 2}
+    for build in (lambda: validate_options(band="high"), lambda: FiGKDLoss(100, band="high")):
+        with pytest.raises(ValueError, match=r"unknown option\(s\) \['band'\]; valid: \["):
+            build()
 
 
 def test_precision_under_autocast_and_low_precision_inputs():

@@ -225,6 +225,26 @@ def test_errors_name_the_valid_choices():
         obj(student_logits=ls, teacher_logits=lt, target=y)
 
 
+def test_one_weight_and_warmup_rule_for_configs_and_code():
+    """A config file and build_objective refuse the same weights and warm-ups, with the same words."""
+    from figkd.config import ConfigError, RunConfig
+
+    for entry, what in (({"term": "kd", "weight": -0.5}, "weight must be a number >= 0, got -0.5"),
+                        ({"term": "kd", "weight": float("inf")}, "weight must be a number >= 0, got inf"),
+                        ({"term": "dkd", "warmup": -1}, "warmup (epochs) must be an integer >= 0, got -1"),
+                        ({"term": "dkd", "warmup": 2.5}, "warmup (epochs) must be an integer >= 0, got 2.5")):
+        with pytest.raises(ConfigError) as config:
+            RunConfig(objective=[entry])
+        with pytest.raises(ValueError) as code:
+            build_objective([entry])
+        assert str(config.value) == f"objective term #0 ({entry['term']}): {what}"
+        assert str(code.value) == f"objective term {entry['term']!r}: {what}"
+    # zero is a weight (a term reported but not trained on); YAML's 1e-3 (read as a string) is a number in both
+    entries = [{"term": "ce", "weight": 0}, {"term": "kd", "weight": "1e-3"}]
+    assert RunConfig(objective=entries).objective == entries
+    assert build_objective(entries).weights == (0.0, 0.001)
+
+
 def test_no_host_sync_meta_tensors():
     # Meta tensors have no data: any .item(), Python branch on a value or host copy would raise.
     # Every preset, and the filter-bank (non-Haar) and KL paths of FiGKD, run forward and backward

@@ -320,11 +320,7 @@ def test_state_file_is_written_through_memory(tmp_path, monkeypatch):
 
 
 def test_paper_config_generator_deletes_only_what_it_wrote(tmp_path):
-    import importlib.util
-    paper = Path(__file__).resolve().parents[1] / "configs" / "paper"
-    spec = importlib.util.spec_from_file_location("paper_generate_robust", paper / "generate.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    from figkd.experiments import paper_configs as gen
     (tmp_path / "students").mkdir()
     (tmp_path / "students" / "mine.txt").write_text("keep")
     with pytest.raises(SystemExit, match="holds files this script did not write"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
-           "Peers", "Str", "Triple", "parse_value"]
+           "Peers", "Str", "TERM_WARMUP", "TERM_WEIGHT", "Triple", "parse_value"]
 
 Triple = tuple[float, float, float]
 
@@ -187,12 +187,20 @@ class Device(Check):
         return "auto, cpu, cuda, cuda:N or mps"
 
 
+#: The weight of an objective term: a finite number >= 0 (a term is added, never subtracted). The one rule
+#: for config files (`Objective`) and for code (``figkd.losses.build_objective``).
+TERM_WEIGHT = Float(min=0)
+#: The warm-up of an objective term: a whole number of epochs >= 0 (0: none), for both as well.
+TERM_WARMUP = Int(min=0)
+
+
 @dataclass(frozen=True)
 class Objective(Check):
     """A preset name, or a non-empty list of term mappings ``{term: NAME, weight: W >= 0, ...}``.
 
-    Only the shape and the weights are checked here; the terms and their options are checked when the
-    objective is built (``figkd.losses.build_objective``), also before any run directory exists."""
+    Only the shape, the weights (`TERM_WEIGHT`) and the warm-ups (`TERM_WARMUP`) are checked here; the
+    terms and their options are checked when the objective is built (``figkd.losses.build_objective``),
+    also before any run directory exists."""
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(value, str) and value.strip():
@@ -204,7 +212,9 @@ class Objective(Check):
                 raise ValueError(f"{name} term #{i} must be a mapping with a 'term' name, like "
                                  f"{{term: kd, weight: 0.9}}, got {entry!r}")
             if "weight" in entry:
-                Float(min=0).check(f"{name} term #{i} ({entry['term']}): weight", entry["weight"])
+                TERM_WEIGHT.check(f"{name} term #{i} ({entry['term']}): weight", entry["weight"])
+            if "warmup" in entry:
+                TERM_WARMUP.check(f"{name} term #{i} ({entry['term']}): warmup (epochs)", entry["warmup"])
         return value
 
     def describe(self) -> str:

@@ -186,7 +186,9 @@ def objective_help() -> str:
         lines.append(f"  {name:<16} {terms}")
     lines.append("loss terms (objective: [{term: NAME, weight: W, warmup: EPOCHS, OPTION: VALUE, ...}, ...]; "
                  "your own: FIGKD_PLUGINS=module_or_file.py, docs/method.md):")
-    lines += [f"  {term_spec(name).summary}" for name in list_terms()]
+    for name in list_terms():
+        spec = term_spec(name)
+        lines += [f"  {spec.summary}"] + ([f"      {spec.help}"] if spec.help else [])
     return "\n".join(lines)
 
 

@@ -2,12 +2,12 @@
 
 ``FIGKD_PLUGINS`` lists, separated by commas, modules to import before the command line reads its
 arguments: a module name (importable: installed, or on ``PYTHONPATH``) or the path of a ``.py``
-file. A plugin registers its terms with `figkd.losses.register_term` as figkd's own modules do
-(docs/method.md, "Adding a method"); they are then known everywhere a term name is read: ``--help``,
-``--objective FILE.yaml``, config files, ``--resume``, and the processes of ``figkd sweep`` and of
-``torchrun`` (which inherit the environment)::
+file. A plugin registers its terms, with their presets and help, with `figkd.losses.register_term` as
+figkd's own modules do (docs/method.md, "Adding a method"); they are then known everywhere a term or
+preset name is read: ``--help``, ``--objective``, config files, ``--resume``, ``figkd report``'s labels,
+and the processes of ``figkd sweep`` and of ``torchrun`` (which inherit the environment)::
 
-    FIGKD_PLUGINS=./mykd.py figkd distill ... --objective mykd.yaml
+    FIGKD_PLUGINS=./mykd.py figkd distill ... --objective mykd.yaml   # or a preset the plugin declares
 
 From Python, import the module yourself (or call `load_plugins`). A plugin that cannot be imported
 is a `figkd.config.ConfigError` naming it (one line, exit status 2 on the command line).

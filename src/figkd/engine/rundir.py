@@ -35,8 +35,6 @@ decision without side effects (what ``figkd sweep`` asks):
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import re
@@ -65,19 +63,14 @@ RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "ca
                   "cuda_graph")  # a captured step replays the eager step's kernels
 #: Path fields recorded as absolute paths in config.yaml (so `figkd eval RUN_DIR` works from anywhere).
 PATH_FIELDS = ("data_root", "teacher_ckpt")
-#: Entries of an objective's term list that are not options of the term.
-_ENTRY_KEYS = ("term", "weight", "warmup", "name")
 
 
 # ------------------------------------------------------------------------------------------ names
 def objective_name(spec: Any) -> str:
     """A preset's name; for a term list, its terms joined by ``+`` and a digest of the whole list
-    (``ce+figkd-1a2b3c``), so that two ablations of the same terms get different names."""
-    if isinstance(spec, str):
-        return spec
-    terms = "+".join(str(entry.get("term")) for entry in spec)
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    return f"{terms}-{digest}"
+    (``ce+figkd-1a2b3c``): `figkd.losses.description.dirname`."""
+    from ..losses.description import dirname
+    return dirname(spec)
 
 
 def member_name(cfg: RunConfig, command: str) -> str:
@@ -117,26 +110,12 @@ def _plain(value: Any) -> Any:
 
 
 def resolved_terms(spec: Any) -> list[dict[str, Any]]:
-    """The objective ``spec`` (a preset name or a term list) as it resolves: each term with its output
-    name, weight, warm-up and every option (the term's defaults filled in), as plain data - what
-    ``Objective.spec`` holds after `figkd.losses.build_objective`, without building any module (the
-    sweep's record of a run it has not started). ValueError for an unknown preset or term."""
-    from ..losses import preset_spec, term_defaults
+    """The objective ``spec`` (a preset name or a term list) as it resolves, as plain data: what
+    ``Objective.spec`` holds (`figkd.losses.describe`), without building any module (the sweep's record of a
+    run it has not started). ValueError for an unknown preset, term or option."""
+    from ..losses import describe
 
-    entries = preset_spec(spec) if isinstance(spec, str) else copy.deepcopy(list(spec))
-    names = [e.get("term") for e in entries]
-    seen: dict[str, int] = {}
-    out = []
-    for entry in entries:
-        term = entry["term"]
-        key = entry.get("name")
-        if key is None:
-            seen[term] = seen.get(term, 0) + 1
-            key = term if names.count(term) == 1 else f"{term}_{seen[term]}"
-        options = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
-        out.append({"term": term, "name": key, "weight": float(entry.get("weight", 1.0)),
-                    "warmup": entry.get("warmup", 0), **term_defaults(term), **options})
-    return _plain(out)
+    return _plain(describe(spec).resolved)
 
 
 def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,11 +190,16 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Why two records are not the same run, one phrase per difference (empty: the same run).
 
     Fields are compared as :func:`_comparable` reads them (runtime fields left out, relative paths made
-    absolute, the global batch in place of the per-process batch); the objectives as they resolved, when
-    both records hold them (records written before figkd recorded them are compared by config only).
+    absolute, the global batch in place of the per-process batch); the objectives as they resolved when both
+    records hold them (a preset and its term list written out are then the same objective), else as
+    written (records made before figkd recorded the resolved objective).
     A field differing is phrased ``"<field>: old -> new"``; ``epochs`` alone is just ``"epochs: ..."``.
     """
     a, b = _comparable(old), _comparable(new)
+    old_objective, new_objective = _resolved(old).get("objective"), _resolved(new).get("objective")
+    both = old_objective is not None and new_objective is not None
+    if both:  # compared as they resolved: "kd" and its term list written out are the same objective
+        a.pop("objective", None), b.pop("objective", None)
     out = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) == b.get(key):
@@ -224,8 +208,7 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             out.append(f"global batch: {_batch_phrase(old)} -> {_batch_phrase(new)}")
         else:
             out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    old_objective, new_objective = _resolved(old).get("objective"), _resolved(new).get("objective")
-    if old_objective is not None and new_objective is not None:
+    if both:
         out += objective_differences(old_objective, new_objective)
     return out
 

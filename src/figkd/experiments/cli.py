@@ -66,7 +66,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--metric", choices=("last", "best"), default="last",
                    help="top-1 of the last epoch (default) or of the best epoch")
     p.add_argument("--paper-dir", default=None,
-                   help="folder with reported_top1.csv and generate.py (default: the checkout's configs/paper)")
+                   help="folder with another copy of the paper's reported_top1.csv (Tables 1-9; default: the one "
+                        "installed with figkd)")
     p.add_argument("--out", default=None, help="write the report to this file instead of printing it")
     p.set_defaults(func=run_report)
 

@@ -1,13 +1,14 @@
 """The paper's tables as layouts: their columns (teacher-student cells), rows (methods or settings) and the
 paper's number in each cell.
 
-Sources, both in the checkout's ``configs/paper/`` (``--paper-dir``):
+Sources, both installed with figkd:
 
-- ``reported_top1.csv``: every top-1 of Tables 1-9 (typed from the paper), one row per
-  cell, in the paper's row order;
-- ``generate.py``: the configs of every cell (which objective reproduces which column: ``METHODS``;
-  the two FiGKD readings; DKD's per-pair beta) and the ablations of Tables 10-13 and 16 with their
-  reported numbers (``TABLE10``, ``ABLATIONS``). A run belongs to a row when its method
+- :mod:`figkd.paper`: every top-1 of Tables 1-9 (``reported_top1.csv``, typed from the paper, one row per
+  cell, in the paper's row order; ``--paper-dir``: a folder with another copy), which objective reproduces
+  which column (``METHODS``: the two FiGKD readings), and the ablations of Tables 10-13 and 16 with their
+  reported numbers (``TABLE10``, ``ABLATIONS``);
+- :mod:`figkd.experiments.paper_configs`: the configs of every cell (those of ``configs/paper/``: DKD's
+  per-pair beta, MLKD's own recipe, TAKD's assistant, ...). A run belongs to a row when its method
   (:func:`~figkd.experiments.runs.method_name`) is the method of that row's config for that cell, or,
   for the compared methods of Tables 1-9, when its method is the column's name (case, ``-`` and ``_``
   ignored: a ``crd`` preset lands in the CRD row), so methods added later appear by themselves.
@@ -17,9 +18,7 @@ Row groups of Tables 1-9 follow the paper's "Types" column (Tables 1-4): Feature
 
 from __future__ import annotations
 
-import csv
 import functools
-import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,9 @@ import yaml
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..models import default_lr
+from ..paper import ABLATIONS, METHODS, TABLE10, read_reported_top1
+from .paper_configs import FIGKD_RECIPE_SUFFIX, generate
 from .runs import method_name
-
-#: The checkout's configs/paper (src/figkd/experiments/paper.py -> the repository root).
-DEFAULT_PAPER_DIR = Path(__file__).resolve().parents[3] / "configs" / "paper"
 
 #: Paper Tables 1-4, "Types" column: the feature-based methods (the rest of the compared ones are logit-based).
 FEATURE_METHODS = frozenset({"FitNet", "PKT", "VID", "AT", "RKD", "SP", "CRD", "OFD", "DiffKD", "ReviewKD", "CAT-KD"})
@@ -58,8 +56,6 @@ TITLES = {
 MAIN_TABLES = tuple(range(1, 10))
 #: The training recipe of a run: what the report compares with the cell's config.
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_decay")
-#: generate.py's suffix of a config that runs a method on FiGKD's recipe beside its own (MLKD on CIFAR-100).
-FIGKD_RECIPE_SUFFIX = "-figkd-recipe"
 
 
 def recipe_of(cfg: dict) -> dict:
@@ -136,28 +132,23 @@ def normalise(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ sources
-def _paper_dir(paper_dir: str | Path | None) -> Path:
-    d = Path(paper_dir) if paper_dir is not None else DEFAULT_PAPER_DIR
-    if not (d / "reported_top1.csv").is_file() or not (d / "generate.py").is_file():
-        raise ConfigError(f"{d} holds no reported_top1.csv and generate.py: pass --paper-dir pointing to a figkd "
-                          f"checkout's configs/paper")
-    return d
+def _paper_dir(paper_dir: str | Path | None) -> Path | None:
+    """``--paper-dir`` (a folder with another ``reported_top1.csv``) as a Path; None: the package's data."""
+    return None if paper_dir is None else Path(paper_dir)
+
+
+def _csv_rows(paper_dir: Path | None) -> list[dict]:
+    """The reported top-1 of Tables 1-9 (:func:`figkd.paper.read_reported_top1`: ConfigError when
+    ``paper_dir`` holds no ``reported_top1.csv``)."""
+    return read_reported_top1(paper_dir)
 
 
 @functools.lru_cache(maxsize=4)
-def _generator(paper_dir: Path):
-    spec = importlib.util.spec_from_file_location("figkd_paper_generate", paper_dir / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@functools.lru_cache(maxsize=4)
-def _config_methods(paper_dir: Path) -> dict[tuple[str, Column, str], tuple[str, dict, str | None]]:
+def _config_methods(paper_dir: Path | None) -> dict[tuple[str, Column, str], tuple[str, dict, str | None]]:
     """(table, column, variant) -> the method, the recipe and the teacher architecture of that generated
     distill config (TAKD: the assistant; DML: None)."""
     out = {}
-    for rel, text in _generator(paper_dir).generate().items():
+    for rel, text in generate(_csv_rows(paper_dir)).items():
         if rel.startswith("table"):
             cfg = yaml.safe_load(text)
             # the cell is the pair folder's: TAKD's student config distils from the assistant, and a DML
@@ -169,32 +160,26 @@ def _config_methods(paper_dir: Path) -> dict[tuple[str, Column, str], tuple[str,
     return out
 
 
-def _csv_rows(paper_dir: Path) -> list[dict[str, str]]:
-    with open(paper_dir / "reported_top1.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _config_method(paper_dir: Path, table: str, column: Column, variant: str) -> str | None:
+def _config_method(paper_dir: Path | None, table: str, column: Column, variant: str) -> str | None:
     """The method of the generated config ``<table>/.../<teacher>-<student>/<variant>.yaml`` of ``column``."""
     found = _config_methods(paper_dir).get((table, column, variant))
     return found[0] if found else None
 
 
-def _config_recipe(paper_dir: Path, table: str, column: Column, variant: str) -> dict | None:
+def _config_recipe(paper_dir: Path | None, table: str, column: Column, variant: str) -> dict | None:
     """The recipe of that generated config (None: no such config)."""
     found = _config_methods(paper_dir).get((table, column, variant))
     return found[1] if found else None
 
 
-def _config_teacher(paper_dir: Path, table: str, column: Column, variant: str) -> str | None:
+def _config_teacher(paper_dir: Path | None, table: str, column: Column, variant: str) -> str | None:
     """The teacher architecture of that generated config when it is not the column's (TAKD's assistant)."""
     found = _config_methods(paper_dir).get((table, column, variant))
     return found[2] if found and found[2] and found[2] != column.teacher else None
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def _main_table(number: int, paper_dir: Path) -> TableSpec:
-    gen = _generator(paper_dir)
+def _main_table(number: int, paper_dir: Path | None) -> TableSpec:
     table = f"table{number}"
     rows_csv = [r for r in _csv_rows(paper_dir) if r["table"] == table]
     columns: list[Column] = []
@@ -203,14 +188,14 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
         if c not in columns:
             columns.append(c)
     reported: dict[tuple[str, Column], float] = {
-        (r["method"], Column(r["dataset"], r["teacher"], r["student"])): float(r["top1"]) for r in rows_csv}
+        (r["method"], Column(r["dataset"], r["teacher"], r["student"])): r["top1"] for r in rows_csv}
     methods = []
     for r in rows_csv:
         if r["method"] not in methods and r["method"] not in ("teacher", "student", "FiGKD"):
             methods.append(r["method"])
-    for extra in gen.METHODS:  # a method with configs but no number in this table (DIST in most tables)
+    for extra in METHODS:  # a method with configs but no number in this table (DIST in most tables)
         if extra != "FiGKD" and extra not in methods and any(
-                _config_method(paper_dir, table, c, v) for c in columns for v in gen.METHODS[extra]):
+                _config_method(paper_dir, table, c, v) for c in columns for v in METHODS[extra]):
             methods.append(extra)
 
     def paper(method: str) -> dict[Column, float]:
@@ -237,7 +222,7 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
         for m in methods:
             if (m in FEATURE_METHODS) != (group == "Features"):
                 continue
-            variants = gen.METHODS.get(m, [])
+            variants = METHODS.get(m, [])
             teachers: dict[Column, str] = {}
             by_col, expected, recipes = configured(variants)
             # A method run on its own published recipe with copies on FiGKD's (MLKD on CIFAR-100): two rows,
@@ -251,20 +236,19 @@ def _main_table(number: int, paper_dir: Path) -> TableSpec:
                 rows.append(Row(group, f"{m} (FiGKD's recipe)", methods=copy_cols, expected=copy_expected,
                                 recipes=copy_recipes, strict_recipe=True))
     teachers = {}
-    for variant in gen.METHODS["FiGKD"]:
+    for variant in METHODS["FiGKD"]:
         by_col, expected, recipes = configured([variant])
         rows.append(Row("Ours", f"FiGKD ({variant})", paper=paper("FiGKD"), methods=by_col, expected=expected,
                         recipes=recipes))
     return TableSpec(number, TITLES[number], "main", columns, rows)
 
 
-def _ablation_table(number: int, paper_dir: Path) -> TableSpec:
-    gen = _generator(paper_dir)
+def _ablation_table(number: int, paper_dir: Path | None) -> TableSpec:
     table = f"table{number}"
     if number == 10:
-        settings = [("MLKD base", label, variant, values) for label, variant, _obj, values in gen.TABLE10]
+        settings = [("MLKD base", label, variant, values) for label, variant, _obj, values in TABLE10]
     else:
-        _what, table_rows = gen.ABLATIONS[table]
+        _what, table_rows = ABLATIONS[table]
         settings = []
         for base, group in (("figkd", "Eq. 7 base (ce + figkd)"), ("mlkd+figkd", "MLKD base (mlkd + figkd)")):
             settings += [(group, label, base + suffix, values) for label, suffix, _opts, values in table_rows]
@@ -300,5 +284,5 @@ def reported_top1(dataset: str, teacher: str, student: str, method: str,
     """The paper's top-1 of a method on a teacher-student pair (Tables 1-9), or None when not reported."""
     for r in _csv_rows(_paper_dir(paper_dir)):
         if (r["dataset"], r["teacher"], r["student"], r["method"]) == (dataset, teacher, student, method):
-            return float(r["top1"])
+            return r["top1"]
     return None

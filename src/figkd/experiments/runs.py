@@ -9,7 +9,6 @@ run is a model trained alone: teacher ``None``, student = its model. A ``distill
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,64 +16,13 @@ from typing import Any
 from ..engine.rundir import RunDir, find_run_dirs
 
 METRICS = ("last", "best")
-_ENTRY_KEYS = ("term", "weight", "warmup", "name")
-
-
-def _num(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _terms(spec: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, int, dict[str, Any]]]:
-    """(term, weight, warmup, options with the term's defaults filled in) of each entry of a term list."""
-    from ..losses import term_defaults
-
-    out = []
-    for e in spec:
-        term = e.get("term")
-        try:
-            defaults = term_defaults(term)
-        except ValueError:  # a term this version does not know: its options as written
-            defaults = {}
-        options = {**defaults, **{k: v for k, v in e.items() if k not in _ENTRY_KEYS}}
-        out.append((term, float(e.get("weight", 1.0)), int(e.get("warmup", 0)), options))
-    return out
 
 
 def method_name(objective: Any) -> str:
-    """A readable, stable name of an objective, the method a run is grouped under.
-
-    A preset name (``"kd"``, ``"mlkd+figkd"``) is itself. A term list equal to a preset (defaults
-    filled in, output names ignored) is that preset's name. Any other term list is named by its terms:
-    ``weight*term(option=value, ...)`` joined by ``" + "``, the weight left out when 1 and only the
-    options that differ from the term's defaults shown, e.g. ``"ce + 2*figkd(level=2)"``,
-    ``"ce + dkd(beta=6, warmup=20)"``, ``"0.5*ce + 2*figkd"``.
-    """
-    if isinstance(objective, str):
-        return objective
-    if objective is None:
-        return "default"
-    if not isinstance(objective, Sequence) or not all(isinstance(e, Mapping) for e in objective):
-        return str(objective)
-    from ..losses import list_presets, preset_spec
-
-    terms = _terms(objective)
-    for preset in list_presets():
-        if _terms(preset_spec(preset)) == terms:
-            return preset
-    from ..losses import term_defaults
-
-    parts = []
-    for term, weight, warmup, options in terms:
-        try:
-            defaults = term_defaults(term)
-        except ValueError:
-            defaults = {}
-        shown = {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
-        if warmup:
-            shown["warmup"] = warmup
-        opts = ", ".join(f"{k}={_num(v)}" for k, v in sorted(shown.items()))
-        parts.append(("" if weight == 1.0 else f"{_num(weight)}*") + str(term) + (f"({opts})" if opts else ""))
-    return " + ".join(parts)
+    """A readable, stable name of an objective, the method a run is grouped under: its label
+    (`figkd.losses.description.label`: a preset's name, or ``"ce + 2*figkd(level=2)"``)."""
+    from ..losses.description import label
+    return label(objective)
 
 
 @dataclass

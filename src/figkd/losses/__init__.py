@@ -1,110 +1,62 @@
 """Loss functions of figkd: pure functions, modules registered as objective terms, and objectives.
 
-Pure functions (float32 or wider, teacher detached): `ce_loss`, `kd_loss`, `dkd_loss`, `mlkd_loss`,
-`dist_loss`, `figkd_loss`, `fitnet_loss`, `at_loss`, `ofd_loss`, `hcl_loss` (ReviewKD), `cat_kd_loss`,
-`diffkd_loss`, `rld_loss`, `tekap_loss`, `ldrld_loss`, `ekd_loss`, `dml_loss`; `standardize_logits` (logit
-standardization, the ``standardize`` option of the logit terms). Modules (each registered as an objective term
-where it is defined): `CELoss` (``ce``), `KDLoss` (``kd``), `DKDLoss` (``dkd``), `MLKDLoss`
-(``mlkd``), `DISTLoss` (``dist``), `FiGKDLoss` (``figkd``), `FitNet` (``fitnet``), `AT` (``at``), `OFD`
-(``ofd``), `ReviewKD` (``reviewkd``), `CATKD` (``cat_kd``), `DiffKD` (``diffkd``), `RLDLoss` (``rld``),
-`TeKAPLoss` (``tekap``), `LDRLDLoss` (``ldrld``), `EKDLoss` (``ekd``), `DMLLoss` (``dml``).
-Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`;
-the input vocabulary is `figkd.losses.inputs`, the build context `BuildContext`.
-Feature-based baselines: `pkt_loss` / `PKT` (``pkt``), `rkd_loss` / `RKD` (``rkd``), `sp_loss` / `SP` (``sp``),
-`vid_loss` / `VID` (``vid``), `crd_loss` / `CRD` (``crd``).
+Each method is one module: a pure function (``<method>_loss``: float32 or wider, teacher detached; the
+logit terms take ``standardize=``, `standardize_logits`) and an ``nn.Module`` registered where it is
+defined with `register_term`, which also declares the method's objective presets and help text. This
+package exports, for every registered term, its module and its pure function (``__all__`` is derived
+from the registrations); the terms are listed at the end of this docstring.
 
-A new method is one module with a pure function and a class decorated with `register_term`, and one
-import line below (docs/method.md, "Adding a method").
+Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`,
+`term_spec()`, `term_defaults()`; what an objective resolves to, its report label and its run-directory
+name: `describe()` (`figkd.losses.description`). The input vocabulary is `figkd.losses.inputs`, the build
+context `BuildContext`.
+
+A new method is one module and one import line below (docs/method.md, "Adding a method"); a method
+outside the package is one module named in ``FIGKD_PLUGINS`` (`figkd.plugins`).
 """
+# ruff: noqa: F401 - the names imported here are re-exported; __all__ is derived from the registry below.
 
-# Each method module registers its term when imported: a new method adds one import line here.
-from .at import AT, at_loss
-from .catkd import CATKD, cat_kd_loss
-from .ce import CELoss, ce_loss
+from . import registry as _registry
 from .context import BuildContext, FeatureShapes, probe_features
-from .crd import CRD, crd_loss
-from .diffkd import DiffKD, diffkd_loss
-from .dist import DISTLoss, dist_loss
+from .description import Description, describe
+from .inputs import VOCABULARY, Needs
+from .objective import Objective, build_objective
+from .registry import TermSpec, list_presets, list_terms, preset_spec, register_term, term_defaults, term_spec
+from .standardize import standardize_logits
+
+# The methods, one import line each. Importing a method's module registers its term and its presets; the
+# presets are listed in the order of these lines (figkd distill --help, docs/method.md section 5).
+# isort: off
+from .ce import CELoss, ce_loss
+from .kd import KDLoss, kd_loss
 from .dkd import DKDLoss, dkd_loss
-from .dml import DMLLoss, dml_loss
-from .ekd import EKDLoss, ekd_loss
+from .mlkd import MLKDLoss, mlkd_loss
+from .dist import DISTLoss, dist_loss
 from .figkd import FiGKDLoss, figkd_loss
 from .fitnet import FitNet, fitnet_loss
-from .inputs import VOCABULARY, Needs
-from .kd import KDLoss, kd_loss
-from .ldrld import LDRLDLoss, ldrld_loss
-from .mlkd import MLKDLoss, mlkd_loss
-from .objective import PRESETS, Objective, build_objective, list_presets, preset_spec
-from .ofd import OFD, ofd_loss
+from .at import AT, at_loss
 from .pkt import PKT, pkt_loss
-from .registry import TermSpec, list_terms, register_term, term_defaults, term_spec
-from .reviewkd import ReviewKD, hcl_loss
 from .rkd import RKD, rkd_loss
-from .rld import RLDLoss, rld_loss
 from .sp import SP, sp_loss
-from .standardize import standardize_logits
-from .tekap import TeKAPLoss, tekap_loss
 from .vid import VID, vid_loss
+from .crd import CRD, crd_loss
+from .ofd import OFD, ofd_loss
+from .reviewkd import ReviewKD, hcl_loss
+from .catkd import CATKD, cat_kd_loss
+from .diffkd import DiffKD, diffkd_loss
+from .rld import RLDLoss, rld_loss
+from .tekap import TeKAPLoss, tekap_loss
+from .ldrld import LDRLDLoss, ldrld_loss
+from .ekd import EKDLoss, ekd_loss
+from .dml import DMLLoss, dml_loss
+# isort: on
 
-__all__ = [
-    "AT",
-    "BuildContext",
-    "CATKD",
-    "CELoss",
-    "CRD",
-    "DISTLoss",
-    "DKDLoss",
-    "DMLLoss",
-    "EKDLoss",
-    "DiffKD",
-    "FeatureShapes",
-    "FiGKDLoss",
-    "FitNet",
-    "KDLoss",
-    "LDRLDLoss",
-    "MLKDLoss",
-    "Needs",
-    "OFD",
-    "Objective",
-    "PKT",
-    "PRESETS",
-    "RKD",
-    "RLDLoss",
-    "ReviewKD",
-    "SP",
-    "TeKAPLoss",
-    "TermSpec",
-    "VID",
-    "VOCABULARY",
-    "at_loss",
-    "build_objective",
-    "cat_kd_loss",
-    "ce_loss",
-    "crd_loss",
-    "diffkd_loss",
-    "dist_loss",
-    "dkd_loss",
-    "dml_loss",
-    "ekd_loss",
-    "figkd_loss",
-    "fitnet_loss",
-    "hcl_loss",
-    "kd_loss",
-    "ldrld_loss",
-    "list_presets",
-    "list_terms",
-    "mlkd_loss",
-    "ofd_loss",
-    "pkt_loss",
-    "preset_spec",
-    "probe_features",
-    "register_term",
-    "rkd_loss",
-    "rld_loss",
-    "sp_loss",
-    "standardize_logits",
-    "tekap_loss",
-    "term_defaults",
-    "term_spec",
-    "vid_loss",
-]
+__all__ = sorted({
+    "BuildContext", "Description", "FeatureShapes", "Needs", "Objective", "TermSpec", "VOCABULARY",
+    "build_objective", "describe", "list_presets", "list_terms", "preset_spec", "probe_features", "register_term",
+    "standardize_logits", "term_defaults", "term_spec",
+    *_registry.public_names(),  # each registered term's module and pure function
+})
+
+if __doc__:  # None under python -OO
+    __doc__ += "\nThe registered terms (``term``: module, pure function):\n\n" + _registry.terms_overview() + "\n"

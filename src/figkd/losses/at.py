@@ -63,9 +63,15 @@ def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
 STAGE_PAIRINGS = ("same", "first", "last")
 
 
-@register_term("at", inputs=("student_feats", "teacher_feats"),
+@register_term("at", inputs=("student_feats", "teacher_feats"), function=at_loss,
                source="Zagoruyko and Komodakis ICLR 2017; mdistiller/distillers/AT.py (p = 2: "
-                      "mdistiller/engine/cfg.py CFG.AT)")
+                      "mdistiller/engine/cfg.py CFG.AT)",
+               help="attention transfer: squared distance between the stages' normalised spatial attention maps",
+               presets={
+                   # mdistiller CIFAR-100 AT: CFG.AT.P 2 (the term's default), LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1000
+                   # (mdistiller/engine/cfg.py; mdistiller/distillers/AT.py).
+                   "at": [{"term": "ce"}, {"term": "at", "weight": 1000.0}],
+               })
 class AT(nn.Module):
     """The AT term: ``at_loss`` over the stages after the stem (``feats[1:]``, as mdistiller).
 

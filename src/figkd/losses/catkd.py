@@ -79,9 +79,16 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, pool_siz
     return F.mse_loss(s, t)
 
 
-@register_term("cat_kd", inputs=("student_cams", "teacher_cams"),
+@register_term("cat_kd", inputs=("student_cams", "teacher_cams"), function=cat_kd_loss,
                source="Guo et al. CVPR 2023; GzyAftermath/CAT-KD mdistiller/distillers/CAT_KD.py (defaults: "
-                      "configs/cifar100/CAT_KD/res32x4_res8x4.yaml)")
+                      "configs/cifar100/CAT_KD/res32x4_res8x4.yaml)",
+               help="class attention transfer: MSE between the pooled class activation maps",
+               presets={
+                   # CAT-KD, resnet32x4 -> resnet8x4: GzyAftermath/CAT-KD configs/cifar100/CAT_KD/res32x4_res8x4.yaml
+                   # (CAT_loss_weight 15, CAM_RESOLUTION 2, IF_NORMALIZE False: the term's defaults, CE_WEIGHT 1);
+                   # other pairs differ (figkd.losses.catkd.CIFAR100_PAIRS).
+                   "cat_kd": [{"term": "ce"}, {"term": "cat_kd", "weight": 15.0}],
+               })
 class CATKD(nn.Module):
     """The CAT-KD term: ``cat_kd_loss(student_cams, teacher_cams, pool_size, normalize)``. It has no
     trainable part: the student's CAMs come from its own classifier (the vocabulary's ``student_cams``)."""

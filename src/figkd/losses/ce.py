@@ -18,7 +18,13 @@ def ce_loss(student_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(student_logits, target.long())
 
 
-@register_term("ce", inputs=("student_logits", "target"), source="cross-entropy with the ground truth")
+@register_term("ce", inputs=("student_logits", "target"), function=ce_loss,
+               source="cross-entropy with the ground truth",
+               help="cross-entropy with the ground-truth labels",
+               presets={
+                   # Student trained alone: CE only (mdistiller "NONE"/vanilla distiller).
+                   "vanilla": [{"term": "ce"}],
+               })
 class CELoss(nn.Module):
     """`ce_loss` as a module: `CELoss()(student_logits, target)`."""
 

@@ -153,8 +153,17 @@ class NegativeSampler(nn.Module):
 
 
 @register_term("crd", inputs=("student_pooled", "teacher_pooled", "index", "epoch"), batch_coupled=True,
+               function=crd_loss,
                source="Tian et al. ICLR 2020; HobbitLong/RepDistiller crd/criterion.py, crd/memory.py, "
-                      "dataset/cifar100.py (defaults: train_student.py; weight 0.8: README, mdistiller CFG.CRD)")
+                      "dataset/cifar100.py (defaults: train_student.py; weight 0.8: README, mdistiller CFG.CRD)",
+               help="contrastive representation distillation: NCE of the embeddings against a memory bank of "
+                    "negatives",
+               presets={
+                   # CRD: RepDistiller train_student.py (--feat_dim 128, --nce_k 16384, --nce_t 0.07, --nce_m 0.5,
+                   # --mode exact: the term's defaults) and its README (-r 1 -a 0 -b 0.8: CE 1, CRD 0.8); mdistiller
+                   # CFG.CRD has the same values.
+                   "crd": [{"term": "ce"}, {"term": "crd", "weight": 0.8}],
+               })
 class CRD(nn.Module):
     """The CRD term: embedding heads ``embed_student``, ``embed_teacher`` (trained), memory banks
     ``memory_student``, ``memory_teacher`` (N x ``feat_dim`` buffers, updated in place at every step,

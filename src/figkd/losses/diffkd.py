@@ -243,9 +243,17 @@ class DiffKDBranch(nn.Module):
 
 
 @register_term("diffkd", inputs=("student_prepool", "teacher_prepool", "student_logits", "teacher_logits",
-                                 "index", "epoch"),
+                                 "index", "epoch"), function=diffkd_loss,
                source="Huang et al. NeurIPS 2023; hunto/image_classification_sota lib/models/losses/diffkd/ and "
-                      "kd_loss.py (defaults: configs/strategies/distill/diffkd/diffkd_b1.yaml; CIFAR setting derived)")
+                      "kd_loss.py (defaults: configs/strategies/distill/diffkd/diffkd_b1.yaml; CIFAR setting derived)",
+               help="DiffKD: the student's feature and logits denoised by trained diffusion models, matched to "
+                    "the teacher's",
+               presets={
+                   # DiffKD: ori_loss_weight 1, kd_loss_weight 1, tau 1, use_ae (hunto/image_classification_sota
+                   # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet; the term's defaults); CIFAR
+                   # derivation in figkd.losses.diffkd.
+                   "diffkd": [{"term": "ce"}, {"term": "diffkd"}],
+               })
 class DiffKD(nn.Module):
     """The DiffKD term: a feature branch on the maps before the global pooling and a logits branch (see
     the module docstring); returns the parts ``feat``, ``feat_ddim``, ``feat_ae`` (with the autoencoder),

@@ -60,8 +60,16 @@ def dist_loss(
     return (t * t) * (b * inter + g * intra)
 
 
-@register_term("dist", inputs=("student_logits", "teacher_logits"), batch_coupled=True,
-               source="Huang et al. NeurIPS 2022; hunto/DIST_KD (classification code: lib/models/losses/dist_kd.py)")
+@register_term("dist", inputs=("student_logits", "teacher_logits"), batch_coupled=True, function=dist_loss,
+               source="Huang et al. NeurIPS 2022; hunto/DIST_KD (classification code: lib/models/losses/dist_kd.py)",
+               help="DIST: Pearson correlations of the predictions within each sample (inter-class) and within "
+                    "each class over the batch (intra-class)",
+               presets={
+                   # DIST CIFAR-100 recipe of the official code base: configs/strategies/distill/dist_cifar.yaml
+                   # (ori_loss_weight 1, kd_loss_weight 2, kd "dist_t4" = DIST(beta=1, gamma=1, tau=4) in
+                   # lib/models/losses/kd_loss.py; beta and gamma 1 are the term's defaults).
+                   "dist": [{"term": "ce"}, {"term": "dist", "weight": 2.0, "temperature": 4.0}],
+               })
 class DISTLoss(nn.Module):
     """`dist_loss` as a module: `DISTLoss(beta=1.0, gamma=1.0, temperature=1.0)(s, t)`."""
 

@@ -86,9 +86,22 @@ def dkd_loss(
     return (a * tckd + b * nckd) * (t * t)
 
 
-@register_term("dkd", inputs=("student_logits", "teacher_logits", "target"),
+@register_term("dkd", inputs=("student_logits", "teacher_logits", "target"), function=dkd_loss,
                source="Zhao et al. CVPR 2022; mdistiller/distillers/DKD.py "
-                      "(defaults: mdistiller/engine/cfg.py CFG.DKD)")
+                      "(defaults: mdistiller/engine/cfg.py CFG.DKD)",
+               help="decoupled KD: the target-class (alpha) and non-target-class (beta) parts of the KD loss",
+               presets={
+                   # mdistiller CIFAR-100 DKD: CFG.DKD.CE_WEIGHT 1, ALPHA 1, BETA 8, T 4 (the term's defaults),
+                   # WARMUP 20 (mdistiller/engine/cfg.py; warm-up rule in mdistiller/distillers/DKD.py). Some
+                   # pairs override BETA in configs/cifar100/dkd/*.yaml (6 or 2): use a term list for those.
+                   "dkd": [{"term": "ce"}, {"term": "dkd", "warmup": 20}],
+                   # Logit standardization (sunshangquan/logit-standardization-KD README: --logit-stand
+                   # --base-temp 2 --kd-weight 9; tools/train.py: T replaced, DKD alpha and beta multiplied by 9;
+                   # the CE weight as configured: 1).
+                   "dkd+ls": [{"term": "ce"},
+                              {"term": "dkd", "alpha": 9.0, "beta": 72.0, "temperature": 2.0, "standardize": True,
+                               "warmup": 20}],
+               })
 class DKDLoss(nn.Module):
     """`dkd_loss` as a module: `DKDLoss(alpha=1.0, beta=8.0, temperature=4.0)(s, t, target)`."""
 

@@ -55,8 +55,14 @@ def dml_loss(student_logits: torch.Tensor, peer_logits: Sequence[torch.Tensor],
     return _kl_mean(student_logits, peers, t)
 
 
-@register_term("dml", inputs=("student_logits", "peer_logits"),
-               source="Zhang et al. CVPR 2018 (Deep Mutual Learning), Eq. 10 (K peers), T = 1")
+@register_term("dml", inputs=("student_logits", "peer_logits"), function=dml_loss,
+               source="Zhang et al. CVPR 2018 (Deep Mutual Learning), Eq. 10 (K peers), T = 1",
+               help="deep mutual learning: the mean KL from the other peers' predictions (figkd distill --peers)",
+               presets={
+                   # DML: Zhang et al. CVPR 2018 Eq. 10: CE + the mean KL to the other peers at T = 1 (the term's
+                   # default) (figkd distill --peers A B).
+                   "dml": [{"term": "ce"}, {"term": "dml"}],
+               })
 class DMLLoss(nn.Module):
     """`dml_loss` as a module: ``DMLLoss(temperature=1.0)(student_logits, peer_logits)``."""
 

@@ -144,9 +144,21 @@ def _ramp(epoch: float | torch.Tensor | None, warmup: int, like: torch.Tensor) -
     return min(float(epoch) / warmup, 1.0)
 
 
-@register_term("ekd", inputs=("student_logits", "teacher_logits", "target", "epoch"),
+@register_term("ekd", inputs=("student_logits", "teacher_logits", "target", "epoch"), function=ekd_loss,
                source="Xiang et al. ICCV 2025; lyxiang-casia/EKD mdistiller/distillers/KD4eModel.py "
-                      "(defaults: configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml)")
+                      "(defaults: configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml)",
+               help="evidential KD: the logits as Dirichlet evidence (variant paper) or the released code's "
+                    "KD + MSE (variant code); includes its evidential CE",
+               presets={
+                   # EKD: lyxiang-casia/EKD configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml (LAMB -1.22,
+                   # TEMPERATURE 1, KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30: the term's defaults); the term holds
+                   # its evidential CE. "ekd": the evidential terms (the paper's); "ekd-code": the released code's
+                   # effective loss (KD + MSE), which produced its numbers. Note: an entry's "warmup" key is the
+                   # objective's warm-up, so "ekd" ramps the whole term over 30 epochs; the term's own option
+                   # named warmup (the Dirichlet term's, default 30) cannot be set from an entry.
+                   "ekd": [{"term": "ekd", "warmup": 30}],
+                   "ekd-code": [{"term": "ekd", "variant": "code"}],
+               })
 class EKDLoss(nn.Module):
     """`ekd_loss` as a module returning its parts: ``EKDLoss(variant="paper")(s, t, target, epoch)``.
 

@@ -33,9 +33,9 @@ student is pulled towards the teacher on the chosen subbands K:
   grid and the transform (logit standardization, Sun et al. CVPR 2024; `figkd.losses.standardize`),
   so the detail subbands compare logit relations rather than magnitudes (the ``figkd+ls`` preset).
 
-`DEFAULTS` is the one declaration of the option defaults (the paper's, Section 3.3, and
-docs/method.md for the open points); the keyword defaults of `figkd_loss` and `FiGKDLoss` are tested
-to equal it, and `validate_options` and the ``figkd`` objective term take theirs from it.
+The option defaults (the paper's, Section 3.3, and docs/method.md for the open points) are declared
+once, as the keyword parameters of `figkd_loss`; `DEFAULTS` reads them from its signature, and
+`FiGKDLoss`, `validate_options` and the ``figkd`` objective term take theirs from `DEFAULTS`.
 
 Eq. 7 with the paper's weights: ``F.cross_entropy(s, y) + 2.0 * FiGKDLoss(C)(s, t)``.
 """
@@ -43,6 +43,7 @@ Eq. 7 with the paper's weights: ``F.cross_entropy(s, y) + 2.0 * FiGKDLoss(C)(s, 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,24 +66,6 @@ DIMS = (1, 2)
 GRID_POLICIES = _grid.POLICIES
 #: Boundary modes; the transform (`figkd.wavelets`) supports these PyWavelets modes.
 MODES = tuple(_wavelets.MODES)
-
-#: The option defaults, declared once: the paper's (Section 3.3: Haar, J = 1, 2D, high-frequency
-#: subbands) and this project's decisions on its open points (docs/method.md section 3).
-DEFAULTS: dict[str, Any] = {
-    "wavelet": "haar",
-    "level": 1,
-    "mode": "zero",
-    "bands": "high",
-    "levels": "all",
-    "dims": 2,
-    "criterion": "mse",
-    "reduction": "mean_per_band",
-    "grid": "pad",
-    "noise_std": 0.0,
-    "temperature": 4.0,
-    "standardize": False,
-}
-
 
 @functools.lru_cache(maxsize=1)
 def _discrete_wavelets() -> frozenset[str]:
@@ -235,6 +218,9 @@ def figkd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
     *,
+    # The option defaults, declared once (`DEFAULTS` reads them from here): the paper's (Section 3.3:
+    # Haar, J = 1, 2D, high-frequency subbands) and this project's decisions on its open points
+    # (docs/method.md section 3: MSE, mean per band, zero padding to the grid).
     wavelet: str = "haar",
     level: int = 1,
     mode: str = "zero",
@@ -253,8 +239,9 @@ def figkd_loss(
 
     Returns a 0-dim tensor. Computed in float32 or wider (float64 inputs stay float64; bf16/fp16 are
     cast up, autocast is off inside); the teacher is detached. ``generator`` seeds the teacher noise
-    (``noise_std > 0``). The keyword defaults are `DEFAULTS`. Raises ValueError for an invalid
-    option, a ``level`` > 1 deeper than the grid allows, or logits of different shapes.
+    (``noise_std > 0``); the other keyword parameters are the options, whose defaults are declared here
+    (`DEFAULTS`). Raises ValueError for an invalid option, a ``level`` > 1 deeper than the grid allows,
+    or logits of different shapes.
     """
     opts = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels, dims=dims,
                             criterion=criterion, reduction=reduction, grid=grid, noise_std=noise_std,
@@ -262,6 +249,11 @@ def figkd_loss(
     check_logits(student_logits, teacher_logits, name="figkd_loss")
     shape = _grid_shape(student_logits.shape[1], opts)
     return _detail_loss(student_logits, teacher_logits, shape, opts, generator)
+
+
+#: The option defaults: the keyword parameters of `figkd_loss` (their one declaration) but ``generator``.
+DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(figkd_loss).parameters.items()
+                            if p.kind is p.KEYWORD_ONLY and name != "generator"}
 
 
 def _grid_shape(num_classes: int, opts: dict[str, Any]) -> tuple[int, int] | None:
@@ -290,8 +282,20 @@ def _plan(num_classes: int, wavelet: str, level: int, mode: str, dims: int, grid
     return shape
 
 
-@register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS,
-               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3")
+@register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS, function=figkd_loss,
+               source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3",
+               help="FiGKD: the logits on a grid, matched on their high-frequency wavelet subbands (Eq. 6)",
+               presets={
+                   # FiGKD Eq. 7: CE weight 1, detail weight 2 (Section 5.1.2 / Fig. 4; docs/method.md §2), detail
+                   # loss with the defaults of Section 3.3 (Haar, J = 1, 2D, high-frequency subbands, MSE).
+                   "figkd": [{"term": "ce"}, {"term": "figkd", "weight": 2.0}],
+                   # Table 10's base ("Low x, High x" = MLKD's numbers, the mlkd term's defaults) plus the detail
+                   # term with Eq. 7's weight 2 (docs/method.md §3); the detail term is computed on the weak view
+                   # (student_logits/teacher_logits).
+                   "mlkd+figkd": [{"term": "mlkd"}, {"term": "figkd", "weight": 2.0}],
+                   # FiGKD on standardized logits (not measured by anyone before): Eq. 7's weights, untuned.
+                   "figkd+ls": [{"term": "ce"}, {"term": "figkd", "weight": 2.0, "standardize": True}],
+               })
 class FiGKDLoss(nn.Module):
     """Drop-in FiGKD detail loss for any training loop.
 
@@ -299,10 +303,10 @@ class FiGKDLoss(nn.Module):
     default weights (CE 1, detail 2; Section 5.1.2). ``num_classes`` fixes the logit grid once
     (e.g. 100 -> 10 x 10, 200 -> 15 x 14 with the default ``grid="pad"``) and is checked against
     the logits of every call; ``None`` lets the grid follow the width of the logits (computed and
-    checked once per width). Options as in `figkd_loss` (keyword defaults: `DEFAULTS`);
+    checked once per width). ``options``: those of `figkd_loss`, by keyword (defaults: `DEFAULTS`);
     ``generator`` seeds the teacher noise (without it, the global torch RNG, which the engine seeds
-    and checkpoints). Raises ValueError for an invalid option or a level the grid cannot take (at
-    construction) and for logits of another class count (at the call).
+    and checkpoints). Raises ValueError for an unknown or invalid option or a level the grid cannot
+    take (at construction) and for logits of another class count (at the call).
     """
 
     @classmethod
@@ -310,32 +314,13 @@ class FiGKDLoss(nn.Module):
         """The ``figkd`` objective term: the grid of the context's ``num_classes`` (if known)."""
         return cls(context.num_classes, **options)
 
-    def __init__(
-        self,
-        num_classes: int | None,
-        *,
-        wavelet: str = "haar",
-        level: int = 1,
-        mode: str = "zero",
-        bands: str = "high",
-        levels: str = "all",
-        dims: int = 2,
-        criterion: str = "mse",
-        reduction: str = "mean_per_band",
-        grid: str | Sequence[int] = "pad",
-        noise_std: float = 0.0,
-        temperature: float = 4.0,
-        standardize: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int | None, *, generator: torch.Generator | None = None, **options: Any) -> None:
         super().__init__()
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                         or num_classes < 1):
             raise ValueError(f"FiGKDLoss: num_classes must be a positive integer or None, got {num_classes!r}")
         self.num_classes = num_classes
-        self.options = validate_options(wavelet=wavelet, level=level, mode=mode, bands=bands, levels=levels,
-                                        dims=dims, criterion=criterion, reduction=reduction, grid=grid,
-                                        noise_std=noise_std, temperature=temperature, standardize=standardize)
+        self.options = validate_options(**options)
         # grid per number of classes, filled at build time when num_classes is known (the forward pass
         # is then a dict lookup, which torch.compile(fullgraph=True) traces)
         self._shapes: dict[int, tuple[int, int] | None] = {}

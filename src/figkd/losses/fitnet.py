@@ -38,9 +38,16 @@ def fitnet_loss(student_hint: torch.Tensor, teacher_hint: torch.Tensor) -> torch
     return F.mse_loss(student_hint, teacher_hint.detach())
 
 
-@register_term("fitnet", inputs=("student_feats", "teacher_feats"),
+@register_term("fitnet", inputs=("student_feats", "teacher_feats"), function=fitnet_loss,
                source="Romero et al. ICLR 2015; mdistiller/distillers/FitNet.py and _common.py ConvReg "
-                      "(hint layer 2: mdistiller/engine/cfg.py CFG.FITNET)")
+                      "(hint layer 2: mdistiller/engine/cfg.py CFG.FITNET)",
+               help="FitNet: MSE between the student's hint-layer feature (through a trained connector) and "
+                    "the teacher's",
+               presets={
+                   # mdistiller CIFAR-100 FitNet: CFG.FITNET.HINT_LAYER 2 (the term's default), LOSS.CE_WEIGHT 1,
+                   # LOSS.FEAT_WEIGHT 100 (mdistiller/engine/cfg.py; mdistiller/distillers/FitNet.py).
+                   "fitnet": [{"term": "ce"}, {"term": "fitnet", "weight": 100.0}],
+               })
 class FitNet(nn.Module):
     """The FitNet term: ``fitnet_loss(connector(student_feats[hint_layer]), teacher_feats[hint_layer])``.
 

@@ -40,8 +40,19 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return kl * (t * t)
 
 
-@register_term("kd", inputs=("student_logits", "teacher_logits"),
-               source="Hinton et al. 2015; mdistiller/distillers/KD.py (T = 4: mdistiller/engine/cfg.py CFG.KD)")
+@register_term("kd", inputs=("student_logits", "teacher_logits"), function=kd_loss,
+               source="Hinton et al. 2015; mdistiller/distillers/KD.py (T = 4: mdistiller/engine/cfg.py CFG.KD)",
+               help="knowledge distillation: T^2 KL between the teacher's and the student's softened predictions",
+               presets={
+                   # mdistiller CIFAR-100 KD: CFG.KD.LOSS.CE_WEIGHT 0.1, KD_WEIGHT 0.9, CFG.KD.TEMPERATURE 4 (the
+                   # term's default) (mdistiller/engine/cfg.py; mdistiller/distillers/KD.py).
+                   "kd": [{"term": "ce", "weight": 0.1}, {"term": "kd", "weight": 0.9}],
+                   # Logit standardization (sunshangquan/logit-standardization-KD README: --logit-stand
+                   # --base-temp 2 --kd-weight 9; tools/train.py: KD weight and T replaced; the CE weight as
+                   # configured: 0.1, its cfg.py CFG.KD.LOSS.CE_WEIGHT).
+                   "kd+ls": [{"term": "ce", "weight": 0.1},
+                             {"term": "kd", "weight": 9.0, "temperature": 2.0, "standardize": True}],
+               })
 class KDLoss(nn.Module):
     """`kd_loss` as a module: `KDLoss(temperature=4.0, standardize=False)(student_logits, teacher_logits)`."""
 

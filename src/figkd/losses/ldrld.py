@@ -126,9 +126,16 @@ def _ldrld(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return a * ldrld + b * rntk
 
 
-@register_term("ldrld", inputs=("student_logits", "teacher_logits"),
+@register_term("ldrld", inputs=("student_logits", "teacher_logits"), function=ldrld_loss,
                source="Xu et al. ICCV 2025; yema-web/LDRLD distiller_zoo/LDRLD.py "
-                      "(defaults: README command -r 1.0 -a 10.5 -b 7.0 --kd_T 4, train_student.py --k 7)")
+                      "(defaults: README command -r 1.0 -a 10.5 -b 7.0 --kd_T 4, train_student.py --k 7)",
+               help="local dense relational logit distillation: KLs over the pairs of the student's top-k "
+                    "classes, weighted by rank, and KD over the remaining classes",
+               presets={
+                   # LDRLD: yema-web/LDRLD README command -r 1.0 -a 10.5 -b 7.0 --kd_T 4 (train_student.py --k 7;
+                   # the term's defaults); CE once (the code applies -r twice to CE: gamma^2, = 1 here).
+                   "ldrld": [{"term": "ce"}, {"term": "ldrld"}],
+               })
 class LDRLDLoss(nn.Module):
     """`ldrld_loss` as a module: ``LDRLDLoss(alpha=10.5, beta=7, k=7, temperature=4)(s, t)``."""
 

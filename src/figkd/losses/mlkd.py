@@ -178,9 +178,21 @@ def mlkd_loss(
 
 
 @register_term("mlkd", inputs=("student_logits", "teacher_logits", "student_logits_strong",
-                                 "teacher_logits_strong", "target"), batch_coupled=True,
+                                 "teacher_logits_strong", "target"), batch_coupled=True, function=mlkd_loss,
                source="Jin et al. CVPR 2023; Jin-Ying/Multi-Level-Logit-Distillation "
-                      "mdistiller/distillers/KD_ours.py (defaults: its mdistiller/engine/cfg.py CFG.KD)")
+                      "mdistiller/distillers/KD_ours.py (defaults: its mdistiller/engine/cfg.py CFG.KD)",
+               help="multi-level logit distillation: instance, batch and class relations at several temperatures, "
+                    "on a weak and a strong view (includes its CE)",
+               presets={
+                   # MLKD official code: KD_ours.py with CFG.KD TEMPERATURE 4, CE_WEIGHT 0.1, KD_WEIGHT 0.9 (the
+                   # term's defaults; Jin-Ying/Multi-Level-Logit-Distillation, mdistiller/engine/cfg.py); CE is
+                   # part of the term.
+                   "mlkd": [{"term": "mlkd"}],
+                   # Logit standardization (sunshangquan/logit-standardization-KD README: --logit-stand
+                   # --base-temp 2 --kd-weight 9; tools/train.py: MLKD kd_weight 9 and T 2; its MLKD.py; the CE
+                   # weight as configured: 0.1).
+                   "mlkd+ls": [{"term": "mlkd", "temperature": 2.0, "kd_weight": 9.0, "standardize": True}],
+               })
 class MLKDLoss(nn.Module):
     """`mlkd_loss` as a module; returns the dict of the four weighted parts.
 

@@ -116,9 +116,15 @@ def connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
     return nn.Sequential(conv, bn)
 
 
-@register_term("ofd", inputs=("student_preact_feats", "teacher_preact_feats"),
+@register_term("ofd", inputs=("student_preact_feats", "teacher_preact_feats"), function=ofd_loss,
                source="Heo et al. ICCV 2019; clovaai/overhaul-distillation CIFAR-100/distiller.py (margins) and "
-                      "mdistiller/distillers/OFD.py (loss, connectors; weight 0.001: mdistiller/engine/cfg.py CFG.OFD)")
+                      "mdistiller/distillers/OFD.py (loss, connectors; weight 0.001: mdistiller/engine/cfg.py CFG.OFD)",
+               help="overhaul of feature distillation: partial L2 to the teacher's pre-ReLU features, with margins",
+               presets={
+                   # mdistiller CIFAR-100 OFD: CFG.OFD.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 0.001, CONNECTOR.KERNEL_SIZE 1
+                   # (mdistiller/engine/cfg.py; mdistiller/distillers/OFD.py).
+                   "ofd": [{"term": "ce"}, {"term": "ofd", "weight": 0.001}],
+               })
 class OFD(nn.Module):
     """The OFD term: connectors per paired stage, margins from the teacher's BatchNorms (buffers, float32).
 

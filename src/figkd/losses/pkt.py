@@ -55,9 +55,16 @@ def pkt_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, e
     return torch.mean(p_t * torch.log((p_t + eps) / (p_s + eps)))
 
 
-@register_term("pkt", inputs=("student_pooled", "teacher_pooled"), batch_coupled=True,
+@register_term("pkt", inputs=("student_pooled", "teacher_pooled"), batch_coupled=True, function=pkt_loss,
                source="Passalis and Tefas ECCV 2018; mdistiller/distillers/PKT.py (weight 30000: "
-                      "mdistiller/engine/cfg.py CFG.PKT)")
+                      "mdistiller/engine/cfg.py CFG.PKT)",
+               help="probabilistic knowledge transfer: KL between the batch's cosine-similarity distributions "
+                    "of the embeddings",
+               presets={
+                   # mdistiller CIFAR-100 PKT: CFG.PKT.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 30000 (mdistiller/engine/cfg.py;
+                   # mdistiller/distillers/PKT.py, on the penultimate embeddings).
+                   "pkt": [{"term": "ce"}, {"term": "pkt", "weight": 30000.0}],
+               })
 class PKT(nn.Module):
     """The PKT term on the penultimate embeddings: ``pkt_loss(student_pooled, teacher_pooled)``."""
 

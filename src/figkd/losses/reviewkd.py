@@ -117,9 +117,17 @@ def review_levels(shapes, pooled: int, stem: bool) -> list[tuple[int, int, int]]
 
 
 @register_term("reviewkd", inputs=("student_feats", "student_preact_feats", "student_pooled",
-                                   "teacher_preact_feats", "teacher_pooled"),
+                                   "teacher_preact_feats", "teacher_pooled"), function=hcl_loss,
                source="Chen et al. CVPR 2021; dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py and mdistiller/"
-                      "distillers/ReviewKD.py (weight 5, warm-up 20: mdistiller configs/cifar100/reviewkd.yaml)")
+                      "distillers/ReviewKD.py (weight 5, warm-up 20: mdistiller configs/cifar100/reviewkd.yaml)",
+               help="ReviewKD: the student's stages fused deepest-first (attention-based fusion) and matched to the "
+                    "teacher's by the hierarchical context loss",
+               presets={
+                   # mdistiller CIFAR-100 ReviewKD: configs/cifar100/reviewkd.yaml REVIEWKD_WEIGHT 5 over
+                   # CFG.REVIEWKD (CE_WEIGHT 1, WARMUP_EPOCHS 20 with min(epoch / 20, 1), STU_PREACT False: the
+                   # term's default; mdistiller/engine/cfg.py).
+                   "reviewkd": [{"term": "ce"}, {"term": "reviewkd", "weight": 5.0, "warmup": 20}],
+               })
 class ReviewKD(nn.Module):
     """The ReviewKD term: ABF modules sized from the build context, then `hcl_loss` against the teacher's
     pre-activation stage features (``preact_feats[1:]``) and pooled embedding.

@@ -105,9 +105,16 @@ def rkd_loss(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, d
             + angle_weight * rkd_angle_loss(student_embedding, teacher_embedding))
 
 
-@register_term("rkd", inputs=("student_pooled", "teacher_pooled"), batch_coupled=True,
+@register_term("rkd", inputs=("student_pooled", "teacher_pooled"), batch_coupled=True, function=rkd_loss,
                source="Park et al. CVPR 2019; mdistiller/distillers/RKD.py (distance 25, angle 50: "
-                      "mdistiller/engine/cfg.py CFG.RKD)")
+                      "mdistiller/engine/cfg.py CFG.RKD)",
+               help="relational KD: the distances and angles between the embeddings of the batch",
+               presets={
+                   # mdistiller CIFAR-100 RKD: CFG.RKD DISTANCE_WEIGHT 25, ANGLE_WEIGHT 50, PDIST.SQUARED False,
+                   # PDIST.EPSILON 1e-12 (the term's defaults), LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1
+                   # (mdistiller/engine/cfg.py; mdistiller/distillers/RKD.py).
+                   "rkd": [{"term": "ce"}, {"term": "rkd"}],
+               })
 class RKD(nn.Module):
     """The RKD term on the penultimate embeddings; returns its parts ``distance`` and ``angle`` (each
     already multiplied by its weight), whose sum is `rkd_loss`."""

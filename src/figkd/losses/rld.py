@@ -99,9 +99,17 @@ def rld_loss(
     return a * scd + b * mcd
 
 
-@register_term("rld", inputs=("student_logits", "teacher_logits", "target"),
+@register_term("rld", inputs=("student_logits", "teacher_logits", "target"), function=rld_loss,
                source="Sun et al. 2024 (Knowledge Distillation with Refined Logits); zju-SWJ/RLD "
-                      "mdistiller/distillers/RLD.py (defaults: its mdistiller/engine/cfg.py CFG.RLD and README)")
+                      "mdistiller/distillers/RLD.py (defaults: its mdistiller/engine/cfg.py CFG.RLD and README)",
+               help="refined logit distillation: a binary confidence KL (true class against the teacher's top "
+                    "class) and KD over the classes the teacher ranks below the true one",
+               presets={
+                   # RLD: zju-SWJ/RLD CFG.RLD CE_WEIGHT 1, ALPHA 1, BETA 8, T 4, WARMUP 20 (mdistiller/engine/cfg.py;
+                   # the warm-up multiplies the RLD term only, RLD.forward_train) and its README's --same-t
+                   # (ALPHA_T = T = 4; cfg.py: 1); alpha, beta, T and alpha_T are the term's defaults.
+                   "rld": [{"term": "ce"}, {"term": "rld", "warmup": 20}],
+               })
 class RLDLoss(nn.Module):
     """`rld_loss` as a module: ``RLDLoss(alpha=1, beta=8, temperature=4, alpha_temperature=4)(s, t, y)``."""
 

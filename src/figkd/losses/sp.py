@@ -57,9 +57,15 @@ def sp_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
     return total
 
 
-@register_term("sp", inputs=("student_feats", "teacher_feats"), batch_coupled=True,
+@register_term("sp", inputs=("student_feats", "teacher_feats"), batch_coupled=True, function=sp_loss,
                source="Tung and Mori ICCV 2019; mdistiller/distillers/SP.py (last stage, weight 3000: "
-                      "mdistiller/engine/cfg.py CFG.SP)")
+                      "mdistiller/engine/cfg.py CFG.SP)",
+               help="similarity-preserving KD: the batch's normalised Gram matrices of the last stage",
+               presets={
+                   # mdistiller CIFAR-100 SP: CFG.SP.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 3000, last stage
+                   # (mdistiller/engine/cfg.py; mdistiller/distillers/SP.py).
+                   "sp": [{"term": "ce"}, {"term": "sp", "weight": 3000.0}],
+               })
 class SP(nn.Module):
     """The SP term on the last stage's maps, as mdistiller: ``sp_loss([student_feats[-1]], [teacher_feats[-1]])``."""
 

@@ -76,9 +76,16 @@ def tekap_loss(
     return loss
 
 
-@register_term("tekap", inputs=("student_logits", "teacher_logits", "index", "epoch"),
+@register_term("tekap", inputs=("student_logits", "teacher_logits", "index", "epoch"), function=tekap_loss,
                source="Hossain et al. ICLR 2025; mdimtiazh/TeKAP distiller_zoo/Ours_TeKAP_L.py "
-                      "(T 4: train_student.py --kd_T; weights: README command -r 0.1 -a 0.9)")
+                      "(T 4: train_student.py --kd_T; weights: README command -r 0.1 -a 0.9)",
+               help="TeKAP: KD from the teacher and from perturbed copies of its logits (teacher knowledge "
+                    "augmentation)",
+               presets={
+                   # TeKAP (logit level): mdimtiazh/TeKAP README command -r 0.1 -a 0.9 (--kd_T 4); Ours_TeKAP_L.py:
+                   # 3 perturbed teachers 0.9 t + 0.1 N(0, 1), weighted 0.8 each (the term's defaults).
+                   "tekap": [{"term": "ce", "weight": 0.1}, {"term": "tekap", "weight": 0.9}],
+               })
 class TeKAPLoss(nn.Module):
     """`tekap_loss` with the noise drawn per sample from `figkd.losses.random` (key: the run's seed and
     ``"tekap/noise"``; counter: the 1-based epoch and the sample's index in the training set).

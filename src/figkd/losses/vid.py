@@ -97,9 +97,16 @@ def pair_stages(student_feats, teacher_feats, stages: str):
     return s[:n], t[:n]
 
 
-@register_term("vid", inputs=("student_feats", "teacher_feats"),
+@register_term("vid", inputs=("student_feats", "teacher_feats"), function=vid_loss,
                source="Ahn et al. CVPR 2019; RepDistiller distiller_zoo/VID.py and mdistiller/distillers/VID.py "
-                      "(init variance 5, eps 1e-5: mdistiller/engine/cfg.py CFG.VID)")
+                      "(init variance 5, eps 1e-5: mdistiller/engine/cfg.py CFG.VID)",
+               help="variational information distillation: Gaussian likelihood of the teacher's stages given "
+                    "the student's (trained regressors and variances)",
+               presets={
+                   # VID: CFG.VID.LOSS.CE_WEIGHT 1, FEAT_WEIGHT 1, INIT_PRED_VAR 5, EPS 1e-5 (the term's defaults)
+                   # (mdistiller/engine/cfg.py; RepDistiller distiller_zoo/VID.py, whose variance is trained).
+                   "vid": [{"term": "ce"}, {"term": "vid"}],
+               })
 class VID(nn.Module):
     """The VID term: one `VIDRegressor` per stage after the stem (``self.regressors``), trained with the
     student; ``stages`` pairs the stages as AT does (``same`` refuses a pair with different stage counts

@@ -1,13 +1,22 @@
-"""The paper's published numbers that are not top-1 accuracies: Table 14 (training overhead) and Table 15
-(teacher and student size). Plain data, importable by every layer; the numbers are typed from the paper
-(S. Kim, "FiGKD", Expert Systems with Applications 2026, arXiv 2505.11897).
+"""The paper's published numbers, as package data importable by every layer (it imports nothing of figkd but
+:mod:`figkd.errors`); the numbers are typed from the paper (S. Kim, "FiGKD", Expert Systems with Applications
+2026, arXiv 2505.11897):
 
-The layouts of the paper's tables and the reported top-1 of Tables 1-9 are :mod:`figkd.experiments.paper`.
+- the reported top-1 accuracies (:mod:`figkd.paper.top1`): Tables 1-9 (``reported_top1.csv``, installed with
+  the package: :func:`read_reported_top1`), Table 10 (:data:`TABLE10`), Tables 11-13 and 16
+  (:data:`ABLATIONS`), and which figkd objective reproduces which method column (:data:`METHODS`);
+- below: Table 14 (training overhead) and Table 15 (teacher and student size).
+
+The configs of ``configs/paper/`` are generated from this data (:mod:`figkd.experiments.paper_configs`) and
+``figkd report`` lays the paper's tables out from it (:mod:`figkd.experiments.paper`).
 """
 
 from __future__ import annotations
 
-__all__ = ["TABLE14", "TABLE15", "TABLE15_INPUT_SIZE", "TABLE15_NUM_CLASSES", "TABLE15_PAIRS"]
+from .top1 import ABLATIONS, METHODS, REPORTED_TOP1_FILE, TABLE10, read_reported_top1
+
+__all__ = ["ABLATIONS", "METHODS", "REPORTED_TOP1_FILE", "TABLE10", "TABLE14", "TABLE15", "TABLE15_INPUT_SIZE",
+           "TABLE15_NUM_CLASSES", "TABLE15_PAIRS", "read_reported_top1"]
 
 #: Paper Table 14 (Section 5.3): seconds per batch and overhead in percent over KD, per objective;
 #: ResNet32x4 -> ResNet8x4, CIFAR-100, batch 64, one RTX 3090.
