@@ -36,11 +36,12 @@ from figkd.config import RunConfig
 from figkd.data import build_loader
 from figkd.demo import scaled_milestones
 from figkd.engine import run
-from figkd.engine.device import resolve_device
+from figkd.engine.device import resolve_channels_last, resolve_device
 from figkd.engine.distributed import DistInfo
 from figkd.engine.evaluate import evaluate
 from figkd.engine.learner import build_learner
-from figkd.engine.trainer import Member, Trainer
+from figkd.engine.member import build_member
+from figkd.engine.trainer import Trainer
 from figkd.models import build_model, load_teacher
 
 PATHS = {
@@ -73,17 +74,17 @@ def student_run(args, device: torch.device, teacher_path: Path, seed: int, path:
     train = build_loader(args.dataset, None, True, cfg.batch_size, device=device, seed=seed,
                          strong_view=learner.needs.strong())
     test = build_loader(args.dataset, None, False, cfg.eval_batch_size, device=device)
-    member = Member(name=f"{path}-s{seed}", model_name=args.student, objective_name=args.objective,
-                    learner=learner, run_dir=workdir / f"{path}-s{seed}", cfg=cfg)
+    member = build_member(f"{path}-s{seed}", args.student, args.objective, learner, workdir / f"{path}-s{seed}", cfg,
+                          device=device, info=DistInfo(), channels_last=resolve_channels_last(cfg, device),
+                          teacher=teacher)
     log: list[str] = []
     trainer = Trainer(cfg, [member], train, test, teacher=teacher, device=device, info=DistInfo(), log=log.append,
                       record_step_losses=True)
-    trainer.setup()
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        trainer._train_epoch(epoch)
+        trainer.train_epoch(epoch)
         if epoch == 1:
-            [losses] = trainer.step_losses()
+            [losses] = trainer.step.step_losses()
     ev = evaluate(member.model, test, device, trainer.amp_dtype, trainer.channels_last)
     return {"seed": seed, "path": path, "top1": ev["top1"], "step_losses": losses,
             "cuda_graph": trainer.graph is not None and trainer.graph.captured, "amp": str(trainer.amp_dtype),

@@ -23,9 +23,10 @@ from figkd.engine.device import resolve_cuda_graph
 from figkd.engine.distributed import DistInfo
 from figkd.engine.graph import CudaGraphBackend, GraphCaptureError, RecordingBackend, StepGraph, StorageGuard
 from figkd.engine.learner import Learner, build_learner
+from figkd.engine.member import build_member
 from figkd.engine.metrics import EpochAccumulator
 from figkd.engine.recipe import build_optimizer, load_optimizer_state
-from figkd.engine.trainer import Member, Trainer
+from figkd.engine.trainer import Trainer
 from figkd.losses import build_objective
 from figkd.models import build_model
 
@@ -59,16 +60,16 @@ def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", obj
     train = build_loader("digits", None, True, BATCH, device=device, strong_view=strong,
                          dataset=_split(BATCH * STEPS, True))
     test = build_loader("digits", None, False, 16, device=device, dataset=_split(16, False))
-    members = [Member(name=name, model_name="resnet8", objective_name=name, learner=learner,
-                      run_dir=tmp_path / name, cfg=cfg) for name, learner in zip(names, learners, strict=True)]
+    members = [build_member(name, "resnet8", name, learner, tmp_path / name, cfg, device=device, info=DistInfo(),
+                            teacher=teacher) for name, learner in zip(names, learners, strict=True)]
     trainer = Trainer(cfg, members, train, test, teacher=teacher, device=device, info=DistInfo(),
                       log=log or (lambda *a, **k: None), graph_backend=backend, record_step_losses=True)
-    trainer.setup()
+    trainer.teacher = teacher  # for the tests below
     return trainer
 
 
 def _train(trainer: Trainer, epochs=(1, 2)):
-    return [trainer._train_epoch(e) for e in epochs]
+    return [trainer.train_epoch(e) for e in epochs]
 
 
 FIGKD_DB2 = [{"term": "ce"}, {"term": "figkd", "wavelet": "db2", "dims": 1, "weight": 2.0}]  # cached filters
@@ -84,7 +85,7 @@ DML_T2 = [{"term": "ce"}, {"term": "dml", "temperature": 2.0}]  # a second peer 
 def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
     backend = RecordingBackend()
     graphed = _trainer(tmp_path / "g", objectives, backend=backend)
-    backend.guard_tensors = graphed.persistent_tensors
+    backend.guard_tensors = lambda: graphed.persistent
     eager = _trainer(tmp_path / "e", objectives, cuda_graph="off")
     assert eager.graph is None and graphed.graph is not None
     got, want = _train(graphed), _train(eager)
@@ -95,8 +96,8 @@ def test_captured_step_matches_the_eager_step_bit_for_bit(tmp_path, objectives):
             for key in e:
                 if key.startswith("train/"):
                     assert g[key] == e[key], key
-    assert graphed.step_losses() == eager.step_losses()
-    assert all(not np.isnan(v).any() for v in graphed.step_losses())
+    assert graphed.step.step_losses() == eager.step.step_losses()
+    assert all(not np.isnan(v).any() for v in graphed.step.step_losses())
     for gm, em in zip(graphed.members, eager.members, strict=True):
         for (name, a), b in zip(gm.learner.state_dict().items(), em.learner.state_dict().values(), strict=True):
             assert torch.equal(a, b), (gm.name, name)
@@ -132,7 +133,7 @@ def test_cuda_graph_matches_the_eager_step_on_a_gpu(tmp_path, amp):
     for g_epoch, e_epoch in zip(got, want, strict=True):
         for g, e in zip(g_epoch, e_epoch, strict=True):
             assert g["train/loss/total"] == pytest.approx(e["train/loss/total"], rel=tol)
-    for g, e in zip(graphed.step_losses(), eager.step_losses(), strict=True):
+    for g, e in zip(graphed.step.step_losses(), eager.step.step_losses(), strict=True):
         np.testing.assert_allclose(g, e, rtol=tol)
     graphed.graph.check()
 
@@ -167,7 +168,7 @@ def test_each_mistake_a_capture_would_freeze_is_caught(tmp_path, mistake):
     with pytest.raises(GraphCaptureError, match=message):
         for epoch in (1, 2):
             _PYTHON_SCALE["value"] = float(epoch)
-            trainer._train_epoch(epoch)
+            trainer.train_epoch(epoch)
     # the Python value is only caught once it changes (epoch 2); the others at the first replay
     assert (trainer.graph.backend.replays > 0) == (mistake == "python-value")
 
@@ -178,24 +179,24 @@ def test_multi_tensor_sgd_would_read_its_tensor_lr_on_the_host(tmp_path):
     m = trainer.members[0]
     m.optimizer = torch.optim.SGD(m.model.parameters(), lr=torch.tensor(0.05), momentum=0.9, foreach=True)
     with pytest.raises(GraphCaptureError, match="_local_scalar_dense"):
-        trainer._train_epoch(1)
+        trainer.train_epoch(1)
 
 
 def test_replacing_a_tensor_the_captured_step_uses_is_caught(tmp_path):
     trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend())
-    trainer._train_epoch(1)
+    trainer.train_epoch(1)
     group = trainer.members[0].optimizer.param_groups[0]
     group["lr"] = torch.tensor(0.005)  # instead of fill_: a replay would keep reading the old tensor
     with pytest.raises(GraphCaptureError, match=r"replaced or added.*kd/optimizer/lr0"):
-        trainer._train_epoch(2)
+        trainer.train_epoch(2)
 
 
 def test_new_metric_sums_each_epoch_would_be_caught(tmp_path):
     trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend())
-    trainer._train_epoch(1)
-    trainer._accs = None  # the engine before issue #6 made new sums every epoch
+    trainer.train_epoch(1)
+    trainer.step.accs = None  # the engine before issue #6 made new sums every epoch
     with pytest.raises(GraphCaptureError, match="kd/metrics/hits"):
-        trainer._train_epoch(2)
+        trainer.train_epoch(2)
 
 
 class _FailingBackend(RecordingBackend):
@@ -209,12 +210,12 @@ def test_a_failed_capture_falls_back_visibly_or_fails_when_required(tmp_path):
     lines = []
     trainer = _trainer(tmp_path / "auto", ["kd"], backend=_FailingBackend(), log=lines.append)
     eager = _trainer(tmp_path / "eager", ["kd"], cuda_graph="off")
-    got, want = trainer._train_epoch(1), eager._train_epoch(1)
+    got, want = trainer.train_epoch(1), eager.train_epoch(1)
     assert any("capturing the training step failed" in line and "eager" in line for line in lines)
     assert got[0]["cuda_graph"] == 0 and got[0]["train/loss/total"] == want[0]["train/loss/total"]
     strict = _trainer(tmp_path / "on", ["kd"], backend=_FailingBackend(), cuda_graph="on")
     with pytest.raises(GraphCaptureError, match="capturing the training step in a CUDA graph failed"):
-        strict._train_epoch(1)
+        strict.train_epoch(1)
 
 
 def test_when_the_graph_is_used_and_why_not():
@@ -314,18 +315,18 @@ def _kd_with_nan_gradient_from(holder, first_bad_step):
 
 @pytest.mark.parametrize("first_bad_step, graph", [(0, False), (4, True)], ids=["step0-eager", "step4-captured"])
 def test_a_nonfinite_gradient_stops_before_any_update_and_names_its_term(tmp_path, first_bad_step, graph):
-    from figkd.engine.trainer import NonFiniteLossError
+    from figkd.engine import NonFiniteLossError
 
     holder = {}
     trainer = _trainer(tmp_path, ["kd"], backend=RecordingBackend() if graph else None,
                        cuda_graph="auto" if graph else "off",
                        objective_modules=[_kd_with_nan_gradient_from(holder, first_bad_step)])
-    holder["step"] = trainer._step_t
+    holder["step"] = trainer.step.count
     model = trainer.members[0].model
     initial = {k: v.clone() for k, v in model.named_parameters()}
     with pytest.raises(NonFiniteLossError, match=rf"the gradient of loss term 'kd' is not finite at epoch 1, "
                                                  rf"step {first_bad_step} \(every loss value was finite\); no update"):
-        trainer._train_epoch(1)
+        trainer.train_epoch(1)
     assert (trainer.graph is not None and trainer.graph.captured) == graph
     params = dict(model.named_parameters())
     assert all(torch.isfinite(p).all() for p in params.values())  # the NaN never reached the weights

@@ -7,17 +7,16 @@ lets the step be captured in a CUDA graph (issue #6). The optimizer here takes a
 without a host read. ``tests/test_engine_graph.py`` checks the rest of what a capture freezes.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from figkd.config import RunConfig
-from figkd.engine.distributed import DistInfo
-from figkd.engine.guard import GradientGuard
 from figkd.engine.learner import build_learner
-from figkd.engine.trainer import Member, Trainer
+from figkd.engine.step import TrainStep
+from figkd.engine.teacher import TeacherForward
+from figkd.losses import Needs
 from figkd.models import build_model
+from fixtures_engine import meta_member
 
 META = torch.device("meta")
 
@@ -34,18 +33,13 @@ def test_step_has_no_host_synchronisation(objectives):
         with META:
             learner = build_learner(build_model("resnet8", 10), name, teacher=teacher, num_classes=10,
                                     input_size=(32, 32))
-        m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"),
-                   cfg=cfg)
-        m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        m.guard = GradientGuard(m.optimizer, META)
-        m.step_module = learner
-        members.append(m)
-    trainer = Trainer(cfg, members, None, None, teacher=None if objectives == ["vanilla"] else teacher,
-                      device=META, info=DistInfo())
+        members.append(meta_member(name, learner, cfg, META))
+    needs = Needs.of(*(m.learner.needs.inputs for m in members))
+    step = TrainStep(members, None if objectives == ["vanilla"] else TeacherForward(teacher, needs), device=META,
+                     amp_dtype=None, channels_last=False)
     images = torch.empty(4, 3, 32, 32, device=META)
     target = torch.zeros(4, dtype=torch.long, device=META)
-    trainer._begin_epoch(1, steps=8)
-    trainer._train_step(images, target, strong=images if trainer.needs.strong() else None,
-                        index=torch.arange(4, device=META))
-    for acc in trainer._accs:
+    step.begin_epoch(1, steps=8)
+    step(images, target, strong=images if step.needs.strong() else None, index=torch.arange(4, device=META))
+    for acc in step.accs:
         assert acc.names[-1] == "total" and acc.loss_sum.shape == (len(acc.names),)

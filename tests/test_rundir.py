@@ -326,3 +326,25 @@ def test_paper_config_generator_deletes_only_what_it_wrote(tmp_path):
     with pytest.raises(SystemExit, match="holds files this script did not write"):
         gen.write(tmp_path)
     assert (tmp_path / "students" / "mine.txt").read_text() == "keep"
+
+
+def test_a_peer_directory_is_read_by_eval_analyze_and_as_a_teacher(tmp_path, capsys):
+    """Issue 21: after `figkd distill --peers resnet8 resnet14`, the peer's directory (whose config names the
+    peer set, not a student) works with `figkd eval`, `figkd analyze` and as `--teacher-ckpt` alone."""
+    from figkd.analysis.common import load_run
+    from figkd.cli import main
+    from figkd.engine.run import resolve
+    from figkd.models import build_model
+
+    cfg = RunConfig(dataset="digits", peers=["resnet8", "resnet14"], epochs=1, objective="dml", device="cpu")
+    peer = tmp_path / "R" / "peer1-resnet14"
+    _run_dir(peer, rundir.record(cfg, "distill", architecture="resnet14", objective=rundir.resolved_terms("dml"),
+                                 peer=1), epochs_done=1, finished=True)
+    CheckpointManager(peer).save_best(1, build_model("resnet14", 10), 12.5)
+    assert main(["eval", str(peer), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "resnet14" and result["dataset"] == "digits" and 0 <= result["top1"] <= 100
+    loaded = load_run(peer)
+    assert loaded.label == "resnet14 DML" and loaded.model.fc.out_features == 10
+    distill = resolve(RunConfig(dataset="digits", teacher_ckpt=str(peer), student="resnet8"), "distill")
+    assert distill.teacher == "resnet14"

@@ -14,8 +14,6 @@ declares:
 - its value is finite and, where it has parameters, they receive gradients.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -25,14 +23,17 @@ from figkd.data import build_loader
 from figkd.data.base import ArrayDataset
 from figkd.engine.distributed import DistInfo
 from figkd.engine.graph import RecordingBackend
-from figkd.engine.guard import GradientGuard
 from figkd.engine.learner import build_learner
-from figkd.engine.trainer import Member, Trainer
-from figkd.losses import VOCABULARY, list_terms, term_spec
+from figkd.engine.member import build_member
+from figkd.engine.step import TrainStep
+from figkd.engine.teacher import TeacherForward
+from figkd.engine.trainer import Trainer
+from figkd.losses import VOCABULARY, Needs, list_terms, term_spec
 from figkd.models import build_model
+from fixtures_engine import meta_member
 
 CLASSES, BATCH, STEPS = 10, 4, 6
-META = torch.device("meta")
+META, CPU = torch.device("meta"), torch.device("cpu")
 
 
 def _learner(name, teacher, device_ctx=None, train_targets=None):
@@ -59,19 +60,15 @@ def test_step_of_each_term_runs_on_meta_tensors(name):
     members = []
     for _ in range(2 if term_spec(name).inputs.count("peer_logits") else 1):  # a peer term: two peers
         learner = _learner(name, teacher, META)
-        m = Member(name=name, model_name="resnet8", objective_name=name, learner=learner, run_dir=Path("unused"),
-                   cfg=cfg)
-        m.optimizer = torch.optim.SGD(learner.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        m.guard, m.step_module = GradientGuard(m.optimizer, META), learner
-        members.append(m)
-    trainer = Trainer(cfg, members, None, None, teacher=teacher if learner.needs.teacher else None, device=META,
-                      info=DistInfo())
+        members.append(meta_member(name, learner, cfg, META))
+    needs = Needs.of(*(m.learner.needs.inputs for m in members))
+    step = TrainStep(members, TeacherForward(teacher, needs) if learner.needs.teacher else None, device=META,
+                     amp_dtype=None, channels_last=False)
     images = torch.empty(BATCH, 3, 32, 32, device=META)
-    trainer._begin_epoch(1, steps=STEPS)
-    trainer._train_step(images, torch.zeros(BATCH, dtype=torch.long, device=META),
-                        strong=images if learner.needs.strong() else None,
-                        index=torch.arange(BATCH, device=META) if learner.needs.index else None)
-    assert trainer._accs[0].names[-1] == "total"
+    step.begin_epoch(1, steps=STEPS)
+    step(images, torch.zeros(BATCH, dtype=torch.long, device=META), strong=images if learner.needs.strong() else None,
+         index=torch.arange(BATCH, device=META) if learner.needs.index else None)
+    assert step.accs[0].names[-1] == "total"
 
 
 def test_every_term_is_captured_and_replayed_with_the_inputs_it_declares(tmp_path):
@@ -86,17 +83,16 @@ def test_every_term_is_captured_and_replayed_with_the_inputs_it_declares(tmp_pat
     for name in list_terms():
         torch.manual_seed(1)
         learner = _learner(name, teacher, train_targets=labels)
-        members.append(Member(name=name, model_name="resnet8", objective_name=name, learner=learner,
-                              run_dir=tmp_path / name, cfg=cfg))
+        members.append(build_member(name, "resnet8", name, learner, tmp_path / name, cfg, device=CPU,
+                                    info=DistInfo(), teacher=teacher))
     strong = any(m.learner.needs.strong() for m in members)
     train = build_loader("digits", None, True, BATCH, device="cpu", strong_view=strong, dataset=split)
     backend = RecordingBackend()
-    trainer = Trainer(cfg, members, train, None, teacher=teacher, device=torch.device("cpu"), info=DistInfo(),
+    trainer = Trainer(cfg, members, train, None, teacher=teacher, device=CPU, info=DistInfo(),
                       log=lambda *a, **k: None, graph_backend=backend)
-    trainer.setup()
-    backend.guard_tensors = trainer.persistent_tensors
+    backend.guard_tensors = lambda: trainer.persistent
     initial = {m.name: [p.detach().clone() for p in m.learner.objective.parameters()] for m in members}
-    [results] = [trainer._train_epoch(1)]
+    [results] = [trainer.train_epoch(1)]
     assert trainer.graph.captured and backend.replays == STEPS - 3  # 3 eager warm-up steps, then replays
     for m, r in zip(members, results, strict=True):
         assert np.isfinite(r["train/loss/total"]), m.name

@@ -146,8 +146,9 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
 
 
 def _cmd_run(args: argparse.Namespace, command: str) -> int:
+    import json
+
     from .engine.run import run
-    from .engine.trainer import summary_json
     configs = build_configs(args, command)
     from .atomic import WriteError
     from .engine.distributed import from_environment
@@ -162,7 +163,7 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     except WriteError as error:  # a full disk: say where the run stands and how to continue it
         raise WriteError(error.errno, f"{error}; the run stopped {resume_note(configs, command)}") from None
     if from_environment().is_main:
-        print(summary_json(summaries))
+        print(json.dumps(summaries, indent=2))
     return 0
 
 
@@ -329,7 +330,7 @@ def _main(argv: list[str] | None) -> int:
         _error(exc)
         return EXIT_USER_ERROR
     except Exception as exc:
-        from .engine.trainer import NonFiniteLossError
+        from .engine.nonfinite import NonFiniteLossError
         if isinstance(exc, NonFiniteLossError):
             _error(exc)
             return EXIT_NONFINITE

@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointManager
 from .evaluate import evaluate
+from .nonfinite import NonFiniteLossError
 from .run import run
-from .trainer import NonFiniteLossError
 
 __all__ = ["CheckpointManager", "NonFiniteLossError", "evaluate", "run"]

@@ -8,7 +8,7 @@ never resets it within an epoch, and the fused SGD step skips its update while `
 step on, no update is applied: the weights stay those the bad step saw, finite, without a host read
 in the step (the step can still be captured in a CUDA graph). The engine reads the flag with the
 loss sums (``EpochAccumulator.first_nonfinite``) and stops the run, naming the term whose gradient
-was not finite (`figkd.engine.trainer`).
+was not finite (`figkd.engine.nonfinite`).
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ from ..config import RunConfig, milestones_warning
 from ..errors import ConfigError, RunFileError
 from . import distributed as dist_utils
 from . import rundir
-from .device import resolve_cuda_graph, resolve_device
+from .device import resolve_channels_last, resolve_cuda_graph, resolve_device
 from .learner import build_learner
+from .member import build_member
 from .rundir import RunDir, default_run_dir, member_name, objective_name, peer_dirs, run_dir_of  # noqa: F401
-from .trainer import Member, Trainer
+from .trainer import Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
 MEMBER_FIELDS = ("model", "student", "objective", "out", "lr")
@@ -251,9 +252,9 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         if info.is_main:
             run_dir.write_config(rec)
             run_dir.write_normalization(norm)
-        members.append(Member(name=name, model_name=model_name,
-                              objective_name=objective_name(c.objective), learner=learner,
-                              run_dir=run_dir.path, cfg=c, status=status))
+        members.append(build_member(name, model_name, objective_name(c.objective), learner, run_dir, c,
+                                    device=device, info=info, channels_last=resolve_channels_last(cfg, device),
+                                    teacher=teacher, resume=status == "resume", log=log))
     if not members:
         return done
     warning = milestones_warning(cfg)
@@ -262,9 +263,7 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     if cfg.peers and done:
         raise ConfigError(f"the peers of {run_dirs[0]} are in different states (some finished, some not): they "
                           "train together; remove the unfinished ones' directories or use --overwrite")
-    trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info,
-                      log=log)
-    trainer.setup()
+    trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info, log=log)
     return done + trainer.fit()
 
 

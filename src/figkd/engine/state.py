@@ -9,6 +9,7 @@ values, so the file loads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -32,7 +33,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def training_state(member, device: torch.device) -> dict[str, Any]:
-    """Everything of ``member`` (a `figkd.engine.trainer.Member`) but its weights, for its checkpoint."""
+    """Everything of ``member`` (a `figkd.engine.member.Member`) but its weights, for its checkpoint."""
     return {"optimizer": member.optimizer.state_dict(), "objective": member.learner.objective_state(),
             "best_top1": member.best_top1, "best_epoch": member.best_epoch, "rng": rng_state(device),
             "scheduler": {"base_lr": member.base_lr, "milestones": list(member.cfg.lr_milestones),
@@ -45,7 +46,7 @@ def restore(member, weights: dict[str, torch.Tensor], state: dict[str, Any], dev
     from .recipe import load_optimizer_state
 
     member.learner.model.load_state_dict(weights)
-    member.learner.load_objective_state(state.get("objective"), f"the checkpoint of {member.run_dir}")
+    member.learner.load_objective_state(state.get("objective"), f"the checkpoint of {os.fspath(member.run_dir)}")
     load_optimizer_state(member.optimizer, state["optimizer"])
     member.best_top1, member.best_epoch = state["best_top1"], state["best_epoch"]
     member.start_epoch = state["epoch"] + 1

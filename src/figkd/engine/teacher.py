@@ -41,10 +41,20 @@ class TeacherForward:
     of it; see the module docstring."""
 
     def __init__(self, teacher: nn.Module, needs: Needs):
-        self.module = teacher
+        self.teacher = teacher  # the module whose parameters and buffers the step reads
+        self.module = teacher  # what is called: the teacher, or its torch.compile wrapper
         self.features = needs.features("teacher")
         self.cams = needs.cams("teacher")
         self.strong = needs.strong("teacher")
+
+    @classmethod
+    def on(cls, teacher: nn.Module, members, device: torch.device, channels_last: bool = False) -> TeacherForward:
+        """The teacher forward of a run's ``members`` (what their objectives need of it), with ``teacher`` moved
+        to ``device`` (channels_last when asked), in eval mode and frozen (no parameter requires a gradient)."""
+        teacher.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return cls(teacher, Needs.of(*(m.learner.needs.inputs for m in members)))
 
     def __call__(self, batch: Batch, autocast) -> dict[str, Any]:
         with torch.no_grad(), autocast:

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from ..config import RunConfig
+from .device import resolve_channels_last
 from .distributed import DistInfo
 from .graph import RecordingBackend
-from .trainer import Member, Trainer
+from .member import build_member
+from .trainer import Trainer
 
 #: Image side, classes, real train and test sizes (CIFAR-100: 50,000/10,000 at 32x32; TinyImageNet:
 #: 100,000/10,000 at 64x64; digits: figkd's bundled 1,437/360 split).
@@ -92,14 +94,14 @@ def build_trainer(teacher: str, student: str, objectives: Sequence[tuple[str, An
     test_ds = synthetic_split(dataset, eval_samples, False, 0)
     train = build_loader(dataset, None, True, batch_size, device=device, strong_view=strong, dataset=train_ds)
     test = build_loader(dataset, None, False, eval_batch_size, device=device, dataset=test_ds)
-    members = [Member(name=f"{student}-{label}", model_name=student, objective_name=label, learner=learner,
-                      run_dir=Path(workdir) / f"{mode}-{label}-{len(objectives)}", cfg=cfg)
+    info = DistInfo()
+    members = [build_member(f"{student}-{label}", student, label, learner,
+                            Path(workdir) / f"{mode}-{label}-{len(objectives)}", cfg, device=device, info=info,
+                            channels_last=resolve_channels_last(cfg, device), teacher=teacher_model)
                for (label, _), learner in zip(objectives, learners, strict=True)]
     backend = RecordingBackend() if mode == "graph" and device.type != "cuda" else None
-    trainer = Trainer(cfg, members, train, test, teacher=teacher_model, device=device, info=DistInfo(),
-                      log=lambda *a, **k: None, graph_backend=backend)
-    trainer.setup()
-    return trainer
+    return Trainer(cfg, members, train, test, teacher=teacher_model, device=device, info=info,
+                   log=lambda *a, **k: None, graph_backend=backend)
 
 
 def warm_up(trainer: Trainer) -> int:
@@ -107,10 +109,10 @@ def warm_up(trainer: Trainer) -> int:
     that takes more than one epoch when an epoch is shorter than the graph's warm-up steps); returns the
     next epoch."""
     epoch = 1
-    trainer._train_epoch(epoch)
+    trainer.train_epoch(epoch)
     while trainer.graph is not None and not trainer.graph.captured and trainer.graph.failed is None:
         epoch += 1
-        trainer._train_epoch(epoch)
+        trainer.train_epoch(epoch)
     return epoch + 1
 
 
@@ -118,5 +120,5 @@ def time_steps(trainer: Trainer, first_epoch: int, repeats: int) -> list[float]:
     """Seconds per training step of ``repeats`` timed epochs from ``first_epoch`` (one value per epoch:
     the epoch's training time over its steps)."""
     steps = len(trainer.train_loader)
-    return [trainer._train_epoch(epoch)[0]["train_time_s"] / steps
+    return [trainer.train_epoch(epoch)[0]["train_time_s"] / steps
             for epoch in range(first_epoch, first_epoch + repeats)]

@@ -9,7 +9,7 @@ predictions taken as constants (detached):
 
 This term reads the other peers' logits (vocabulary input ``peer_logits``); the engine provides them
 from a two-phase step: every peer's forward runs first, then each peer's loss, backward and update
-(`figkd.engine.trainer`; ``figkd distill --peers A B``). The paper's Algorithm 1 recomputes the
+(`figkd.engine.step`; ``figkd distill --peers A B``). The paper's Algorithm 1 recomputes the
 predictions after each peer's update (one more forward per peer per step); here all peers learn from
 the predictions of the same step, the common implementation (one forward each).
 """

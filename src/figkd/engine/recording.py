@@ -1,0 +1,82 @@
+"""What a run keeps of each epoch: ``metrics.jsonl``, TensorBoard scalars, checkpoints and the summary.
+
+One :class:`Recorder` per run writes, for each member, into its run directory (`figkd.engine.rundir.RunDir`)
+- only in the main process (rank 0 speaks for a DDP run):
+
+- at the end of every epoch (:meth:`Recorder.end_epoch`): the epoch's record appended to ``metrics.jsonl``
+  and TensorBoard (``tb/``), ``best.safetensors`` when the test top-1 improved, and the checkpoint
+  ``--resume`` continues from (weights and training state, `figkd.engine.checkpoint`), in that order, so
+  a kill between two files loses at most this epoch;
+- at the end of the run (:meth:`Recorder.finish`): ``summary.json``, whose presence marks the run as done.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .member import Member
+from .state import training_state
+
+
+class Recorder:
+    """Writes the results of ``members`` (see the module docstring); ``main``: this process writes;
+    ``tensorboard``: TensorBoard event files too."""
+
+    def __init__(self, members: list[Member], *, main: bool, tensorboard: bool, device: torch.device,
+                 dataset: str, epochs: int, seed: int):
+        self.main, self.device = main, device
+        self.run_facts = {"dataset": dataset, "epochs": epochs, "seed": seed}
+        self.writers: dict[str, Any] = {}
+        if main and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers = {m.name: SummaryWriter(str(m.run_dir.path / "tb"), purge_step=m.start_epoch)
+                            for m in members}
+
+    def end_epoch(self, m: Member, epoch: int, record: dict[str, Any]) -> None:
+        """Keep the record of ``epoch`` (see the module docstring)."""
+        m.history.append(record)
+        if not self.main:
+            return
+        m.run_dir.append_metrics(record)
+        writer = self.writers.get(m.name)
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    writer.add_scalar(key, value, epoch)
+            writer.flush()
+        top1 = record.get("test/top1")
+        if top1 is not None and top1 > m.best_top1:
+            m.best_top1, m.best_epoch = top1, epoch
+            m.run_dir.checkpoints.save_best(epoch, m.model, top1)
+        m.run_dir.checkpoints.save(epoch, m.model, training_state(m, self.device))
+
+    def finish(self, m: Member) -> dict[str, Any]:
+        """The member's summary (last and best test top-1), written as ``summary.json``."""
+        last = next((r for r in reversed(m.history) if "test/top1" in r), {})
+        summary = {"name": m.name, "model": m.model_name, "objective": m.objective_name, **self.run_facts,
+                   "last_top1": last.get("test/top1"), "last_top5": last.get("test/top5"),
+                   "best_top1": m.best_top1, "best_epoch": m.best_epoch, "run_dir": str(m.run_dir.path)}
+        if self.main:
+            m.run_dir.write_summary(summary)
+        return summary
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def epoch_line(members: list[Member], epoch: int, epochs: int) -> str:
+    """The log line of an epoch: time, throughput, and each member's loss and test top-1."""
+    parts = []
+    for m in members:
+        r = m.history[-1]
+        loss = r.get("train/loss/total", math.nan)
+        top1 = r.get("test/top1")
+        parts.append(f"{m.name}: loss {loss:.4f}" + (f" test top-1 {top1:.2f}" if top1 is not None else ""))
+    t = members[0].history[-1]
+    return (f"epoch {epoch}/{epochs} ({t['train_time_s']:.1f}s, {t['images_per_s']:.0f} img/s) "
+            + " | ".join(parts))
