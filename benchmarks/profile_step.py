@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
             start = time.perf_counter()
-            trainer._train_epoch(epoch)  # ends with a device synchronisation
+            trainer.train_epoch(epoch)  # ends with a device synchronisation
             wall_s = time.perf_counter() - start
     events = prof.key_averages()
     kernels = [e for e in events if _is_kernel(e)]

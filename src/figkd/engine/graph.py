@@ -6,7 +6,7 @@ records the kernels of one step once and replays them with one launch. What repl
 
 - every tensor the step reads or writes lives at a fixed address: the batch is copied into static
   input buffers, the learning rate is a tensor updated in place (``recipe.set_lr``), the epoch of
-  DKD's warm-up is a tensor (``Trainer._epoch_t``), the metric sums persist across epochs and are
+  DKD's warm-up is a tensor (``TrainStep.epoch``), the metric sums persist across epochs and are
   zeroed in place (``EpochAccumulator.reset``), gradients are created once, inside the capture;
 - nothing in the step reads a tensor on the host (``.item()``: ``tests/test_engine_step.py``) or
   depends on a Python value that changes between steps (it would be frozen at capture).

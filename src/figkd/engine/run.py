@@ -19,6 +19,7 @@ configuration, so its ``config.yaml`` runs (or resumes) the whole peer set again
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,17 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One member-to-be of a run: its config, run directory, architecture, name and peer index."""
+
+    cfg: RunConfig
+    run_dir: RunDir
+    architecture: str
+    name: str
+    peer: int | None = None
+
+
 def _run(configs, command, cfg, info, device, resume, overwrite, log):
     if cfg.cache_dir and info.enabled:  # one process fills the cache, the others wait and read it
         from ..data import prepare_cache
@@ -196,75 +208,91 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         skipped = getattr(split, "skipped", None)
         if skipped:
             log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
-    num_classes = splits[0].num_classes
-    run_dirs = [run_dir_of(c, command) for c in configs]
-    if len(set(run_dirs)) != len(run_dirs):
-        raise ConfigError("the students of one run need distinct run directories")
-    if cfg.peers and len(configs) > 1:
-        raise ConfigError("a peers run (--peers) is one configuration: run other students separately")
-    if cfg.peers:  # one member per peer, each with its own directory; all record the peers run's config
-        entries = [(configs[0].replace(out=str(run_dirs[0])), RunDir(d), arch, d.name, i)
-                   for i, (d, arch) in enumerate(zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True))]
-    else:
-        entries = [(c.replace(out=str(d)), RunDir(d), c.model if command == "train" else c.student,
-                    member_name(c, command), None) for c, d in zip(configs, run_dirs, strict=True)]
+    entries = _entries(configs, command)
     from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
-    stored = [] if overwrite else [e[1].stored_normalization() for e in entries if e[1].path.is_dir()]
+    stored = [] if overwrite else [e.run_dir.stored_normalization() for e in entries if e.run_dir.path.is_dir()]
     norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], stored=stored,
                                  cache_dir=cfg.cache_dir, log=log)
-    teacher = _load_teacher(cfg, num_classes) if command == "distill" and cfg.teacher else None
-    input_size = _input_size(cfg)
-
-    learners = []
-    for i, (c, _, model_name, _, _) in enumerate(entries):
-        if i == 0 or not c.peers:  # peers continue one stream (different initialisations); other members
-            torch.manual_seed(c.seed)  # all start from the same one. The objective's modules continue it too.
-        model = _build_model(model_name, num_classes)
-        learner = build_learner(model, c.objective, teacher=teacher, num_classes=num_classes,
-                                input_size=input_size, train_size=len(splits[0]),
-                                train_targets=splits[0].targets, seed=c.seed)
-        if command == "train" and learner.needs.teacher:
-            raise ConfigError("figkd train trains a model alone: its objective must not need a teacher "
-                              "(use figkd distill)")
-        if learner.needs.peers and not c.peers:
-            raise ConfigError(f"objective {objective_name(c.objective)!r} reads the other peers' logits (deep mutual "
-                              "learning): train the peers together with figkd distill --peers A B")
-        learners.append(learner)
+    teacher = _load_teacher(cfg, splits[0].num_classes) if command == "distill" and cfg.teacher else None
+    learners = [_learner(e, i, command, teacher, splits[0]) for i, e in enumerate(entries)]
     # The loaders before any run directory is touched: a data problem (a batch larger than the split, an
     # image that cannot be decoded) is reported with nothing written.
     strong = any(learner.needs.strong() for learner in learners)
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
-
     members, done = [], []
-    for (c, run_dir, model_name, name, peer), learner in zip(entries, learners, strict=True):
-        rec = rundir.record(c, command, architecture=model_name, objective=learner.objective.spec,
-                            world_size=info.world_size, peer=peer)
-        status = dist_utils.decide_on_main(partial(run_dir.prepare, rec, resume=resume, overwrite=overwrite))
-        if status == "done":
-            log(f"[{name}] {run_dir.path} already holds this finished run: skipped")
-            done.append(run_dir.summary())
-            continue
-        note = run_dir.world_size_note(rec) if status == "resume" else None
-        if note:
-            log(f"[{name}] {note}")
-        if info.enabled:
-            learner = dist_utils.convert_batchnorm(learner)
-        if info.is_main:
-            run_dir.write_config(rec)
-            run_dir.write_normalization(norm)
-        members.append(build_member(name, model_name, objective_name(c.objective), learner, run_dir, c,
-                                    device=device, info=info, channels_last=resolve_channels_last(cfg, device),
-                                    teacher=teacher, resume=status == "resume", log=log))
+    for entry, learner in zip(entries, learners, strict=True):
+        member = _start(entry, learner, command, teacher=teacher, norm=norm, device=device, info=info,
+                        resume=resume, overwrite=overwrite, log=log)
+        (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
     warning = milestones_warning(cfg)
     if warning and info.is_main:  # said as training starts, not before an error that stops it
         warnings.warn(warning, stacklevel=3)
     if cfg.peers and done:
-        raise ConfigError(f"the peers of {run_dirs[0]} are in different states (some finished, some not): they "
-                          "train together; remove the unfinished ones' directories or use --overwrite")
+        raise ConfigError(f"the peers of {entries[0].run_dir.path.parent} are in different states (some finished, "
+                          "some not): they train together; remove the unfinished ones' directories or use --overwrite")
     trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info, log=log)
     return done + trainer.fit()
+
+
+def _entries(configs: list[RunConfig], command: str) -> list[_Entry]:
+    """The members-to-be of a run: one per config, or one per peer of a peers run (each in
+    ``<out>/peer<i>-<arch>``, all recording the peers run's config)."""
+    run_dirs = [run_dir_of(c, command) for c in configs]
+    if len(set(run_dirs)) != len(run_dirs):
+        raise ConfigError("the students of one run need distinct run directories")
+    cfg = configs[0]
+    if cfg.peers and len(configs) > 1:
+        raise ConfigError("a peers run (--peers) is one configuration: run other students separately")
+    if cfg.peers:
+        return [_Entry(cfg.replace(out=str(run_dirs[0])), RunDir(d), arch, d.name, i)
+                for i, (d, arch) in enumerate(zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True))]
+    return [_Entry(c.replace(out=str(d)), RunDir(d), c.model if command == "train" else c.student,
+                   member_name(c, command)) for c, d in zip(configs, run_dirs, strict=True)]
+
+
+def _learner(entry: _Entry, index: int, command: str, teacher, train_split):
+    """The entry's student and objective as one Learner. Every member starts from the same random stream
+    (seeded with the config's seed), except peers, which continue one stream (different initialisations);
+    the objective's modules continue it too."""
+    c = entry.cfg
+    if index == 0 or not c.peers:
+        torch.manual_seed(c.seed)
+    num_classes = train_split.num_classes
+    learner = build_learner(_build_model(entry.architecture, num_classes), c.objective, teacher=teacher,
+                            num_classes=num_classes, input_size=_input_size(c), train_size=len(train_split),
+                            train_targets=train_split.targets, seed=c.seed)
+    if command == "train" and learner.needs.teacher:
+        raise ConfigError("figkd train trains a model alone: its objective must not need a teacher (use figkd distill)")
+    if learner.needs.peers and not c.peers:
+        raise ConfigError(f"objective {objective_name(c.objective)!r} reads the other peers' logits (deep mutual "
+                          "learning): train the peers together with figkd distill --peers A B")
+    return learner
+
+
+def _start(entry: _Entry, learner, command: str, *, teacher, norm, device, info, resume: bool, overwrite: bool,
+           log):
+    """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
+    when the directory already holds this finished run."""
+    rec = rundir.record(entry.cfg, command, architecture=entry.architecture, objective=learner.objective.spec,
+                        world_size=info.world_size, peer=entry.peer)
+    run_dir = entry.run_dir
+    status = dist_utils.decide_on_main(partial(run_dir.prepare, rec, resume=resume, overwrite=overwrite))
+    if status == "done":
+        log(f"[{entry.name}] {run_dir.path} already holds this finished run: skipped")
+        return run_dir.summary()
+    note = run_dir.world_size_note(rec) if status == "resume" else None
+    if note:
+        log(f"[{entry.name}] {note}")
+    if info.enabled:
+        learner = dist_utils.convert_batchnorm(learner)
+    if info.is_main:
+        run_dir.write_config(rec)
+        run_dir.write_normalization(norm)
+    return build_member(entry.name, entry.architecture, objective_name(entry.cfg.objective), learner, run_dir,
+                        entry.cfg, device=device, info=info, channels_last=resolve_channels_last(entry.cfg, device),
+                        teacher=teacher, resume=status == "resume", log=log)
 
 
 # ------------------------------------------------------------------------------ after a stop
