@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
-           "Peers", "Str", "TERM_WARMUP", "TERM_WEIGHT", "Triple", "parse_value"]
+           "Peers", "Str", "TERM_WARMUP", "TERM_WARMUP_START", "TERM_WEIGHT", "Triple", "parse_value"]
 
 Triple = tuple[float, float, float]
 
@@ -192,6 +192,9 @@ class Device(Check):
 TERM_WEIGHT = Float(min=0)
 #: The warm-up of an objective term: a whole number of epochs >= 0 (0: none), for both as well.
 TERM_WARMUP = Int(min=0)
+#: The epoch at which a term's warm-up ramp is 0 (``warmup_start``): 0 (mdistiller's rule, epochs counted
+#: from 1) or later, e.g. 1 for a trainer that counts epochs from 0 (dvlab-research/ReviewKD).
+TERM_WARMUP_START = Int(min=0)
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,9 @@ class Objective(Check):
                 TERM_WEIGHT.check(f"{name} term #{i} ({entry['term']}): weight", entry["weight"])
             if "warmup" in entry:
                 TERM_WARMUP.check(f"{name} term #{i} ({entry['term']}): warmup (epochs)", entry["warmup"])
+            if "warmup_start" in entry:
+                TERM_WARMUP_START.check(f"{name} term #{i} ({entry['term']}): warmup_start (epoch)",
+                                        entry["warmup_start"])
         return value
 
     def describe(self) -> str:

@@ -62,6 +62,10 @@ class RunConfig:
                   check=Normalisation())
     objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
                         "default vanilla for train, figkd for distill", check=Optional(Objective()))
+    teacher_mode: str = _f("auto", "the teacher's mode while distilling: auto (eval, or train where a term's "
+                           "official code runs it so: OFD, ReviewKD), eval (BatchNorm running statistics) or "
+                           "train (batch statistics; its running statistics move and are checkpointed)",
+                           check=Choice(("auto", "eval", "train")))
     # The recipe (paper Section 4.2).
     epochs: int = _f(240, "training epochs (paper: 240)", check=Int(min=1))
     batch_size: int = _f(64, "training batch size per process (paper: 64)", check=Int(min=1))
@@ -69,6 +73,8 @@ class RunConfig:
                           "0.01 for ShuffleNet-V1/V2 and MobileNet-V2; paper Section 4.2)",
                           check=Optional(Float(min=0, min_open=True)))
     momentum: float = _f(0.9, "SGD momentum (paper: 0.9)", check=Float(min=0, max=1, max_open=True))
+    nesterov: bool = _f(False, "Nesterov momentum (the paper's recipe: no; dvlab-research/ReviewKD's trainer: yes)",
+                        check=Bool())
     weight_decay: float = _f(5e-4, "SGD weight decay (mdistiller's 5e-4; the paper's number was lost)",
                              check=Float(min=0))
     lr_milestones: list = _f([150, 180, 210], "epochs after which the learning rate is multiplied by "

@@ -22,7 +22,7 @@ from .guard import GradientGuard
 from .learner import Learner
 from .recipe import build_optimizer, initial_lr, lr_at_epoch
 from .rundir import RunDir
-from .state import restore
+from .state import restore, restore_teacher_buffers
 
 
 @dataclass
@@ -75,6 +75,8 @@ def build_member(name: str, model_name: str, objective_name: str, learner: Learn
     if resume and run_dir.last_epoch() is not None:
         weights, state = run_dir.checkpoints.load_last()
         restore(member, weights, state, device)
+        if teacher is not None and "teacher_buffers" in state:  # a train-mode teacher's running statistics
+            restore_teacher_buffers(teacher, state["teacher_buffers"], f"the checkpoint of {run_dir.path}")
         run_dir.truncate_metrics(state["epoch"])  # epochs after the checkpoint were lost with the process
         member.history = run_dir.metrics()
         log(f"[{name}] resuming after epoch {state['epoch']} from {run_dir.path}")

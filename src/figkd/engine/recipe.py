@@ -31,7 +31,8 @@ def lr_at_epoch(base_lr: float, epoch: int, milestones: list[int], decay: float)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, device: torch.device):
-    """SGD with momentum and weight decay on every parameter (mdistiller decays all parameters).
+    """SGD with momentum (Nesterov's when ``cfg.nesterov``) and weight decay on every parameter (mdistiller
+    decays all parameters).
 
     The fused implementation (one kernel per device for the whole update; CPU and CUDA) takes the
     learning rate as a tensor on the parameters' device and reads it there. The default
@@ -46,6 +47,7 @@ def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, devi
         [p for p in model.parameters() if p.requires_grad],
         lr=lr,
         momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
         fused=fused or None,
     )

@@ -5,8 +5,9 @@ One :class:`Recorder` per run writes, for each member, into its run directory (`
 
 - at the end of every epoch (:meth:`Recorder.end_epoch`): the epoch's record appended to ``metrics.jsonl``
   and TensorBoard (``tb/``), ``best.safetensors`` when the test top-1 improved, and the checkpoint
-  ``--resume`` continues from (weights and training state, `figkd.engine.checkpoint`), in that order, so
-  a kill between two files loses at most this epoch;
+  ``--resume`` continues from (weights and training state, `figkd.engine.checkpoint`; with a train-mode
+  teacher also the teacher's buffers, its running statistics), in that order, so a kill between two files
+  loses at most this epoch;
 - at the end of the run (:meth:`Recorder.finish`): ``summary.json``, whose presence marks the run as done.
 """
 
@@ -26,8 +27,9 @@ class Recorder:
     ``tensorboard``: TensorBoard event files too."""
 
     def __init__(self, members: list[Member], *, main: bool, tensorboard: bool, device: torch.device,
-                 dataset: str, epochs: int, seed: int):
+                 dataset: str, epochs: int, seed: int, teacher: torch.nn.Module | None = None):
         self.main, self.device = main, device
+        self.teacher = teacher  # a train-mode teacher: its buffers (running statistics) move and are checkpointed
         self.run_facts = {"dataset": dataset, "epochs": epochs, "seed": seed}
         self.writers: dict[str, Any] = {}
         if main and tensorboard:
@@ -52,7 +54,10 @@ class Recorder:
         if top1 is not None and top1 > m.best_top1:
             m.best_top1, m.best_epoch = top1, epoch
             m.run_dir.checkpoints.save_best(epoch, m.model, top1)
-        m.run_dir.checkpoints.save(epoch, m.model, training_state(m, self.device))
+        state = training_state(m, self.device)
+        if self.teacher is not None:
+            state["teacher_buffers"] = dict(self.teacher.named_buffers())
+        m.run_dir.checkpoints.save(epoch, m.model, state)
 
     def finish(self, m: Member) -> dict[str, Any]:
         """The member's summary (last and best test top-1), written as ``summary.json``."""

@@ -34,6 +34,7 @@ from .device import resolve_channels_last, resolve_cuda_graph, resolve_device
 from .learner import build_learner
 from .member import build_member
 from .rundir import RunDir, default_run_dir, member_name, objective_name, peer_dirs, run_dir_of  # noqa: F401
+from .teacher import resolve_teacher_mode
 from .trainer import Trainer
 
 #: Fields that may differ between the members of one run (everything else is shared).
@@ -215,14 +216,19 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
                                  cache_dir=cfg.cache_dir, log=log)
     teacher = _load_teacher(cfg, splits[0].num_classes) if command == "distill" and cfg.teacher else None
     learners = [_learner(e, i, command, teacher, splits[0]) for i, e in enumerate(entries)]
+    teacher_mode = None
+    if teacher is not None:
+        teacher_mode = resolve_teacher_mode(cfg.teacher_mode, [learner.objective for learner in learners])
+        if info.enabled and teacher_mode == "train":  # batch statistics over every process, as the students'
+            teacher = dist_utils.convert_batchnorm(teacher)
     # The loaders before any run directory is touched: a data problem (a batch larger than the split, an
     # image that cannot be decoded) is reported with nothing written.
     strong = any(learner.needs.strong() for learner in learners)
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
     members, done = [], []
     for entry, learner in zip(entries, learners, strict=True):
-        member = _start(entry, learner, command, teacher=teacher, norm=norm, device=device, info=info,
-                        resume=resume, overwrite=overwrite, log=log)
+        member = _start(entry, learner, command, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
+                        device=device, info=info, resume=resume, overwrite=overwrite, log=log)
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
@@ -271,12 +277,12 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split):
     return learner
 
 
-def _start(entry: _Entry, learner, command: str, *, teacher, norm, device, info, resume: bool, overwrite: bool,
-           log):
+def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm, device, info, resume: bool,
+           overwrite: bool, log):
     """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
     when the directory already holds this finished run."""
     rec = rundir.record(entry.cfg, command, architecture=entry.architecture, objective=learner.objective.spec,
-                        world_size=info.world_size, peer=entry.peer)
+                        world_size=info.world_size, peer=entry.peer, teacher_mode=teacher_mode)
     run_dir = entry.run_dir
     status = dist_utils.decide_on_main(partial(run_dir.prepare, rec, resume=resume, overwrite=overwrite))
     if status == "done":

@@ -63,6 +63,8 @@ RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "ca
                   "cuda_graph")  # a captured step replays the eager step's kernels
 #: Path fields recorded as absolute paths in config.yaml (so `figkd eval RUN_DIR` works from anywhere).
 PATH_FIELDS = ("data_root", "teacher_ckpt")
+#: Every RunConfig field's default: what a record written before the field existed is read as.
+_DEFAULTS = RunConfig().to_dict()
 
 
 # ------------------------------------------------------------------------------------------ names
@@ -119,9 +121,11 @@ def resolved_terms(spec: Any) -> list[dict[str, Any]]:
 
 
 def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with relative paths made absolute and a null ``lr`` replaced by the paper's default (what
-    runs recorded before config.yaml held the values used; comparing them to a new run's stays fair)."""
-    out = dict(cfg)
+    """``cfg`` with relative paths made absolute, a null ``lr`` replaced by the paper's default, and every
+    `RunConfig` field it lacks set to its default (what runs recorded before config.yaml held the values used,
+    or before a field existed - a new field's default keeps the old behaviour; comparing them to a new run's
+    stays fair)."""
+    out = {**_DEFAULTS, **cfg}
     for key in PATH_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
@@ -132,12 +136,13 @@ def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def record(cfg: RunConfig, command: str, *, architecture: str, objective: Sequence[Mapping[str, Any]],
-           world_size: int = 1, peer: int | None = None) -> dict[str, Any]:
+           world_size: int = 1, peer: int | None = None, teacher_mode: str | None = None) -> dict[str, Any]:
     """What ``config.yaml`` of one member of a run records: ``cfg`` with absolute ``data_root`` /
     ``teacher_ckpt`` and the learning rate the run uses (`figkd.engine.recipe.initial_lr`), and under
     ``resolved``: the objective as it resolved (``objective``: a term list as :func:`resolved_terms` gives),
     the ``architecture`` this directory trains, its ``peer`` index in a peers run, the ``world_size``
-    (processes) and the ``global_batch`` (``batch_size`` x world size)."""
+    (processes), the ``global_batch`` (``batch_size`` x world size) and, with a teacher, the ``teacher_mode``
+    it ran in (`figkd.engine.teacher.resolve_teacher_mode`)."""
     from .recipe import initial_lr
 
     out = normalized(cfg.to_dict())
@@ -147,6 +152,8 @@ def record(cfg: RunConfig, command: str, *, architecture: str, objective: Sequen
                 "global_batch": int(cfg.batch_size) * int(world_size)}
     if peer is not None:
         resolved["peer"] = int(peer)
+    if teacher_mode is not None:
+        resolved["teacher_mode"] = teacher_mode
     out["resolved"] = resolved
     return out
 
@@ -210,6 +217,9 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     if both:
         out += objective_differences(old_objective, new_objective)
+    old_mode, new_mode = (_resolved(r).get("teacher_mode", "eval") for r in (old, new))
+    if old_mode != new_mode:  # a run recorded before figkd recorded it ran its teacher in eval mode
+        out.append(f"teacher mode: {old_mode} -> {new_mode}")
     return out
 
 

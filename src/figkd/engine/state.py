@@ -2,8 +2,9 @@
 
 Saved every epoch in ``checkpoints/epoch_NNNN.state.pt`` (`figkd.engine.checkpoint`): the optimizer
 state (momentum buffers), the objective's parameters and buffers (connectors, memory banks:
-`figkd.engine.learner.Learner.objective_state`), the best top-1 so far, the schedule, and the RNG
-states (torch, Python, CUDA) that the next epoch continues from. Only tensors and plain Python
+`figkd.engine.learner.Learner.objective_state`), the best top-1 so far, the schedule, the RNG
+states (torch, Python, CUDA) that the next epoch continues from, and, when the teacher runs in train mode,
+its buffers (``teacher_buffers``: the running statistics that move with the data). Only tensors and plain Python
 values, so the file loads with ``torch.load(weights_only=True)``.
 """
 
@@ -51,3 +52,17 @@ def restore(member, weights: dict[str, torch.Tensor], state: dict[str, Any], dev
     member.best_top1, member.best_epoch = state["best_top1"], state["best_epoch"]
     member.start_epoch = state["epoch"] + 1
     set_rng_state(state["rng"], device)
+
+
+def restore_teacher_buffers(teacher: torch.nn.Module, saved: dict[str, torch.Tensor], where: str) -> None:
+    """Copy a train-mode teacher's saved buffers (BatchNorm running statistics and batch counts) into
+    ``teacher``, in place. ConfigError naming ``where`` when the names differ (another teacher)."""
+    from ..errors import ConfigError
+
+    own = dict(teacher.named_buffers())
+    if set(own) != set(saved):
+        differ = sorted(set(own) ^ set(saved))[:3]
+        raise ConfigError(f"{where}: the saved teacher buffers do not fit this teacher ({', '.join(differ)}, ...)")
+    with torch.no_grad():
+        for name, buffer in own.items():
+            buffer.copy_(saved[name])

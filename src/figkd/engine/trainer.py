@@ -33,7 +33,7 @@ from .member import Member
 from .nonfinite import check_finite
 from .recording import Recorder, epoch_line
 from .step import TrainStep
-from .teacher import TeacherForward
+from .teacher import TeacherForward, resolve_teacher_mode
 
 #: Steps between two reads of the loss sums while a progress bar is shown (each read synchronises).
 SYNC_EVERY = 25
@@ -51,7 +51,9 @@ class Trainer:
         self.log = log if info.is_main else (lambda *a, **k: None)
         self.amp_dtype = resolve_amp(cfg, device)
         self.channels_last = resolve_channels_last(cfg, device)
-        teacher_forward = TeacherForward.on(teacher, members, device, self.channels_last) if teacher else None
+        self.teacher_mode = resolve_teacher_mode(cfg.teacher_mode, [m.learner.objective for m in members])
+        teacher_forward = (TeacherForward.on(teacher, members, device, self.channels_last, self.teacher_mode)
+                           if teacher is not None else None)
         if cfg.compile:  # the learners were compiled when their members were built (figkd.engine.member)
             self.log("compiling the learners and the teacher with torch.compile (first steps are slow)")
             if teacher_forward is not None:
@@ -61,7 +63,8 @@ class Trainer:
         _check_members(self.step, members)
         self.graph = self._graph(graph_backend)
         self.recorder = Recorder(members, main=info.is_main, tensorboard=cfg.tensorboard, device=device,
-                                 dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed)
+                                 dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed,
+                                 teacher=teacher if self.teacher_mode == "train" else None)
         self.fault = fault_point()
 
     def fit(self) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import TERM_WARMUP, TERM_WEIGHT
+from ..checks import TERM_WARMUP, TERM_WARMUP_START, TERM_WEIGHT
 from .registry import ENTRY_KEYS, list_presets, list_terms, preset_spec, term_spec
 
 
@@ -45,15 +45,18 @@ class ResolvedTerm:
     weight: float
     warmup: int
     options: dict[str, Any]
+    warmup_start: int = 0
 
     def entry(self) -> dict[str, Any]:
-        """The recorded form: ``{"term", "name", "weight", "warmup", **options}``."""
-        return {"term": self.term, "name": self.key, "weight": self.weight, "warmup": self.warmup,
+        """The recorded form: ``{"term", "name", "weight", "warmup", **options}``, with ``"warmup_start"``
+        after ``"warmup"`` when it is not 0 (records made before it existed stay equal)."""
+        start = {"warmup_start": self.warmup_start} if self.warmup_start else {}
+        return {"term": self.term, "name": self.key, "weight": self.weight, "warmup": self.warmup, **start,
                 **copy.deepcopy(self.options)}
 
     def setting(self) -> tuple[Any, ...]:
         """What the term computes: everything but its output key."""
-        return self.term, self.weight, self.warmup, self.options
+        return self.term, self.weight, self.warmup, self.warmup_start, self.options
 
 
 @dataclass(frozen=True)
@@ -112,12 +115,15 @@ def resolve(spec: str | Sequence[Mapping[str, Any]], *, strict: bool = True) -> 
                                  f"{sorted([*ENTRY_KEYS, *defaults])}")
             weight = TERM_WEIGHT.check(f"objective term {term!r}: weight", entry.get("weight", 1.0))
             warmup = TERM_WARMUP.check(f"objective term {term!r}: warmup (epochs)", entry.get("warmup", 0))
+            start = TERM_WARMUP_START.check(f"objective term {term!r}: warmup_start (epoch)",
+                                            entry.get("warmup_start", 0))
         else:
             try:
                 defaults = term_spec(term).defaults
             except ValueError:  # a term this process does not know: its options as written
                 defaults = {}
             weight, warmup = _number(entry.get("weight", 1.0), float), _number(entry.get("warmup", 0), int)
+            start = _number(entry.get("warmup_start", 0), int)
         key = entry.get("name")
         if key is None:  # the term's name; a term used twice without names: term_1, term_2, ...
             seen.append(term)
@@ -126,7 +132,7 @@ def resolve(spec: str | Sequence[Mapping[str, Any]], *, strict: bool = True) -> 
                        or key in [t.key for t in out]):
             raise ValueError(f"objective term #{i}: output name {key!r} must be a non-empty string without '/', "
                              "unique, and not 'total'")
-        out.append(ResolvedTerm(term, key, weight, warmup, copy.deepcopy({**defaults, **options})))
+        out.append(ResolvedTerm(term, key, weight, warmup, copy.deepcopy({**defaults, **options}), start))
     return out
 
 
@@ -159,6 +165,8 @@ def _label(spec: Any, terms: Sequence[ResolvedTerm]) -> str:
         shown = {k: v for k, v in t.options.items() if k not in defaults or defaults[k] != v}
         if t.warmup:
             shown["warmup"] = t.warmup
+        if t.warmup_start:
+            shown["warmup_start"] = t.warmup_start
         opts = ", ".join(f"{k}={_num(v)}" for k, v in sorted(shown.items()))
         parts.append(("" if t.weight == 1.0 else f"{_num(t.weight)}*") + str(t.term) + (f"({opts})" if opts else ""))
     return " + ".join(parts)

@@ -7,8 +7,8 @@
     out["total"].backward()
 
 A term entry is ``{"term": <name>, "weight": w (default 1), "warmup": N epochs (default 0),
-"name": <output key> (optional), **options of the term}``. The terms are those registered with
-`figkd.losses.register_term` (``list_terms()``; ``term_defaults(name)`` gives their options),
+"warmup_start": S (default 0, below), "name": <output key> (optional), **options of the term}``. The terms
+are those registered with `figkd.losses.register_term` (``list_terms()``; ``term_defaults(name)`` gives their options),
 ``list_presets()`` / ``preset_spec(name)`` the presets, which the methods declare where they register
 their terms. What an objective resolves to (every weight, warm-up and option), its report label and its
 run-directory name come from one description (`figkd.losses.description`).
@@ -24,7 +24,10 @@ training-set size, the teacher) are built from a `figkd.losses.BuildContext`.
 Warm-up: the weight of a term with ``"warmup": N`` is multiplied by ``min(epoch / N, 1)`` (clamped to
 [0, 1]), the rule of mdistiller's DKD (`mdistiller/distillers/DKD.py`: ``min(kwargs["epoch"] /
 self.warmup, 1.0)``). Epochs are counted from 1 as in mdistiller's trainer (`BaseTrainer.train`
-starts at ``epoch = 1``): in the first epoch the factor is 1/N, from epoch N on it is 1.
+starts at ``epoch = 1``): in the first epoch the factor is 1/N, from epoch N on it is 1. With
+``"warmup_start": S`` the factor is ``min((epoch - S) / N, 1)``: ``S = 1`` is the rule of a trainer that
+counts epochs from 0 (dvlab-research/ReviewKD ``CIFAR-100/train.py``: ``min(1, epoch/args.kd_warm_up)`` with
+``for epoch in range(args.epochs)``), whose first epoch has weight 0.
 
 A term may return a dict of named parts (MLKD: ce, kd, cc, bc): the output then holds each weighted
 part as ``<key>/<part>`` and their sum as ``<key>``. Under DDP the inputs of a ``batch_coupled`` term
@@ -73,8 +76,15 @@ class Objective(nn.Module):
         self.specs = tuple(term_spec(t.term) for t in description.terms)
         self.weights = tuple(float(t.weight) for t in description.terms)
         self.warmups = tuple(int(t.warmup) for t in description.terms)
+        self.warmup_starts = tuple(int(t.warmup_start) for t in description.terms)
         self.spec = description.resolved
         self.needs = Needs.of(*(s.inputs for s in self.specs), ["epoch"] if any(self.warmups) else [])
+
+    @property
+    def teacher_mode(self) -> str:
+        """``"train"`` when a term's official code runs the teacher in train mode (`TermSpec.teacher_mode`),
+        else ``"eval"``."""
+        return "train" if any(s.teacher_mode == "train" for s in self.specs) else "eval"
 
     def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
         """The weighted terms by key, their parts (``key/part``) and ``total``. Inputs are keyword
@@ -91,16 +101,16 @@ class Objective(nn.Module):
         coupled = world_size() > 1
         out: dict[str, torch.Tensor] = {}
         total = None
-        for key, term, spec, weight, warmup in zip(self.keys, self.terms, self.specs, self.weights, self.warmups,
-                                                   strict=True):
+        for key, term, spec, weight, warmup, start in zip(self.keys, self.terms, self.specs, self.weights,
+                                                          self.warmups, self.warmup_starts, strict=True):
             args = [gather_batch(inputs[n]) if coupled and spec.batch_coupled and n not in NOT_PER_SAMPLE
                     else inputs[n] for n in spec.inputs]
             value = term(*args)
             if isinstance(value, Mapping):
-                value = _sum([out.setdefault(f"{key}/{part}", _scaled(v, weight, epoch, warmup))
+                value = _sum([out.setdefault(f"{key}/{part}", _scaled(v, weight, epoch, warmup, start))
                               for part, v in value.items()])
             else:
-                value = _scaled(value, weight, epoch, warmup)
+                value = _scaled(value, weight, epoch, warmup, start)
             out[key] = value
             total = value if total is None else total + value
         out["total"] = total
@@ -113,10 +123,11 @@ class Objective(nn.Module):
         return "\n".join(parts)
 
 
-def _scaled(value: torch.Tensor, weight: float, epoch: float | torch.Tensor | None, warmup: int) -> torch.Tensor:
+def _scaled(value: torch.Tensor, weight: float, epoch: float | torch.Tensor | None, warmup: int,
+            start: int = 0) -> torch.Tensor:
     """``value * weight``, times the warm-up ramp when ``warmup > 0``."""
     value = value * weight
-    return value * _ramp(epoch, warmup, value) if warmup > 0 else value
+    return value * _ramp(epoch, warmup, value, start) if warmup > 0 else value
 
 
 def _sum(values: list[torch.Tensor]) -> torch.Tensor:
@@ -126,13 +137,14 @@ def _sum(values: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor) -> float | torch.Tensor:
-    """min(epoch / warmup, 1), clamped at 0; torch ops for a tensor epoch (no host sync)."""
+def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor, start: int = 0) -> float | torch.Tensor:
+    """min((epoch - start) / warmup, 1), clamped at 0; torch ops for a tensor epoch (no host sync)."""
     if isinstance(epoch, torch.Tensor):
-        return torch.clamp(epoch.to(like.dtype) / warmup, min=0.0, max=1.0)
+        e = epoch.to(like.dtype)
+        return torch.clamp((e - start if start else e) / warmup, min=0.0, max=1.0)
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real) or math.isnan(epoch):
         raise TypeError(f"epoch must be a number or a 0-dim tensor, got {epoch!r}")
-    return min(max(float(epoch) / warmup, 0.0), 1.0)
+    return min(max((float(epoch) - start) / warmup, 0.0), 1.0)
 
 
 def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int | None = None,

@@ -116,7 +116,10 @@ def connector(student_channels: int, teacher_channels: int) -> nn.Sequential:
     return nn.Sequential(conv, bn)
 
 
-@register_term("ofd", inputs=("student_preact_feats", "teacher_preact_feats"), function=ofd_loss,
+# The teacher runs in train mode in both official codes: clovaai/overhaul-distillation
+# CIFAR-100/train_with_distillation.py (``d_net.train()`` ... ``d_net.t_net.train()``, its forward under no_grad)
+# and mdistiller/distillers/OFD.py (``train()`` overridden so the teacher stays in train mode).
+@register_term("ofd", inputs=("student_preact_feats", "teacher_preact_feats"), function=ofd_loss, teacher_mode="train",
                source="Heo et al. ICCV 2019; clovaai/overhaul-distillation CIFAR-100/distiller.py (margins) and "
                       "mdistiller/distillers/OFD.py (loss, connectors; weight 0.001: mdistiller/engine/cfg.py CFG.OFD)",
                help="overhaul of feature distillation: partial L2 to the teacher's pre-ReLU features, with margins",

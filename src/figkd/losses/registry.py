@@ -61,7 +61,7 @@ from torch import nn
 from .inputs import check_names
 
 #: The keys of a term entry that are not options of the term (``{"term": ..., "weight": ..., ...}``).
-ENTRY_KEYS = ("term", "weight", "warmup", "name")
+ENTRY_KEYS = ("term", "weight", "warmup", "warmup_start", "name")
 #: A preset name: it names run directories (``<student>-<preset>-s<seed>``), so no path separator or space.
 _PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -78,6 +78,10 @@ class TermSpec:
     batch_coupled: bool = False
     help: str = ""
     function: Callable[..., Any] | None = None
+    #: the mode the term's official code runs the teacher in: "eval" (BatchNorm running statistics; the
+    #: default, and mdistiller's `Distiller.train`) or "train" (batch statistics, and the teacher's running
+    #: statistics move with the data: OFD, ReviewKD). `figkd.engine.teacher.resolve_teacher_mode` reads it.
+    teacher_mode: str = "eval"
 
     def build(self, context, **options: Any) -> nn.Module:
         """The term module with ``options`` (already merged with the defaults)."""
@@ -164,12 +168,14 @@ def _presets_of(term: str, presets: Mapping[str, Any] | None) -> list[Preset]:
 
 def register_term(name: str, *, inputs: Sequence[str], source: str, help: str = "",
                   function: Callable[..., Any] | None = None, presets: Mapping[str, Sequence[Mapping[str, Any]]]
-                  | None = None, batch_coupled: bool = False,
-                  defaults: Mapping[str, Any] | None = None) -> Callable[[type[nn.Module]], type[nn.Module]]:
+                  | None = None, batch_coupled: bool = False, defaults: Mapping[str, Any] | None = None,
+                  teacher_mode: str = "eval") -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator registering a loss term under ``name``, with its presets (see the module docstring).
 
     ``defaults``: the options and their defaults where they are not the keyword parameters of the
     constructor (a term whose ``from_context`` takes ``**options`` validated elsewhere, like FiGKD's).
+    ``teacher_mode``: ``"train"`` when the method's official code runs the teacher in train mode (see
+    `TermSpec.teacher_mode`); the engine then does too unless the run's ``teacher_mode`` says otherwise.
 
     Raises ValueError for a name or preset name already registered, an input outside the vocabulary or a
     preset that is not a list of term entries, and TypeError for an option without a default, a
@@ -177,6 +183,8 @@ def register_term(name: str, *, inputs: Sequence[str], source: str, help: str = 
     parameters do not match ``inputs`` in number. Nothing is registered when it raises.
     """
     declared = check_names(inputs, f"term {name!r}")
+    if teacher_mode not in ("eval", "train"):
+        raise ValueError(f"term {name!r}: teacher_mode must be 'eval' or 'train', got {teacher_mode!r}")
 
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _TERMS:
@@ -190,7 +198,7 @@ def register_term(name: str, *, inputs: Sequence[str], source: str, help: str = 
         options = dict(defaults) if defaults is not None else _options_of(cls, name)
         _check_function(name, function, options)
         declared_presets = _presets_of(name, presets)
-        _TERMS[name] = TermSpec(name, cls, declared, options, source, batch_coupled, help, function)
+        _TERMS[name] = TermSpec(name, cls, declared, options, source, batch_coupled, help, function, teacher_mode)
         _PRESETS.update((p.name, p) for p in declared_presets)
         return cls
 

@@ -116,8 +116,11 @@ def review_levels(shapes, pooled: int, stem: bool) -> list[tuple[int, int, int]]
     return [(pooled, 1, 1)] + [tuple(s) for s in reversed(stages)]
 
 
+# The teacher runs in train mode in the official trainer (dvlab-research/ReviewKD CIFAR-100/train.py: the teacher
+# is never put in eval mode; ``teacher(images, is_feat=True, preact=True)`` in every step), whose numbers the paper
+# tables report; mdistiller's port keeps its base class's eval-mode teacher.
 @register_term("reviewkd", inputs=("student_feats", "student_preact_feats", "student_pooled",
-                                   "teacher_preact_feats", "teacher_pooled"), function=hcl_loss,
+                                   "teacher_preact_feats", "teacher_pooled"), function=hcl_loss, teacher_mode="train",
                source="Chen et al. CVPR 2021; dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py and mdistiller/"
                       "distillers/ReviewKD.py (weight 5, warm-up 20: mdistiller configs/cifar100/reviewkd.yaml)",
                help="ReviewKD: the student's stages fused deepest-first (attention-based fusion) and matched to the "
