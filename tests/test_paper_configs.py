@@ -389,5 +389,5 @@ def test_ekd_configs_carry_each_pairs_published_setting():
         paper = _configs()[f"{table}/{teacher}-{student}/ekd.yaml"][1].objective
         assert code == [{"term": "ekd", "weight": 1.0, "variant": "code", "lamb": lamb, "temperature": 1.0,
                          "kd_weight": kd_w, "ekd_weight": ekd_w}]
-        assert paper == [{**code[0], "variant": "paper", "warmup": warmup}]
+        assert paper == [{**code[0], "variant": "paper", "dirichlet_warmup": warmup}]
         assert f"configs/cifar100/ekd/model/{file}" in " ".join(_header(f"{table}/{teacher}-{student}/ekd-code.yaml"))

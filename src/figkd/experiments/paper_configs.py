@@ -326,7 +326,7 @@ def ekd_objective(variant: str, dataset: str, teacher: str, student: str):
     term = {"term": "ekd", "weight": 1.0, "variant": "code" if variant == "ekd-code" else "paper", "lamb": lamb,
             "temperature": 1.0, "kd_weight": kd_weight, "ekd_weight": ekd_weight}
     if variant == "ekd":
-        term["warmup"] = warmup
+        term["dirichlet_warmup"] = warmup
     return [term]
 
 
