@@ -138,8 +138,9 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     # EKD: lyxiang-casia/EKD configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml (LAMB -1.22, TEMPERATURE 1,
     # KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30); the term holds its evidential CE. "ekd": the evidential terms
     # (the paper's); "ekd-code": the released code's effective loss (KD + MSE), which produced its numbers.
+    # WARMUP ramps the Dirichlet term only: the term's dirichlet_warmup (an entry's "warmup" ramps the whole term).
     "ekd": [{"term": "ekd", "weight": 1.0, "variant": "paper", "lamb": -1.22, "temperature": 1.0, "kd_weight": 4.5,
-             "ekd_weight": 4.5, "warmup": 30}],
+             "ekd_weight": 4.5, "dirichlet_warmup": 30}],
     "ekd-code": [{"term": "ekd", "weight": 1.0, "variant": "code", "lamb": -1.22, "temperature": 1.0,
                   "kd_weight": 4.5, "ekd_weight": 4.5}],
     # DML: Zhang et al. CVPR 2018 Eq. 10: CE + the mean KL to the other peers at T = 1 (figkd distill --peers A B).
