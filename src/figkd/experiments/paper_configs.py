@@ -109,11 +109,18 @@ MLKD_RECIPE_CIFAR100 = {  # (teacher, student) -> (file, lr, epochs)
     ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 0.01, 480),
     ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 0.01, 480),
 }
-#: EKD's per-pair settings: lyxiang-casia/EKD ``configs/cifar100/ekd/model/<file>`` (commit fb65a7e), the
-#: KD4eModel distiller: (file, LAMB, KD_WEIGHT, EKD_WEIGHT, WARMUP). TEMPERATURE is 1 in every file; LR and
-#: EPOCHS are FiGKD's (0.05, 0.01 for MobileNetV2/ShuffleNet, 240). CE_WEIGHT (5.0 in some files) is never
-#: applied by KD4eModel. vgg13_vgg8.yaml selects the CAT_KD distiller: its EKD section (used here) is unused there.
+#: EKD's per-pair settings: lyxiang-casia/EKD ``configs/cifar100/ekd/model/<file>`` (commit fb65a7e):
+#: (file, LAMB, KD_WEIGHT, EKD_WEIGHT, WARMUP). TEMPERATURE is 1 in every file; LR and EPOCHS are FiGKD's (0.05,
+#: 0.01 for MobileNetV2/ShuffleNet, 240). Every file but vgg13_vgg8.yaml selects the KD4eModel distiller, which
+#: overwrites its evidential terms (the ``ekd-code`` variant) and never applies CE_WEIGHT (5.0 in some files).
+#: vgg13_vgg8.yaml selects EKD's CAT_KD distiller (EKD_CAT_KD).
 EKD_SOURCE = "lyxiang-casia/EKD configs/cifar100/ekd/model/{}, commit fb65a7e"
+#: The pairs whose EKD config selects EKD's CAT_KD distiller (lyxiang-casia/EKD ``mdistiller/distillers/CAT_KD.py``,
+#: ``configs/cifar100/ekd/model/vgg13_vgg8.yaml``): the evidential terms as its paper writes them (evidential CE,
+#: first-order KL, Dirichlet KL with the warm-up; nothing overwritten) plus CAT_loss_weight x CAT-KD's loss on the
+#: last stage's maps (the unconverted models' ``feats[-1]``: ``if_test`` is off, no CAMs), pooled to
+#: CAM_RESOLUTION, IF_NORMALIZE: (CAT weight, resolution, normalise). What produced that cell's published number.
+EKD_CAT_KD = {("vgg13", "vgg8"): (4.5, 2, False)}
 EKD_CIFAR100 = {
     ("resnet110", "resnet32"): ("resnet110_resnet32.yaml", -0.86, 2.5, 2.5, 30),
     ("resnet32x4", "resnet8x4"): ("resnet32x4_resnet8x4.yaml", -1.22, 4.5, 4.5, 30),
@@ -318,16 +325,22 @@ def dkd_objective(dataset: str, teacher: str, student: str):
 
 def ekd_objective(variant: str, dataset: str, teacher: str, student: str):
     """EKD's term with its per-pair published settings (EKD_CIFAR100), as released ("ekd-code") or as the
-    paper's evidential terms ("ekd"); the presets elsewhere."""
+    paper's evidential terms ("ekd"); the presets elsewhere. As released for a pair of EKD_CAT_KD: EKD's
+    CAT_KD distiller, the evidential terms plus ``cat_kd_feats``."""
     setting = EKD_CIFAR100.get((teacher, student)) if dataset == "cifar100" else None
     if setting is None:
         return variant
     _, lamb, kd_weight, ekd_weight, warmup = setting
-    term = {"term": "ekd", "weight": 1.0, "variant": "code" if variant == "ekd-code" else "paper", "lamb": lamb,
+    cat = EKD_CAT_KD.get((teacher, student)) if variant == "ekd-code" else None
+    code = variant == "ekd-code" and cat is None
+    term = {"term": "ekd", "weight": 1.0, "variant": "code" if code else "paper", "lamb": lamb,
             "temperature": 1.0, "kd_weight": kd_weight, "ekd_weight": ekd_weight}
-    if variant == "ekd":
+    if not code:
         term["dirichlet_warmup"] = warmup
-    return [term]
+    if cat is None:
+        return [term]
+    weight, pool, normalize = cat
+    return [term, {"term": "cat_kd_feats", "weight": weight, "pool_size": pool, "normalize": normalize}]
 
 
 def _objective_for(variant: str, dataset: str, teacher: str, student: str):
@@ -564,9 +577,18 @@ def generate(rows: list[dict] | None = None) -> dict[str, str]:
                     note += ". mdistiller publishes this setting for CIFAR-100 only; it is used here unchanged"
                 if base_variant in ("ekd", "ekd-code") and not isinstance(objective, str):
                     file, lamb, kd_w, ekd_w, warmup = EKD_CIFAR100[(teacher, student)]
+                    cat = EKD_CAT_KD.get((teacher, student)) if base_variant == "ekd-code" else None
+                    if cat is not None:
+                        note = ("EKD as released for this pair, which produced the published number: the pair's config "
+                                "selects EKD's CAT_KD distiller "
+                                "(mdistiller/distillers/CAT_KD.py), whose loss is the evidential terms as the paper "
+                                "writes them (evidential CE + first-order KL + Dirichlet KL, nothing overwritten) "
+                                f"plus {cat[0]:g} x CAT-KD's loss on the last stage's maps (feats[-1] of the "
+                                f"unconverted models, not CAMs), pooled to {cat[1]}x{cat[1]}, "
+                                f"{'' if cat[2] else 'not '}normalised (term cat_kd_feats)")
                     note += (f"; this pair's setting ({EKD_SOURCE.format(file)}): lamb {lamb}, T 1, KD weight {kd_w}, "
-                             f"EKD weight {ekd_w}" + (f", Dirichlet warm-up {warmup} epochs" if base_variant == "ekd"
-                                                      else ""))
+                             f"EKD weight {ekd_w}" + (f", Dirichlet warm-up {warmup} epochs"
+                                                      if base_variant == "ekd" or cat is not None else ""))
                 cell = (f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
                         f"reported top-1 {_fmt(top1)}")
                 where = pair_dir(table, dataset, teacher, student, multi)

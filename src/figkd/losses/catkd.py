@@ -17,6 +17,11 @@ no normalisation, CE weight 1; `CIFAR100_PAIRS` holds every pair's.
 Where figkd differs: CAT-KD converts the *student* too, so its classifier has no bias and its logits
 are the pooled CAMs; a figkd student keeps its ``nn.Linear`` (with bias; its CAMs are taken without
 it). The teacher's bias is dropped by the conversion in CAT-KD and absent from its CAMs here alike.
+
+`CATKDFeats` (``cat_kd_feats``) is the same loss on the last stage's maps instead of CAMs: what
+lyxiang-casia/EKD's ``CAT_KD`` distiller computes (``mdistiller/distillers/CAT_KD.py``, commit fb65a7e), with
+mdistiller's unconverted models, whose ``feats[-1]`` is the last stage's output, for the EKD cell
+vgg13 -> vgg8 (``configs/cifar100/ekd/model/vgg13_vgg8.yaml``: weight 4.5, 2x2, not normalised).
 """
 
 from __future__ import annotations
@@ -94,6 +99,36 @@ class CATKD(nn.Module):
 
     def forward(self, student_cams: torch.Tensor, teacher_cams: torch.Tensor) -> torch.Tensor:
         return cat_kd_loss(student_cams, teacher_cams, self.pool_size, self.normalize)
+
+    def extra_repr(self) -> str:
+        return f"pool_size={self.pool_size}, normalize={self.normalize}"
+
+
+@register_term("cat_kd_feats", inputs=("student_feats", "teacher_feats"),
+               source="lyxiang-casia/EKD mdistiller/distillers/CAT_KD.py, commit fb65a7e (CAT_loss on feats[-1] of "
+                      "the unconverted models; defaults: configs/cifar100/ekd/model/vgg13_vgg8.yaml)")
+class CATKDFeats(nn.Module):
+    """CAT-KD's loss on the last stage's maps: ``cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size,
+    normalize)`` (see the module docstring). Both last stages need the same number of channels (checked at
+    build time when the context knows both models)."""
+
+    @classmethod
+    def from_context(cls, context, pool_size: int = 2, normalize: bool = False) -> CATKDFeats:
+        if context.student is not None and context.teacher is not None:
+            s, t = context.student.feats[-1][0], context.teacher.feats[-1][0]
+            if s != t:
+                raise ValueError(f"cat_kd_feats compares the last stages channel by channel, but the student's has "
+                                 f"{s} channels and the teacher's {t}")
+        return cls(pool_size, normalize)
+
+    def __init__(self, pool_size: int = 2, normalize: bool = False) -> None:
+        super().__init__()
+        _check(pool_size, normalize)
+        self.pool_size = pool_size
+        self.normalize = normalize
+
+    def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        return cat_kd_loss(student_feats[-1], teacher_feats[-1], self.pool_size, self.normalize)
 
     def extra_repr(self) -> str:
         return f"pool_size={self.pool_size}, normalize={self.normalize}"

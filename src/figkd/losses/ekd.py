@@ -28,9 +28,13 @@ and the evidential terms above, as the code computes them before overwriting the
 (the ``ekd`` term's default; ``variant: code`` for the published numbers). Other quirks of the released
 code: ``EKD.LOSS.CE_WEIGHT`` is read but never applied to ``ce`` (several configs set it to 5.0, without
 effect; ``ce_weight`` here does apply, default 1 = the code's effective weight); the warm-up only ever
-applied to the overwritten Dirichlet term; ``configs/cifar100/ekd/model/vgg13_vgg8.yaml`` selects the
-``CAT_KD`` distiller, not ``KD4eModel`` (its EKD section is unused); the code's ``lamb`` is a float32
-tensor (the float64 reference values of the tests use a float64 one).
+applied to the overwritten Dirichlet term; the code's ``lamb`` is a float32 tensor (the float64 reference
+values of the tests use a float64 one).
+
+One pair differs: ``configs/cifar100/ekd/model/vgg13_vgg8.yaml`` selects the repository's ``CAT_KD`` distiller
+(``mdistiller/distillers/CAT_KD.py``), not ``KD4eModel``. It reads the same EKD section (LAMB -0.60, KD and
+EKD weights 4.5, WARMUP 30) and does not overwrite the evidential terms: its loss is ``variant: paper`` plus
+4.5 x CAT-KD's loss on the last stage's maps (`figkd.losses.catkd.CATKDFeats`, the ``cat_kd_feats`` term).
 """
 
 from __future__ import annotations
