@@ -74,3 +74,53 @@ def test_ekd_vgg13_vgg8_cell_equals_the_official_cat_kd_distiller(configs, epoch
     assert math.isclose(out["total"], total, rel_tol=1e-12)
     assert math.isclose((s.grad * d).sum(), slope_s, rel_tol=1e-9)
     assert math.isclose((f.grad * df).sum(), slope_f, rel_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def random_teacher(tmp_path_factory) -> str:
+    """A resnet8 teacher with its initial weights (what CAT-KD reads of it is its classifier and maps)."""
+    from figkd.models import save_weights
+
+    path = tmp_path_factory.mktemp("teacher") / "resnet8.safetensors"
+    torch.manual_seed(0)
+    save_weights(build_model("resnet8", 10), path)
+    return str(path)
+
+
+def test_cat_kd_cell_trains_a_bias_free_student_classifier(configs, random_teacher, tmp_path):
+    # The objective of a CAT-KD cell of Table 1 (GzyAftermath/CAT-KD's vgg13 -> vgg8 config), on digits at 16x16
+    # with resnet8 models: CAT-KD's tools/train.py builds the student as its converted *_test model, whose
+    # classifier is a bias-free 1x1 conv_test; so is the student of the cell's run.
+    from safetensors.torch import load_file
+
+    from figkd.config import RunConfig
+    from figkd.engine import run
+
+    objective = configs["table1/vgg13-vgg8/cat_kd.yaml"]["objective"]
+    assert [t["term"] for t in objective] == ["ce", "cat_kd"] and "student_classifier_bias" not in objective[1]
+    cfg = RunConfig(dataset="digits_16", teacher="resnet8", teacher_ckpt=random_teacher, student="resnet8",
+                    objective=objective, epochs=1, batch_size=128, device="cpu", progress="off", tensorboard=False,
+                    out=str(tmp_path / "run"))
+    run(cfg, "distill")
+    weights = load_file(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    model = build_model("resnet8", 10)
+    torch.manual_seed(0)
+    initial = build_model("resnet8", 10).fc.weight.detach().clone()  # the run's student starts from seed 0 too
+    model.load_state_dict(weights)
+    assert torch.equal(model.fc.bias, torch.zeros(10))  # no bias, after an epoch of SGD with weight decay
+    assert not torch.equal(model.fc.weight, initial)  # while the classifier's weights trained
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    logits, features = model.eval()(x, return_features=True)
+    assert torch.equal(logits, torch.nn.functional.linear(features["pooled_feat"], model.fc.weight))
+
+
+def test_cat_kd_keeps_the_classifier_bias_when_asked():
+    from figkd.engine.learner import build_learner
+
+    for keep in (False, True):
+        student = build_model("resnet8", 10)
+        with torch.no_grad():
+            student.fc.bias.fill_(0.5)
+        build_learner(student, [{"term": "cat_kd", "student_classifier_bias": keep}],
+                      teacher=build_model("resnet8", 10), num_classes=10, input_size=(32, 32))
+        assert student.fc.bias.requires_grad == keep and bool((student.fc.bias == 0.5).all()) == keep

@@ -390,14 +390,16 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
                 f"ReviewKD with the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for "
                 f"this pair's {cifar} (ce 1, warm-up 20 epochs as mdistiller" + recipe + ")")
     if variant == "cat_kd":
+        bias_free = ("; the student's classifier bias-free, as CAT-KD's converted student (tools/train.py with "
+                     "if_test: the *_test model's conv_test; the term's student_classifier_bias: false)")
         if pair not in CAT_KD_PAIRS:
             return "cat_kd", ("CAT-KD (preset: the resnet32x4 -> resnet8x4 config of GzyAftermath/CAT-KD; this pair "
-                              "has none of its own)")
+                              f"has none of its own{bias_free})")
         file, weight, pool, normalize = CAT_KD_PAIRS[pair]
         return ([dict(CE), {"term": "cat_kd", "weight": weight, "pool_size": pool, "normalize": normalize}],
                 f"CAT-KD with GzyAftermath/CAT-KD configs/cifar100/CAT_KD/{file} ({cifar}: ce 1 + cat_kd "
                 f"{weight:g}, CAMs pooled to {pool}x{pool}, {'' if normalize else 'not '}normalised; its cfg.py "
-                "defaults, weight 400, 2x2, normalised, differ)")
+                f"defaults, weight 400, 2x2, normalised, differ{bias_free})")
     if variant == "diffkd":
         return "diffkd", ("DiffKD (no official CIFAR config: derived from hunto/image_classification_sota's ImageNet "
                           "config diffkd_b1.yaml, ce 1 + diffkd 1, tau 1, autoencoder to half the teacher's width, "
