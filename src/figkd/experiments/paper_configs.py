@@ -401,8 +401,9 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
                 f"{weight:g}, CAMs pooled to {pool}x{pool}, {'' if normalize else 'not '}normalised; its cfg.py "
                 f"defaults, weight 400, 2x2, normalised, differ{bias_free})")
     if variant == "diffkd":
-        return "diffkd", ("DiffKD (no official CIFAR config: derived from hunto/image_classification_sota's ImageNet "
-                          "config diffkd_b1.yaml, ce 1 + diffkd 1, tau 1, autoencoder to half the teacher's width, "
+        return "diffkd", ("DiffKD (no official CIFAR config: the official defaults, those of its wrapper "
+                          "hunto/image_classification_sota lib/models/losses/kd_loss.py:77-79 and of diffkd_b1.yaml: "
+                          "ce 1 + diffkd 1, tau 1, autoencoder 1024 channels wide whatever the teacher's width, "
                           "5 denoising steps; docs/method.md lists each choice)")
     return None
 
