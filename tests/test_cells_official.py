@@ -12,6 +12,10 @@ outside this repository, never committed):
   `_ekd_feats`, ``ce_lamb_S``/``ce_lamb_T`` replaced by float64 tensors (the code makes float32 ones), at
   ``epoch`` 15 and 240, summed as its trainer does (``sum(l.mean() for l in losses_dict.values())``); the
   slopes are autograd's gradients of that total along fixed directions (`_slopes`).
+- LDRLD's learning rate: yema-web/LDRLD (commit b4dcfc9) ``helper/util.py`` ``adjust_learning_rate_wram_up``,
+  called before each epoch 1..240 as its ``train_student.py`` does (``--wram_up 20`` > 1; ``opt.learning_rate``
+  0.05, or 0.01 for MobileNetV2/ShuffleV1/V2 students; decay epochs 150, 180, 210; rate 0.1) on a
+  ``torch.optim.SGD`` built with that learning rate, reading ``param_groups[0]["lr"]`` after each call.
 """
 
 from __future__ import annotations
@@ -124,3 +128,25 @@ def test_cat_kd_keeps_the_classifier_bias_when_asked():
         build_learner(student, [{"term": "cat_kd", "student_classifier_bias": keep}],
                       teacher=build_model("resnet8", 10), num_classes=10, input_size=(32, 32))
         assert student.fc.bias.requires_grad == keep and bool((student.fc.bias == 0.5).all()) == keep
+
+
+#: base lr -> {epoch: the official optimizer's learning rate during that epoch} (see the module docstring).
+LDRLD_OFFICIAL_LR = {
+    0.05: {1: 0.0025000000000000005, 10: 0.025, 19: 0.0475, 20: 0.0475, 21: 0.0475, 100: 0.0475, 150: 0.0475,
+           151: 0.005000000000000001, 180: 0.005000000000000001, 181: 0.0005000000000000001,
+           211: 5.0000000000000016e-05, 240: 5.0000000000000016e-05},
+    0.01: {1: 0.0005, 10: 0.005, 19: 0.0095, 20: 0.0095, 21: 0.0095, 100: 0.0095, 150: 0.0095, 151: 0.001,
+           181: 0.00010000000000000002, 211: 1.0000000000000003e-05},
+}
+
+
+@pytest.mark.parametrize("rel", ["table1/resnet32x4-resnet8x4/ldrld.yaml", "table2/resnet32x4-shufflenetv2/ldrld.yaml"])
+def test_ldrld_cells_follow_the_official_learning_rate_schedule(configs, rel):
+    from figkd.config import RunConfig
+    from figkd.engine.recipe import initial_lr, scheduled_lr
+
+    cfg = RunConfig(**configs[rel])
+    base = initial_lr(cfg, cfg.student)
+    assert base == (0.01 if cfg.student == "shufflenetv2" else 0.05)  # train_student.py's rule
+    for epoch, lr in LDRLD_OFFICIAL_LR[base].items():
+        assert scheduled_lr(cfg, base, epoch) == lr, epoch  # equal to the last bit

@@ -158,6 +158,17 @@ TAKD_ASSISTANTS = {
 
 #: Suffix of a baseline variant run on FiGKD's recipe where its own published recipe differs.
 FIGKD_RECIPE_SUFFIX = "-figkd-recipe"
+#: The variants whose own recipe gets such a copy (MLKD's lr and epochs differ from FiGKD's; LDRLD's recipe is
+#: FiGKD's plus a warm-up, and runs on its own only).
+FIGKD_RECIPE_COPIES = ("mlkd",)
+
+#: LDRLD's training recipe: yema-web/LDRLD ``train_student.py`` (commit b4dcfc9) runs with ``--wram_up 20`` (its
+#: default; ``helper/util.py`` ``adjust_learning_rate_wram_up``) and otherwise FiGKD's recipe (its defaults: lr
+#: 0.05, 0.01 for MobileNetV2/ShuffleV1/V2, 240 epochs, batch 64, decay x0.1 after 150/180/210, weight decay 5e-4,
+#: momentum 0.9). RunConfig fields; the schedule: `figkd.engine.recipe.lr_at_epoch`.
+LDRLD_SOURCE = ("yema-web/LDRLD train_student.py --wram_up 20, helper/util.py adjust_learning_rate_wram_up, "
+                "commit b4dcfc9")
+LDRLD_RECIPE = {"lr_warmup_epochs": 20, "lr_warmup_hold": True}
 #: Settings that train in fp32 as the paper and mdistiller do (RunConfig: amp, channels_last, cuda_graph).
 FP32_SET = ("amp=none", "channels_last=off", "cuda_graph=off")
 
@@ -411,9 +422,17 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
 def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[dict, str] | None:
     """A baseline's own published recipe where it differs from FiGKD's: (config fields, header line), else None.
 
-    MLKD on CIFAR-100 (MLKD_RECIPE_CIFAR100). KD and DKD follow mdistiller's CIFAR-100 recipe, which is
-    FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240 epochs); DKD's per-pair beta is in its objective.
+    MLKD on CIFAR-100 (MLKD_RECIPE_CIFAR100); LDRLD (LDRLD_RECIPE: FiGKD's with its learning-rate warm-up). KD
+    and DKD follow mdistiller's CIFAR-100 recipe, which is FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240
+    epochs); DKD's per-pair beta is in its objective.
     """
+    if variant == "ldrld" and dataset == "cifar100":
+        lr = default_lr(student)
+        line = (f"Recipe: LDRLD's own ({LDRLD_SOURCE}): {_recipe_text(lr, RunConfig().epochs)} (FiGKD's, its "
+                f"defaults; lr: {student}'s default_lr, as its 0.01 rule for MobileNetV2/ShuffleV1/V2), with its "
+                "learning-rate warm-up: epochs 1-19 at lr x e/20, then lr x 19/20 until epoch 150, as "
+                "adjust_learning_rate_wram_up never sets lr back (lr_warmup_epochs 20, lr_warmup_hold true).")
+        return dict(LDRLD_RECIPE), line
     if variant != "mlkd" or dataset != "cifar100" or (teacher, student) not in MLKD_RECIPE_CIFAR100:
         return None
     file, lr, epochs = MLKD_RECIPE_CIFAR100[(teacher, student)]
@@ -454,7 +473,8 @@ def feature_note(variant: str, dataset: str, teacher: str, student: str) -> str:
 
 def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
     """[(variant, recipe fields, recipe line, note)] of one method variant: on its own recipe where
-    published (plus a ``-figkd-recipe`` copy on FiGKD's), else on FiGKD's."""
+    published (plus a ``-figkd-recipe`` copy on FiGKD's for the methods of FIGKD_RECIPE_COPIES), else on
+    FiGKD's."""
     own = own_recipe(variant, dataset, teacher, student)
     figkd_line = figkd_recipe_line(student)
     if own is None:
@@ -462,6 +482,8 @@ def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
                 "FiGKD's recipe here)"
                 if variant == "mlkd" and dataset != "cifar100" else "")
         return [(variant, None, figkd_line, note)]
+    if variant not in FIGKD_RECIPE_COPIES:
+        return [(variant, own[0], own[1], "")]
     return [(variant, own[0], own[1], ""),
             (variant + FIGKD_RECIPE_SUFFIX, None, figkd_line,
              f" on FiGKD's recipe, for a same-recipe comparison (the paper's {variant.upper()} column is "
@@ -472,9 +494,8 @@ _VARIANT_NOTE = {
     "rld": "RLD (zju-SWJ/RLD CFG.RLD and README: ce 1 + rld (alpha 1, beta 8, T 4, confidence T 4), warm-up 20)",
     "tekap": "TeKAP, logit level (mdimtiazh/TeKAP README: ce 0.1 + 0.9 x (KD + 0.8 x KD to 3 perturbed teachers), "
              "T 4)",
-    "ldrld": "LDRLD (yema-web/LDRLD README: ce 1 + ldrld (alpha 10.5, beta 7, k 7, T 4)). Its training script also "
-             "warms the learning rate up over 20 epochs (--wram_up 20), which figkd's recipe does not do: "
-             "docs/method.md",
+    "ldrld": "LDRLD (yema-web/LDRLD README: ce 1 + ldrld (alpha 10.5, beta 7, k 7, T 4)), on its training script's "
+             "recipe with its learning-rate warm-up (below; docs/method.md)",
     "ekd-code": "EKD as released (KD4eModel's effective loss: evidential CE + KD at T 1 + MSE between logits), "
                 "which produced the published numbers",
     "ekd": "EKD's evidential terms (the paper's formulation: evidential CE + first-order KL + Dirichlet KL), which "
