@@ -150,3 +150,46 @@ def test_ldrld_cells_follow_the_official_learning_rate_schedule(configs, rel):
     assert base == (0.01 if cfg.student == "shufflenetv2" else 0.05)  # train_student.py's rule
     for epoch, lr in LDRLD_OFFICIAL_LR[base].items():
         assert scheduled_lr(cfg, base, epoch) == lr, epoch  # equal to the last bit
+
+
+TABLE5_INDEX_PAIRED = [f"table5/{d}/mobilenetv1_imagenet-resnet18_imagenet"
+                       for d in ("cub200_224", "mit67_224", "stanford40_224", "stanford_dogs_224")]
+
+
+@pytest.mark.parametrize("where", TABLE5_INDEX_PAIRED)
+def test_table5_mobilenetv1_resnet18_cells_pair_stages_as_mdistiller_indexes_them(configs, where):
+    # mdistiller's AT zips feats[1:] and its FitNet indexes both lists with hint layer 2; its ImageNet MobileNetV1
+    # lists no stem and ResNet18 does (mdistiller/models/imagenet/mobilenetv1.py:57, resnet.py:183-189), so maps of
+    # different resolutions are paired: what the cells keep (figkd.experiments.paper_configs.INDEX_PAIRED).
+    from figkd.losses import at_loss
+
+    context = _context("mobilenetv1_imagenet", "resnet18_imagenet", classes=200, size=224)
+    assert context.student.feats == ((64, 112, 112), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7))
+    assert context.teacher.feats == ((128, 56, 56), (256, 28, 28), (512, 14, 14), (1024, 7, 7))
+    gen = torch.Generator().manual_seed(0)
+    fs = [torch.randn(2, *shape, generator=gen) for shape in context.student.feats]
+    ft = [torch.randn(2, *shape, generator=gen) for shape in context.teacher.feats]
+    at = build_objective(configs[f"{where}/at.yaml"]["objective"], context=context)
+    # AT: ResNet18's 56, 28, 14 px stages with MobileNetV1's 28, 14, 7 px ones (ResNet18's 7 px stage unused)
+    assert torch.equal(at(student_logits=torch.zeros(2, 200), target=torch.zeros(2, dtype=torch.long),
+                          student_feats=fs, teacher_feats=ft)["at"], 1000.0 * at_loss(fs[1:4], ft[1:4]))
+    fitnet = build_objective(configs[f"{where}/fitnet.yaml"]["objective"], context=context).terms[1]
+    # FitNet: ResNet18's hint 2 (128 x 28 x 28) through a connector to MobileNetV1's hint 2 (512 x 14 x 14)
+    assert (fitnet.hint_layer, fitnet.teacher_hint_layer) == (2, 2)
+    assert fitnet.connector(fs[2]).shape == ft[2].shape == (2, 512, 14, 14)
+
+
+def test_pairing_by_resolution_is_an_option():
+    # The alternative the Table 5 headers name: AT stages 'last' and FitNet teacher_hint_layer 1.
+    from figkd.losses import at_loss
+
+    context = _context("mobilenetv1_imagenet", "resnet18_imagenet", classes=200, size=224)
+    gen = torch.Generator().manual_seed(0)
+    fs = [torch.randn(2, *shape, generator=gen) for shape in context.student.feats]
+    ft = [torch.randn(2, *shape, generator=gen) for shape in context.teacher.feats]
+    at, fitnet = build_objective([{"term": "at", "stages": "last"}, {"term": "fitnet", "teacher_hint_layer": 1}],
+                                 context=context).terms
+    assert torch.equal(at(fs, ft), at_loss(fs[2:], ft[1:]))  # 28-28, 14-14, 7-7
+    assert fitnet.connector(fs[2]).shape == ft[1].shape == (2, 256, 28, 28)
+    with pytest.raises(ValueError, match="teacher_hint_layer must be an index into the stage features, 0..3, got 4"):
+        build_objective([{"term": "fitnet", "teacher_hint_layer": 4}], context=context)
