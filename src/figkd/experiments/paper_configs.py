@@ -69,9 +69,10 @@ TAKD_VARIANT, TAKD_ASSISTANT_VARIANT = "takd", "takd-assistant"
 #: as figkd refuses unequal lists otherwise) and FitNet's hint layer 2 pairs ResNet18's 128 x 28 x 28 with
 #: MobileNetV1's 512 x 14 x 14 (``hint_layer: 2`` for both lists, the preset's). The cells keep mdistiller's indexing:
 #: Table 5's numbers exist in no earlier paper, so the FiGKD authors produced them with a public implementation,
-#: and the one that has these two ImageNet models and all of Table 5's methods is mdistiller (also in its forks,
-#: MLKD's among them), which pairs them so. Pairing by resolution would be ``stages: last`` (28-28, 14-14,
-#: 7-7) and ``teacher_hint_layer: 1`` (256 x 28 x 28).
+#: and the one that has these two ImageNet models (MobileNetV1 only in its ImageNet zoo) and every compared method
+#: of Table 5 but MLKD (FitNet, PKT, RKD, CRD, AT, ReviewKD, KD, DKD) is mdistiller, which pairs them so (the paper
+#: does not name its code: an inference, not a record). Pairing by resolution would be ``stages: last`` (28-28,
+#: 14-14, 7-7) and ``teacher_hint_layer: 1`` (256 x 28 x 28).
 INDEX_PAIRED = {("mobilenetv1_imagenet", "resnet18_imagenet")}
 #: DIST is generated for every pair of these tables (CIFAR-style models, where its preset - the DIST
 #: authors' CIFAR-100 recipe - applies), whether or not the paper reports it.
