@@ -44,7 +44,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..losses.catkd import CIFAR100_PAIRS as CAT_KD_PAIRS
 from ..models import default_lr
-from ..paper import ABLATIONS, METHODS, TABLE10, read_reported_top1
+from ..paper import ABLATIONS, METHODS, TABLE10, copied_cells, read_reported_top1
 
 #: Where each dataset family is expected (docs/reproducing.md says what goes inside).
 DATA_ROOT = {
@@ -555,6 +555,7 @@ def generate(rows: list[dict] | None = None) -> dict[str, str]:
     installed with figkd), whose cells get a config per implemented method.
     """
     rows = read_reported_top1() if rows is None else rows
+    copied = copied_cells(rows)  # cells whose printed number is another pair's (a copy error of the paper)
     files: dict[str, str] = {}
     reported = {(r["table"], r["dataset"], r["teacher"], r["student"], r["method"]): r["top1"] for r in rows}
     tables_datasets: dict[str, set] = defaultdict(set)
@@ -637,6 +638,8 @@ def generate(rows: list[dict] | None = None) -> dict[str, str]:
                                                       if base_variant == "ekd" or cat is not None else ""))
                 cell = (f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
                         f"reported top-1 {_fmt(top1)}")
+                if (table, dataset, teacher, student, method) in copied:
+                    cell += f" - but {copied[(table, dataset, teacher, student, method)].note()}"
                 where = pair_dir(table, dataset, teacher, student, multi)
                 if base_variant in PEER_VARIANTS:
                     files[f"{where}/{base_variant}.yaml"] = peers_yaml(dataset, teacher, student, base_variant,
