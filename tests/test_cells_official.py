@@ -20,7 +20,10 @@ outside this repository, never committed):
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import re
 
 import pytest
 import torch
@@ -39,9 +42,15 @@ EKD_VGG_OFFICIAL = {
 
 
 @pytest.fixture(scope="module")
-def configs() -> dict[str, dict]:
+def generated() -> dict[str, str]:
+    """Every generated config's text."""
+    return generate()
+
+
+@pytest.fixture(scope="module")
+def configs(generated) -> dict[str, dict]:
     """Every generated config, parsed."""
-    return {rel: yaml.safe_load(text) for rel, text in generate().items()}
+    return {rel: yaml.safe_load(text) for rel, text in generated.items()}
 
 
 def _context(teacher: str, student: str, classes: int = 100, size: int = 32) -> BuildContext:
@@ -75,7 +84,7 @@ def test_ekd_vgg13_vgg8_cell_equals_the_official_cat_kd_distiller(configs, epoch
     out["total"].backward()
     d, df = _slopes()
     total, slope_s, slope_f = EKD_VGG_OFFICIAL[epoch]
-    assert math.isclose(out["total"], total, rel_tol=1e-12)
+    assert math.isclose(out["total"].item(), total, rel_tol=1e-12)
     assert math.isclose((s.grad * d).sum(), slope_s, rel_tol=1e-9)
     assert math.isclose((f.grad * df).sum(), slope_f, rel_tol=1e-9)
 
@@ -193,3 +202,40 @@ def test_pairing_by_resolution_is_an_option():
     assert fitnet.connector(fs[2]).shape == ft[1].shape == (2, 256, 28, 28)
     with pytest.raises(ValueError, match="teacher_hint_layer must be an index into the stage features, 0..3, got 4"):
         build_objective([{"term": "fitnet", "teacher_hint_layer": 4}], context=context)
+
+
+def test_takd_assistant_is_overridden_as_its_headers_say(generated, configs, tmp_path, monkeypatch):
+    # TAKD (resnet110 -> resnet32; assistant by figkd's size rule: resnet56) with another assistant, resnet44, set as
+    # the generated headers say: the sweep runs the new assistant first, and figkd report puts the student's run in
+    # the TAKD cell, flagged with its assistant.
+    from figkd.config import RunConfig
+    from figkd.experiments.report import report
+    from figkd.experiments.sweep import plan
+
+    where = "table1/resnet110-resnet32"
+    header = generated[f"{where}/takd.yaml"].splitlines()
+    [line] = [h for h in header if h.startswith("# Another assistant A:")]
+    m = re.search(r"in takd-assistant\.yaml set student: A and out: (\S+); in takd\.yaml set teacher: A and "
+                  r"teacher_ckpt: (\S+) ", line)
+    assert m and m[1] == m[2] == "runs/distill/cifar100/resnet110-A/kd-s0"
+    out = m[1].replace("-A/", "-resnet44/")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c").mkdir()
+    assistant = {**configs[f"{where}/takd-assistant.yaml"], "student": "resnet44", "out": out}
+    student = {**configs[f"{where}/takd.yaml"], "teacher": "resnet44", "teacher_ckpt": out,
+               "out": "runs/distill/cifar100/resnet110-resnet32/takd-resnet44-s0"}
+    for name, cfg in (("1-student", student), ("2-assistant", assistant)):
+        RunConfig(**cfg)  # valid configs
+        (tmp_path / "c" / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    runs = plan(["c"])
+    assert [str(r.run_dir) for r in runs] == [out, student["out"]] and runs[1].deps == [0]
+    for cfg in (assistant, student):  # both finished, as the engine records them (absolute paths)
+        d = tmp_path / cfg["out"]
+        d.mkdir(parents=True)
+        recorded = {**RunConfig(**cfg).to_dict(), "teacher_ckpt": str(tmp_path / cfg["teacher_ckpt"])}
+        (d / "config.yaml").write_text(yaml.safe_dump(recorded))
+        (d / "summary.json").write_text('{"last_top1": 71.5, "best_top1": 72.0}')
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader(io.StringIO(report(tmp_path / "runs", ["1"],
+                                                                                  fmt="csv")))}
+    takd = rows[("TAKD", "resnet110->resnet32")]
+    assert (takd["mean"], takd["n"], takd["flags"]) == ("71.5000", "1", "assistant resnet44 (paper config: resnet56)")

@@ -146,7 +146,8 @@ EKD_CIFAR100 = {
 #: lambda searched by NNI). Rule used here (tests/test_paper_configs.py checks it against the model registry):
 #: among the registry's CIFAR models whose parameter count lies strictly between the student's and the teacher's,
 #: prefer the teacher's family, then the student's, then any; among those, the count closest (in ratio) to the
-#: geometric mean of the two. Counts for 100 classes, in millions.
+#: geometric mean of the two. Counts for 100 classes, in millions. Each TAKD config's header says how to use another
+#: assistant (two keys of each of its two configs); figkd report follows the teacher_ckpt link either way.
 TAKD_ASSISTANTS = {
     ("resnet110", "resnet32"): ("resnet56", "ResNet family, 0.86M between 1.74M and 0.47M (geometric mean 0.91M)"),
     ("resnet32x4", "resnet8x4"): ("resnet110", "the only ResNet between 7.43M and 1.23M (1.74M)"),
@@ -524,6 +525,11 @@ def dml_header(cell: str, teacher: str, student: str) -> list[str]:
             f"Variant: DML (Zhang et al. CVPR 2018; preset dml: ce 1 + the KL to the other peer at T 1): {teacher} and "
             f"{student} trained together from scratch as peers (no pre-trained teacher), one forward each per step; "
             f"the cell is the {student} peer's accuracy.",
+            "Substituted (no official setting exists for CIFAR-100 or these models): the official code, "
+            "YingZhangDUT/Deep-Mutual-Learning (TensorFlow), has only a Market-1501 person re-identification setting "
+            "(two MobileNets, scripts/train_dml_mobilenet_on_market.sh); here the loss is the paper's Eq. 10 for two "
+            "peers and the recipe FiGKD's, and both peers' forwards are computed once per step instead of "
+            "Algorithm 1's peer-by-peer update (docs/method.md, DML).",
             figkd_recipe_line(student) + f" The {teacher} peer: lr {default_lr(teacher):g} (its default_lr)."]
 
 
@@ -533,15 +539,25 @@ def takd_files(where: str, cell: str, dataset: str, teacher: str, student: str) 
     assistant, why = TAKD_ASSISTANTS[(teacher, student)]
     a_path = f"{where}/{TAKD_ASSISTANT_VARIANT}.yaml"
     kd = "mdistiller's KD: ce 0.1 + kd 0.9, T 4"
+    a_run = distill_out(dataset, teacher, assistant, "kd")
+    other = distill_out(dataset, teacher, "A", "kd")
+    substituted = ("Substituted (TAKD publishes no setting for these pairs: imirzadeh/Teacher-Assistant-Knowledge-"
+                   "Distillation searches T and lambda per pair with NNI and trains ResNets and plain CNNs): "
+                   f"{kd} at both steps, FiGKD's recipe, and the assistant chosen by a size rule (TAKD_ASSISTANTS in "
+                   "figkd.experiments.paper_configs).")
+    override = (f"Another assistant A: in {TAKD_ASSISTANT_VARIANT}.yaml set student: A and out: {other}; in "
+                f"{TAKD_VARIANT}.yaml set teacher: A and teacher_ckpt: {other} (or --set the same on the command "
+                "line; and the student's out, if a run from the default assistant is there). figkd sweep runs the "
+                "assistant first (the teacher_ckpt link); figkd report puts the student's run in this TAKD cell, "
+                "flagged with its assistant.")
     a_header = [f"{cell}; this config: its teacher assistant (step 1 of 2)",
                 f"Variant: TAKD step 1: the assistant {assistant} distilled from {teacher} ({kd}). Assistant: {why}.",
-                figkd_recipe_line(assistant)]
+                substituted, override, figkd_recipe_line(assistant)]
     s_header = [cell,
                 f"Variant: TAKD step 2: {student} distilled from the assistant {assistant} ({kd}), which "
-                f"configs/paper/{a_path} trains from {teacher} (assistant: {why}). TAKD's own code searches T and "
-                "lambda per pair (NNI) and publishes none for these pairs: mdistiller's KD at both steps.",
-                figkd_recipe_line(student)]
-    a_out = (distill_out(dataset, teacher, assistant, "kd"), distill_out(dataset, teacher, assistant, "kd", fp32=True))
+                f"configs/paper/{a_path} trains from {teacher} into {a_run} (assistant: {why}).",
+                substituted, override, figkd_recipe_line(student)]
+    a_out = (a_run, distill_out(dataset, teacher, assistant, "kd", fp32=True))
     return {a_path: distill_yaml(dataset, teacher, assistant, "kd", "kd", a_header),
             f"{where}/{TAKD_VARIANT}.yaml": distill_yaml(
                 dataset, assistant, student, TAKD_VARIANT, "kd", s_header,

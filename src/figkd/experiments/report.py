@@ -31,6 +31,7 @@ import csv
 import io
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,13 +123,40 @@ class Table:
                 for j, c in enumerate(cells)]
 
 
-def _runs_of(row: Row, column: Column, runs: list[RunRecord]) -> list[RunRecord]:
+def chain_teachers(runs: list[RunRecord]) -> dict[int, str]:
+    """``id(run)`` -> the teacher of the distilled run it distils from, for the distill runs whose
+    ``teacher_ckpt`` is (or lies inside) the directory of another collected distill run whose student is their
+    teacher: a chain's first teacher (TAKD: the teacher of the assistant)."""
+    by_dir = {os.path.abspath(r.run_dir): r for r in runs if r.command == "distill"}
+    out: dict[int, str] = {}
+    for r in runs:
+        ckpt = r.cfg.get("teacher_ckpt")
+        if r.command != "distill" or not isinstance(ckpt, str):
+            continue
+        path = Path(os.path.abspath(os.path.expanduser(ckpt)))
+        for candidate in (path, *path.parents):
+            source = by_dir.get(str(candidate))
+            if source is not None and source is not r and source.student == r.teacher and source.teacher:
+                out[id(r)] = source.teacher
+                break
+    return out
+
+
+def _runs_of(row: Row, column: Column, runs: list[RunRecord], chains: dict[int, str] | None = None) -> list[RunRecord]:
     if row.role in ("teacher", "student"):
         model = column.teacher if row.role == "teacher" else column.student
         return [r for r in runs if r.command == "train" and r.dataset == column.dataset and r.student == model]
     teacher = row.teachers.get(column, column.teacher)  # TAKD's runs distil from the assistant
+
+    def teacher_fits(r: RunRecord) -> bool:
+        if r.teacher == teacher:
+            return True
+        # TAKD with another assistant than its config's: a run distilled from a run distilled from the column's teacher
+        return (column in row.teachers and r.teacher != column.teacher
+                and (chains or {}).get(id(r)) == column.teacher)
+
     return [r for r in runs if r.command == "distill" and r.dataset == column.dataset
-            and r.teacher == teacher and r.student == column.student
+            and teacher_fits(r) and r.student == column.student
             and row.matches(column, r.method, recipe_of(r.cfg))]
 
 
@@ -136,15 +164,19 @@ def build_table(spec: TableSpec, runs: list[RunRecord], metric: str) -> tuple[Ta
     """Table ``spec`` filled from ``runs``; also returns the indices of the runs it used."""
     used: set[int] = set()
     index = {id(r): i for i, r in enumerate(runs)}
+    chains = chain_teachers(runs)
     rows = [(row.group, row.label) for row in spec.rows]
     cells = []
     for row in spec.rows:
         line = []
         for column in spec.columns:
-            members = _runs_of(row, column, runs)
+            members = _runs_of(row, column, runs, chains)
             used.update(index[id(r)] for r in members)
             cell = Cell(paper=row.paper.get(column), paper_note=row.paper_notes.get(column))
             _fill(cell, members, metric, row.expected.get(column), row.recipes.get(column))
+            assistant = row.teachers.get(column)
+            for other in sorted({r.teacher for r in members if assistant and r.teacher != assistant}):
+                cell.flags.append(f"assistant {other} (paper config: {assistant})")
             line.append(cell)
         cells.append(line)
     # Methods of no row (a preset the paper's table does not list): their own rows, group "Other".
