@@ -160,6 +160,9 @@ def test_modules_and_presets_give_the_functions_values():
     out = build_objective("rld")(**{**inputs, "epoch": torch.tensor(5.0)})
     assert math.isclose(out["rld"], PINNED["rld"][0] * 5 / 20, rel_tol=1e-12)
     assert math.isclose(out["ce"], ce, rel_tol=1e-12)
+    # EKD's warm-up ramps the Dirichlet term only (KD4eModel.forward_train): epoch 15 of 30, the official value
+    out = build_objective("ekd")(**{**inputs, "epoch": torch.tensor(15.0)})
+    assert math.isclose(out["total"], PINNED["ekd_paper_epoch15"][0], rel_tol=1e-12)
     # MLKD+LS: the official value above
     ls2, lt2 = _strong(ls, lt)
     out = build_objective("mlkd+ls")(**inputs, student_logits_strong=ls2, teacher_logits_strong=lt2)

@@ -81,6 +81,12 @@ class RunConfig:
                              "lr_decay (paper: 150, 180, 210)", check=IntList(min=1))
     lr_decay: float = _f(0.1, "learning-rate decay factor at each milestone (paper: 0.1)",
                          check=Float(min=0, max=1, min_open=True))
+    lr_warmup_epochs: int | None = _f(None, "linear learning-rate warm-up over N epochs: epoch e < N runs at lr x "
+                                      "e / N (epochs from 1), epoch N at lr; a passed milestone ends it; null: none "
+                                      "(yema-web/LDRLD train_student.py --wram_up)", check=Optional(Int(min=2)))
+    lr_warmup_hold: bool = _f(False, "after the warm-up keep its last rate, lr x (N-1) / N, until the first "
+                              "milestone instead of lr (LDRLD's adjust_learning_rate_wram_up never sets lr back)",
+                              check=Bool())
     seed: int = _f(0, "seed of initialisation, data order and augmentation", check=Int(min=0, max=2**63 - 1))
     # Where and how.
     device: str = _f("auto", "cpu, cuda, cuda:N, mps or auto (cuda when available)", check=Device())
@@ -159,12 +165,16 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check (and normalise, see :mod:`figkd.checks`) every field against its declared ``check``."""
+    """Check (and normalise, see :mod:`figkd.checks`) every field against its declared ``check``, then the
+    fields that only make sense together."""
     for f in dataclasses.fields(cfg):
         try:
             setattr(cfg, f.name, f.metadata["check"].check(f.name, getattr(cfg, f.name)))
         except ValueError as error:
             raise ConfigError(str(error)) from None
+    if cfg.lr_warmup_hold and cfg.lr_warmup_epochs is None:
+        raise ConfigError("lr_warmup_hold keeps the last rate of a warm-up, and lr_warmup_epochs is null: set "
+                          "lr_warmup_epochs (e.g. 20, LDRLD's) or leave lr_warmup_hold false")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Attention transfer (Zagoruyko and Komodakis, ICLR 2017), as in mdistiller.
 
-mdistiller (``mdistiller/distillers/AT.py``, ``at_loss`` / ``single_stage_at_loss``): for each stage
-after the stem, the spatial attention map of a (B, C, H, W) feature is ``a = normalize(mean_c f^p)``
+mdistiller (``mdistiller/distillers/AT.py``, ``at_loss`` / ``single_stage_at_loss``): for each entry of the
+feature lists after the first (``feats[1:]``: the stages after the stem, for the models whose list starts with
+their stem), the spatial attention map of a (B, C, H, W) feature is ``a = normalize(mean_c f^p)``
 flattened to (B, H W) and L2-normalised per sample; the loss of a stage is the mean over batch and
 positions of the squared difference of the two maps, and the stage losses are summed:
 
@@ -75,11 +76,13 @@ STAGE_PAIRINGS = ("same", "first", "last")
 class AT(nn.Module):
     """The AT term: ``at_loss`` over the stages after the stem (``feats[1:]``, as mdistiller).
 
-    ``stages`` says how the stages are paired: ``"same"`` (default) needs as many stages on both sides
-    (checked at build time when the context knows both models' shapes); ``"first"`` pairs them from the
-    first and drops the deeper extra ones, which is what mdistiller's ``zip`` does silently (e.g. a
-    MobileNetV1 teacher with 3 stages after its stem and a ResNet18 student with 4); ``"last"`` pairs
-    the deepest stages and drops the shallow extra ones.
+    ``stages`` says how the entries of ``feats[1:]`` are paired: ``"same"`` (default) needs as many on both
+    sides (checked at build time when the context knows both models' shapes); ``"first"`` pairs them from the
+    first and drops the deeper extra ones, which is what mdistiller's ``zip`` does silently; ``"last"`` pairs
+    the deepest ones and drops the shallow extra ones. Example, ImageNet-style MobileNetV1 -> ResNet18 at
+    224x224: MobileNetV1's list (mdistiller's) has no stem entry, so its ``feats[1:]`` holds three of its four
+    stages (28, 14, 7 px) against ResNet18's four (56, 28, 14, 7 px): ``"first"`` pairs 56-28, 28-14, 14-7 (the
+    larger map pooled), as mdistiller; ``"last"`` pairs them by resolution, 28-28, 14-14, 7-7.
     """
 
     @classmethod

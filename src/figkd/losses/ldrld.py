@@ -22,8 +22,9 @@ published gamma = 1 this changes nothing; figkd implements the intent (CE weight
 term of the objective; the ``ldrld`` preset: ce 1 + ldrld 1). The code removes the unselected classes by
 subtracting 1000 from their scaled logits; here they are excluded exactly (same values in float64).
 Its training script also warms the *learning rate* up linearly over the first 20 epochs
-(``--wram_up 20``, ``adjust_learning_rate_wram_up``): a recipe setting, not part of the loss, which
-figkd's recipe does not reproduce (docs/method.md).
+(``--wram_up 20``, ``adjust_learning_rate_wram_up``, which then keeps 19/20 of the rate until epoch 150): a
+recipe setting, not part of the loss, which the LDRLD configs of ``configs/paper`` reproduce with the
+``lr_warmup_epochs`` and ``lr_warmup_hold`` fields (docs/engine.md, "Learning-rate warm-up").
 """
 
 from __future__ import annotations
