@@ -239,3 +239,54 @@ def test_takd_assistant_is_overridden_as_its_headers_say(generated, configs, tmp
                                                                                   fmt="csv")))}
     takd = rows[("TAKD", "resnet110->resnet32")]
     assert (takd["mean"], takd["n"], takd["flags"]) == ("71.5000", "1", "assistant resnet44 (paper config: resnet56)")
+
+
+@pytest.mark.parametrize("rel, lr, weight", [
+    ("table1/resnet32x4-resnet8x4/reviewkd.yaml", 0.1, 5.0),
+    ("table1/resnet110-resnet32/reviewkd.yaml", 0.1, 1.0),
+    ("table2/resnet32x4-shufflenetv2/reviewkd.yaml", 0.02, 8.0),
+    ("table2/vgg13-mobilenetv2/reviewkd.yaml", 0.02, 5.0),  # no dvlab weight for this pair: 5, as its header says
+])
+def test_reviewkd_cifar100_cells_carry_dvlabs_own_trainer(configs, rel, lr, weight):
+    """dvlab-research/ReviewKD CIFAR-100/train.py (commit cede6ea): batch 128 (:23), lr 0.1 or 0.02 for
+    ShuffleNet/MobileNet students (:27, :168-169), Nesterov (:179), its mean/std (:96-97), the schedule stepped
+    after 0-based epochs 150/180/210 (util/misc.py lr_schedule), the teacher never in eval mode, and
+    ``min(1, epoch/20)`` with epochs from 0 (:225): the first epoch weighs 0."""
+    from figkd.config import RunConfig
+    from figkd.engine.recipe import lr_at_epoch
+
+    cfg = RunConfig(**{k: v for k, v in configs[rel].items() if k in RunConfig.field_names()})
+    assert (cfg.batch_size, cfg.lr, cfg.nesterov, cfg.teacher_mode) == (128, lr, True, "train")
+    assert cfg.mean == pytest.approx([125.3 / 255, 123.0 / 255, 113.9 / 255])
+    assert cfg.std == pytest.approx([63.0 / 255, 62.1 / 255, 66.7 / 255])
+    official = []  # lr_schedule after each 0-based epoch e, applied to epoch e + 1
+    rate = lr
+    for e in range(240):
+        official.append(rate)
+        if e in (150, 180, 210):
+            rate *= 0.1
+    assert [lr_at_epoch(lr, e, cfg.lr_milestones, cfg.lr_decay) for e in range(1, 241)] == pytest.approx(official)
+    objective = build_objective(cfg.objective, context=_context(cfg.teacher, cfg.student))
+    review = objective.spec[1]
+    assert review["term"] == "reviewkd" and review["weight"] == weight
+    ramp = [min(max((e - review["warmup_start"]) / review["warmup"], 0.0), 1.0) for e in (1, 2, 21)]
+    assert ramp == [0.0, 1 / 20, 1.0] == [min(1, e / 20) for e in (0, 1, 20)]
+
+
+def test_ofd_cells_run_the_teacher_in_train_mode_and_other_datasets_reviewkd_in_eval(configs):
+    from figkd.config import RunConfig
+    from figkd.engine.learner import build_learner
+    from figkd.engine.teacher import resolve_teacher_mode
+
+    def mode(rel):
+        cfg = RunConfig(**{k: v for k, v in configs[rel].items() if k in RunConfig.field_names()})
+        with torch.device("meta"):
+            teacher = build_model(cfg.teacher, 100).eval()
+            learner = build_learner(build_model(cfg.student, 100), cfg.objective, teacher=teacher, num_classes=100,
+                                    input_size=(32, 32))
+        return resolve_teacher_mode(cfg.teacher_mode, [learner.objective])
+
+    assert mode("table1/resnet32x4-resnet8x4/ofd.yaml") == "train"
+    assert mode("table1/resnet32x4-resnet8x4/reviewkd.yaml") == "train"
+    [tiny] = [rel for rel in configs if rel.startswith("table3/") and rel.endswith("/reviewkd.yaml")][:1]
+    assert mode(tiny) == "eval"

@@ -335,3 +335,23 @@ def test_a_nonfinite_gradient_stops_before_any_update_and_names_its_term(tmp_pat
     if first_bad_step > 0:  # (at step 0 the skipped update is the one that would have made the buffers)
         momentum = [s["momentum_buffer"] for s in trainer.members[0].optimizer.state.values()]
         assert momentum and all(torch.isfinite(b).all() for b in momentum)
+
+
+def test_a_train_mode_teacher_is_captured_with_its_moving_statistics(tmp_path):
+    """OFD/ReviewKD's official teacher runs in train mode (issue 22): its BatchNorm updates its running
+    statistics in place inside the step, which the capture must replay exactly as eager steps do."""
+    backend = RecordingBackend()
+    graphed = _trainer(tmp_path / "g", ["kd"], backend=backend, teacher_mode="train")
+    backend.guard_tensors = lambda: graphed.persistent
+    eager = _trainer(tmp_path / "e", ["kd"], cuda_graph="off", teacher_mode="train")
+    before = {k: v.clone() for k, v in graphed.teacher.named_buffers()}
+    assert graphed.teacher.training and graphed.teacher_mode == "train"
+    _train(graphed), _train(eager)
+    assert graphed.graph.captured and backend.replays == 2 * STEPS - 3
+    for (name, a), b in zip(graphed.teacher.named_buffers(), eager.teacher.buffers(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(before["bn1.running_mean"], dict(graphed.teacher.named_buffers())["bn1.running_mean"])
+    assert int(dict(graphed.teacher.named_buffers())["bn1.num_batches_tracked"]) == 2 * STEPS
+    for (name, a), b in zip(graphed.members[0].learner.state_dict().items(),
+                            eager.members[0].learner.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -123,6 +123,23 @@ def test_warmup_on_any_term_and_epoch_only_needed_with_warmup():
         obj(student_logits=ls, teacher_logits=lt, target=y, epoch="3")
 
 
+def test_warmup_start_delays_the_ramp_as_a_trainer_counting_epochs_from_0():
+    """dvlab-research/ReviewKD CIFAR-100/train.py: ``min(1, epoch/args.kd_warm_up)`` with ``epoch`` from 0, so its
+    first epoch has weight 0; figkd counts epochs from 1: ``warmup_start: 1`` gives the same factors."""
+    ls, lt, y, *_ = _inputs()
+    entry = {"term": "kd", "warmup": 20, "warmup_start": 1}
+    obj = build_objective([{"term": "ce"}, entry])
+    full = kd_loss(ls, lt)
+    for epoch, official_epoch in ((1, 0), (2, 1), (11, 10), (21, 20), (240, 239)):
+        factor = min(1.0, official_epoch / 20)
+        assert _close(obj(student_logits=ls, teacher_logits=lt, target=y, epoch=epoch)["kd"], factor * full), epoch
+        tensor = obj(student_logits=ls, teacher_logits=lt, target=y, epoch=torch.tensor(float(epoch)))["kd"]
+        assert math.isclose(float(tensor), factor * float(full), rel_tol=1e-6, abs_tol=1e-12), epoch
+    assert obj.spec[1]["warmup_start"] == 1 and "warmup_start" not in build_objective("dkd").spec[1]
+    with pytest.raises(ValueError, match="warmup_start"):
+        build_objective([{"term": "kd", "warmup": 20, "warmup_start": -1}])
+
+
 def test_needs_are_the_union_of_the_declared_inputs():
     logits = {"student_logits", "teacher_logits"}
     assert build_objective("mlkd").needs.inputs == {*logits, *STRONG, "target"}

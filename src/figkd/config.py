@@ -63,7 +63,7 @@ class RunConfig:
     objective: Any = _f(None, "loss: a preset or a term list (presets and terms: figkd distill --help); "
                         "default vanilla for train, figkd for distill", check=Optional(Objective()))
     teacher_mode: str = _f("auto", "the teacher's mode while distilling: auto (eval, or train where a term's "
-                           "official code runs it so: OFD, ReviewKD), eval (BatchNorm running statistics) or "
+                           "official code runs it so: OFD), eval (BatchNorm running statistics) or "
                            "train (batch statistics; its running statistics move and are checkpointed)",
                            check=Choice(("auto", "eval", "train")))
     # The recipe (paper Section 4.2).

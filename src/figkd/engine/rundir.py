@@ -170,9 +170,11 @@ def _world_size(cfg: Mapping[str, Any]) -> int:
 
 
 def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields that decide a run's results: every field but the runtime ones and ``resolved``, with
+    """The fields that decide a run's results: every field but the runtime ones, ``resolved`` and
+    ``teacher_mode`` (compared as it resolved: ``auto`` and ``eval`` are the same for a KD run), with
     ``batch_size`` read as the global batch (``batch_size`` x world size)."""
-    out = {k: v for k, v in normalized(cfg).items() if k not in RUNTIME_FIELDS and k != "resolved"}
+    out = {k: v for k, v in normalized(cfg).items()
+           if k not in RUNTIME_FIELDS and k not in ("resolved", "teacher_mode")}
     if isinstance(out.get("batch_size"), int):
         out["batch_size"] = out["batch_size"] * _world_size(cfg)
     return out

@@ -11,7 +11,8 @@ step's autocast.
 The teacher's mode (:func:`resolve_teacher_mode`): eval by default - BatchNorm normalises with its
 running statistics, which never change (mdistiller's `Distiller.train` ends with ``teacher.eval()``; a
 teacher left in train mode by mistake is a bug users report in other toolkits). A term whose official
-code runs the teacher in train mode declares it (`figkd.losses.TermSpec.teacher_mode`: OFD, ReviewKD):
+code runs the teacher in train mode declares it (`figkd.losses.TermSpec.teacher_mode`: OFD), and a run can
+ask for it (``teacher_mode: train``: ReviewKD's CIFAR-100 cells, as dvlab-research/ReviewKD's trainer):
 BatchNorm then normalises each batch with its own statistics and updates the running ones, in place,
 inside the (captured) step; the engine checkpoints them with every member, so ``--resume`` continues
 exactly. One run has one teacher forward: its students must agree on the mode.

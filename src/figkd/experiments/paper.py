@@ -55,7 +55,7 @@ TITLES = {
 }
 MAIN_TABLES = tuple(range(1, 10))
 #: The training recipe of a run: what the report compares with the cell's config.
-RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_decay",
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "lr_milestones", "lr_decay",
                  "lr_warmup_epochs", "lr_warmup_hold")
 
 

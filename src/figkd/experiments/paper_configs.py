@@ -91,6 +91,24 @@ REVIEWKD_WEIGHT_CIFAR100 = {
     ("resnet32x4", "resnet8x4"): 5.0, ("resnet32x4", "shufflenetv1"): 5.0, ("resnet32x4", "shufflenetv2"): 8.0,
     ("resnet56", "resnet20"): 0.6, ("resnet110", "resnet32"): 1.0,
 }
+#: dvlab-research/ReviewKD's own CIFAR-100 trainer (CIFAR-100/train.py, commit cede6ea), which produced the published
+#: ReviewKD numbers: batch 128 (:23), Nesterov momentum 0.9 and weight decay 5e-4 (:179, :33), its own CIFAR mean/std
+#: (:96-97), lr 0.1 (:27; 0.02 for ShuffleNet/MobileNet students, :168-169, REVIEWKD_LR), the teacher never put in
+#: eval mode, and a schedule stepped after 0-based epoch e when e is in 150, 180, 210 (util/misc.py lr_schedule):
+#: in figkd's 1-based epochs the rate falls from epoch 152, 182 and 212, i.e. milestones 151, 181, 211. Its
+#: warm-up min(1, epoch/20) counts epochs from 0 (:225): warmup_start 1 (REVIEWKD_WARMUP).
+REVIEWKD_RECIPE_CIFAR100 = {"batch_size": 128, "nesterov": True, "lr_milestones": [151, 181, 211],
+                            "mean": [125.3 / 255, 123.0 / 255, 113.9 / 255],
+                            "std": [63.0 / 255, 62.1 / 255, 66.7 / 255], "teacher_mode": "train"}
+REVIEWKD_WARMUP = {"warmup": 20, "warmup_start": 1}
+
+
+def reviewkd_lr(student: str) -> float:
+    """dvlab-research/ReviewKD CIFAR-100/train.py:168-169: ``if 'shuffle' in args.model or 'mobile' in args.model:
+    args.lr = 0.02`` (its model names shufflev1/shufflev2/mobile...), else ``--lr`` 0.1."""
+    return 0.02 if any(k in student.lower() for k in ("shuffle", "mobile")) else 0.1
+
+
 #: mdistiller configs/imagenet/r34_r18/reviewkd.yaml (ReviewKD on 224x224 ResNet34 -> ResNet18): weight 1,
 #: warm-up 1 epoch, the student's pre-activation features (STU_PREACT: True). Used for Table 5.
 REVIEWKD_IMAGENET = {"term": "reviewkd", "weight": 1.0, "warmup": 1, "student_preact": True}
@@ -387,7 +405,8 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
     cifar = "CIFAR-100 setting" if dataset == "cifar100" else "CIFAR-100 setting (none published for this dataset)"
     if variant == "ofd":
         note = ("OFD (mdistiller's setting, CFG.OFD: ce 1 + ofd 0.001, 1x1 connectors, margins from the teacher's "
-                "BatchNorms; mdistiller's only config is resnet32x4 -> resnet8x4, configs/cifar100/ofd.yaml")
+                "BatchNorms, the teacher in train mode as in both official codes - the term asks for it; mdistiller's "
+                "only config is resnet32x4 -> resnet8x4, configs/cifar100/ofd.yaml")
         if pair != ("resnet32x4", "resnet8x4") or dataset != "cifar100":
             note += ": this pair has none, the official default is used"
         if pair == ("resnet50", "mobilenetv2"):
@@ -403,15 +422,23 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
                                                                                     "resnet18_imagenet")
                                                                     else " (this pair has none)"))
         weight = REVIEWKD_WEIGHT_CIFAR100.get(pair)
-        recipe = ("; dvlab-research/ReviewKD's own trainer uses batch 128, lr 0.1 (0.02 for ShuffleNet/MobileNet "
-                  "students) and Nesterov momentum, which figkd does not reproduce: mdistiller's recipe (= FiGKD's)")
-        if weight is None:
-            return "reviewkd", ("ReviewKD (mdistiller's configs/cifar100/reviewkd.yaml: ce 1 + reviewkd 5, warm-up 20 "
-                                "epochs; dvlab-research/ReviewKD publishes no weight for this pair: the official "
-                                "default" + recipe + ")")
-        return ([dict(CE), {"term": "reviewkd", "weight": weight, "warmup": 20, "student_preact": False}],
-                f"ReviewKD with the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for "
-                f"this pair's {cifar} (ce 1, warm-up 20 epochs as mdistiller" + recipe + ")")
+        if dataset != "cifar100":
+            recipe = ("; dvlab-research/ReviewKD publishes a trainer for CIFAR-100 and ImageNet only: FiGKD's recipe "
+                      "(mdistiller's) with the teacher in eval mode, as mdistiller's port and dvlab's ImageNet trainer")
+            if weight is None:
+                return "reviewkd", ("ReviewKD (mdistiller's configs/cifar100/reviewkd.yaml: ce 1 + reviewkd 5, warm-up "
+                                    "20 epochs; no weight is published for this pair: the official default"
+                                    + recipe + ")")
+            return ([dict(CE), {"term": "reviewkd", "weight": weight, "warmup": 20, "student_preact": False}],
+                    f"ReviewKD with the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for "
+                    f"this pair's {cifar} (ce 1, warm-up 20 epochs as mdistiller" + recipe + ")")
+        source = (f"the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for this pair"
+                  if weight is not None else "weight 5 (dvlab-research/ReviewKD publishes none for this pair; 5 is "
+                  "its script's and mdistiller's usual value)")
+        return ([dict(CE), {"term": "reviewkd", "weight": weight or 5.0, **REVIEWKD_WARMUP, "student_preact": False}],
+                f"ReviewKD as dvlab-research/ReviewKD's own CIFAR-100 trainer ran it, which produced the published "
+                f"numbers: {source}, ce 1, warm-up over 20 epochs counted from 0 (its first epoch weighs 0: "
+                "warmup_start 1), the teacher in train mode, and its recipe below")
     if variant == "cat_kd":
         bias_free = ("; the student's classifier bias-free, as CAT-KD's converted student (tools/train.py with "
                      "if_test: the *_test model's conv_test; the term's student_classifier_bias: false)")
@@ -438,6 +465,13 @@ def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[
     and DKD follow mdistiller's CIFAR-100 recipe, which is FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240
     epochs); DKD's per-pair beta is in its objective.
     """
+    if variant == "reviewkd" and dataset == "cifar100":
+        lr = reviewkd_lr(student)
+        line = ("Recipe: ReviewKD's own (dvlab-research/ReviewKD CIFAR-100/train.py): SGD with Nesterov momentum "
+                f"0.9, weight decay 5e-4, 240 epochs, batch 128, lr {lr:g} (0.02 for ShuffleNet/MobileNet students), "
+                "decayed by 10 after 0-based epochs 150, 180 and 210 (lr_milestones [151, 181, 211] in figkd's 1-based "
+                "epochs), its CIFAR mean/std, the teacher in train mode (teacher_mode: train).")
+        return {"lr": lr, **REVIEWKD_RECIPE_CIFAR100}, line
     if variant == "ldrld" and dataset == "cifar100":
         lr = default_lr(student)
         line = (f"Recipe: LDRLD's own ({LDRLD_SOURCE}): {_recipe_text(lr, RunConfig().epochs)} (FiGKD's, its "

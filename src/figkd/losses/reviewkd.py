@@ -116,11 +116,12 @@ def review_levels(shapes, pooled: int, stem: bool) -> list[tuple[int, int, int]]
     return [(pooled, 1, 1)] + [tuple(s) for s in reversed(stages)]
 
 
-# The teacher runs in train mode in the official trainer (dvlab-research/ReviewKD CIFAR-100/train.py: the teacher
-# is never put in eval mode; ``teacher(images, is_feat=True, preact=True)`` in every step), whose numbers the paper
-# tables report; mdistiller's port keeps its base class's eval-mode teacher.
+# The teacher's mode is a property of the official trainers, not of the method: dvlab-research/ReviewKD's CIFAR-100
+# trainer never puts its teacher in eval mode (CIFAR-100/train.py), its ImageNet trainer does (ImageNet/
+# imagenet_amp.py: ``teacher.eval()``), as mdistiller's port does; so the term keeps the default (eval) and the
+# CIFAR-100 cells set ``teacher_mode: train`` (figkd.experiments.paper_configs).
 @register_term("reviewkd", inputs=("student_feats", "student_preact_feats", "student_pooled",
-                                   "teacher_preact_feats", "teacher_pooled"), function=hcl_loss, teacher_mode="train",
+                                   "teacher_preact_feats", "teacher_pooled"), function=hcl_loss,
                source="Chen et al. CVPR 2021; dvlab-research/ReviewKD CIFAR-100/model/reviewkd.py and mdistiller/"
                       "distillers/ReviewKD.py (weight 5, warm-up 20: mdistiller configs/cifar100/reviewkd.yaml)",
                help="ReviewKD: the student's stages fused deepest-first (attention-based fusion) and matched to the "
