@@ -221,3 +221,27 @@ def test_first_contact_skips_what_the_budget_cannot_hold(tmp_path):
     steps = {s["name"]: s for s in summary["steps"]}
     assert steps["environment"]["status"] == "skipped" and "needs at least" in steps["environment"]["reason"]
     assert all(s["status"] == "skipped" and "environment" in s["reason"] for s in summary["steps"][1:])
+
+
+def test_compare_weights_finds_the_one_tensor_that_differs(tmp_path):
+    """benchmarks/compare_weights.py (the before/after check of a restructuring): identical folders pass; one
+    changed value, or a file on one side only, fails and is named."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from compare_weights import main
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import torch
+    from safetensors.torch import save_file
+
+    for side in ("a", "b"):
+        (tmp_path / side / "run").mkdir(parents=True)
+        save_file({"w": torch.arange(6.0), "b": torch.zeros(2)}, str(tmp_path / side / "run" / "best.safetensors"))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "same.json")]) == 0
+    assert json.loads((tmp_path / "same.json").read_text())["files"][0]["identical"] is True
+    save_file({"w": torch.arange(6.0) + torch.tensor([0, 0, 0, 1e-7, 0, 0]), "b": torch.zeros(2)},
+              str(tmp_path / "b" / "run" / "best.safetensors"))
+    save_file({"w": torch.ones(1)}, str(tmp_path / "a" / "run" / "last.safetensors"))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "diff.json")]) == 1
+    files = {f["file"]: f for f in json.loads((tmp_path / "diff.json").read_text())["files"]}
+    assert files["run/best.safetensors"]["identical"] is False and "only in" in files["run/last.safetensors"]["why"]
