@@ -239,7 +239,7 @@ def test_compare_weights_finds_the_one_tensor_that_differs(tmp_path):
         save_file({"w": torch.arange(6.0), "b": torch.zeros(2)}, str(tmp_path / side / "run" / "best.safetensors"))
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "same.json")]) == 0
     assert json.loads((tmp_path / "same.json").read_text())["files"][0]["identical"] is True
-    save_file({"w": torch.arange(6.0) + torch.tensor([0, 0, 0, 1e-7, 0, 0]), "b": torch.zeros(2)},
+    save_file({"w": torch.arange(6.0) + torch.tensor([1e-7, 0, 0, 0, 0, 0]), "b": torch.zeros(2)},
               str(tmp_path / "b" / "run" / "best.safetensors"))
     save_file({"w": torch.ones(1)}, str(tmp_path / "a" / "run" / "last.safetensors"))
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "diff.json")]) == 1
