@@ -42,7 +42,7 @@ from .vid import VID, vid_loss
 from .crd import CRD, crd_loss
 from .ofd import OFD, ofd_loss
 from .reviewkd import ReviewKD, hcl_loss
-from .catkd import CATKD, cat_kd_loss
+from .catkd import CATKD, CATKDFeats, cat_kd_feats_loss, cat_kd_loss
 from .diffkd import DiffKD, diffkd_loss
 from .rld import RLDLoss, rld_loss
 from .tekap import TeKAPLoss, tekap_loss
