@@ -90,6 +90,15 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
             )
 
 
+def check_class_count(num_classes: int | None, minimum: int, term: str, why: str, fix: str = "") -> None:
+    """A term's class-count constraint, checked when the term is built from its context (``num_classes``
+    None: unknown there, checked by the loss at the call). ValueError ``<term> needs at least <minimum>
+    classes (<why>), but there are <num_classes>[: <fix>]``."""
+    if num_classes is not None and num_classes < minimum:
+        have = "there is 1" if num_classes == 1 else f"there are {num_classes}"
+        raise ValueError(f"{term} needs at least {minimum} classes ({why}), but {have}" + (f": {fix}" if fix else ""))
+
+
 def check_features(student, teacher, *, name: str = "loss",
                    inputs: tuple[str, str] = ("student features", "teacher features")) -> None:
     """Checks shared by the feature losses: floating tensors (or lists of them) with a non-empty batch.
