@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,21 @@ from typing import Any
 
 import yaml
 
-from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Peers, Str
+from .checks import (
+    Bool,
+    Check,
+    Choice,
+    Device,
+    Float,
+    Int,
+    IntList,
+    Normalisation,
+    Objective,
+    Optional,
+    Peers,
+    Str,
+    did_you_mean,
+)
 from .errors import ConfigError
 
 
@@ -141,8 +154,7 @@ KEY_SYNONYMS = {
 def _check_key(key: str) -> None:
     names = RunConfig.field_names()
     if key not in names:
-        close = [KEY_SYNONYMS[key]] if key in KEY_SYNONYMS else difflib.get_close_matches(key, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(key, names, synonyms=KEY_SYNONYMS)
         raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(names)}")
 
 

@@ -14,7 +14,7 @@ from .evaluate import evaluate
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..data import build_dataset, build_loader, list_datasets
+    from ..data import build_dataset, build_loader, check_dataset_name
     from ..data.normalization import load_for_run
     from ..models import load_teacher
     from .rundir import read_config
@@ -40,8 +40,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ckpt = CheckpointManager(ckpt).weights_path(args.which)
     if not model or not dataset:
         raise ConfigError("figkd eval needs --model and --dataset unless CKPT is a figkd run directory")
-    if dataset not in list_datasets():
-        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(list_datasets())}")
+    check_dataset_name(dataset)
     device = resolve_device(args.device, DistInfo())
     # Evaluation mode (no augmentation, every sample once) on the chosen split.
     split = build_dataset(dataset, data_root, train=args.split == "train")
