@@ -163,6 +163,8 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     for row in ("teacher (alone)", "student (alone)", "KD", "FiGKD"):
         assert row in result.stdout
+    # at 10 classes the paper's FiGKD defaults fail (issue 27): the warning, and the demo's last line says so
+    assert "figkd: warning: FiGKD with 10 classes" in result.stderr and "criterion: kl" in result.stdout
     for run_dir in ("teacher", "student", "kd", "figkd"):
         assert (tmp_path / "demo" / run_dir / "summary.json").is_file()
     again = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--device", "cpu")

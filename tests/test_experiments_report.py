@@ -264,3 +264,15 @@ def test_collect_runs_ignores_folders_that_are_not_runs(runs):
     (runs / "notes").mkdir()
     (runs / "notes" / "config.yaml").write_text("dataset: x\n")  # a config, not a run directory
     assert all(r.run_dir.name != "notes" for r in collect_runs(runs))
+
+
+def test_a_run_of_a_model_not_registered_here(tmp_path, capsys):
+    """A run of a model this process does not know (a plugin's, another version's): listed among the runs of
+    no paper table when its config.yaml records its learning rate; one line and exit 2 when the learning
+    rate has to be the model's default, which only its registration knows (issue 27, item 9)."""
+    _run(tmp_path / "known", "mine/s0", 61.0, dataset="digits", model="mynet", lr=0.05)
+    assert "| digits | mynet alone: default (240 epochs) | 61.00 (n=1) |" in report(tmp_path / "known")
+    _run(tmp_path / "unknown", "mine/s0", 61.0, dataset="digits", model="mynet")
+    assert main(["report", str(tmp_path / "unknown")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "mine/s0" in line and "'mynet' is not registered in this process" in line and "FIGKD_PLUGINS" in line

@@ -83,8 +83,25 @@ def recipe_differences(cfg: dict[str, Any], expected: dict[str, Any] | None = No
     return [f"{key} {ours[key]} (paper {theirs[key]})" for key in RECIPE_FIELDS if ours[key] != theirs[key]]
 
 
+def _recipe(r: RunRecord) -> dict[str, Any]:
+    """:func:`recipe_of` the run's config. A config without a learning rate (``lr: null``) stands for its
+    model's default, which only the model's registration knows: for a model not registered in this
+    process (a plugin's, or another version's) that is a ConfigError naming the run and the fix."""
+    try:
+        return recipe_of(r.cfg)
+    except ValueError:  # figkd.models.default_lr of a name unknown here
+        raise ConfigError(
+            f"{r.run_dir}: its model {r.student!r} is not registered in this process and its config.yaml records "
+            "no learning rate (lr: null), whose default only the model's registration knows: load the plugin that "
+            "registers it (FIGKD_PLUGINS=module_or_file.py figkd report ...), or write the learning rate it used "
+            "into its config.yaml") from None
+
+
 def _fill(cell: Cell, runs: list[RunRecord], metric: str, expected: str | None,
-          recipe: dict[str, Any] | None = None) -> None:
+          recipe: dict[str, Any] | None = None, *, compare_recipe: bool = True) -> None:
+    """Add ``runs`` to ``cell``; flag recipes that differ from ``recipe`` (the paper's when None) unless
+    ``compare_recipe`` is False (runs of no paper table), objectives other than ``expected``, repeated
+    seeds."""
     for r in runs:
         value = r.top1(metric)
         if value is None:
@@ -92,7 +109,7 @@ def _fill(cell: Cell, runs: list[RunRecord], metric: str, expected: str | None,
             continue
         cell.values.append(value)
         cell.seeds.append(r.seed)
-        for d in recipe_differences(r.cfg, recipe):
+        for d in recipe_differences(r.cfg, recipe) if compare_recipe else ():
             if d not in cell.flags:
                 cell.flags.append(d)
         if expected is not None and r.method != expected:
@@ -157,7 +174,7 @@ def _runs_of(row: Row, column: Column, runs: list[RunRecord], chains: dict[int, 
 
     return [r for r in runs if r.command == "distill" and r.dataset == column.dataset
             and teacher_fits(r) and r.student == column.student
-            and row.matches(column, r.method, recipe_of(r.cfg))]
+            and row.matches(column, r.method, _recipe(r))]
 
 
 def build_table(spec: TableSpec, runs: list[RunRecord], metric: str) -> tuple[Table, set[int]]:
@@ -366,7 +383,7 @@ def other_table(runs: list[RunRecord], metric: str) -> Table:
     flagged with their number."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        recipe = json.dumps(recipe_of(r.cfg), sort_keys=True)
+        recipe = json.dumps(_recipe(r), sort_keys=True)
         groups.setdefault((r.dataset, r.teacher or MISSING, r.student, r.method, recipe), []).append(r)
     siblings: dict[tuple, list[tuple]] = {}
     for key in groups:
@@ -383,8 +400,7 @@ def other_table(runs: list[RunRecord], metric: str) -> Table:
             label += "".join(f", {f} {mine[f]}" for f in differ)
         rows.append((dataset, label + ")"))
         cell = Cell()
-        _fill(cell, members, metric, None)
-        cell.flags = [f for f in cell.flags if f.startswith("a seed")]  # not paper cells: recipe not compared
+        _fill(cell, members, metric, None, compare_recipe=False)  # not paper cells: no paper recipe
         checkpoints = {str(r.cfg.get("teacher_ckpt")) for r in members if r.cfg.get("teacher_ckpt")}
         if len(checkpoints) > 1:
             cell.flags.append(f"its runs distil from {len(checkpoints)} different teacher checkpoints")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_features, check_positive, full_precision
+from ._common import check_features, check_maps, check_positive, full_precision, require_stage_lists, stage_list
 from .registry import register_term
 
 
@@ -45,13 +45,17 @@ def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
 
     Args:
         student_feats, teacher_feats: equally long lists of (B, C_i, H_i, W_i) maps (channels may
-            differ between student and teacher; the teacher is detached).
+            differ between student and teacher; the teacher is detached); a tensor is one stage.
         p: exponent of the attention map (mdistiller ``CFG.AT.P = 2``).
 
-    Raises ValueError for lists of different lengths, no stage or an empty batch. Computed in float32
-    or wider.
+    Raises ValueError for lists of different lengths, no stage, a map that is not 4-D or an empty batch,
+    TypeError for an argument that is neither a list of tensors nor a tensor. Computed in float32 or
+    wider.
     """
-    check_features(student_feats, teacher_feats, name="at_loss")
+    student_feats = stage_list(student_feats, "at_loss", "student_feats")
+    teacher_feats = stage_list(teacher_feats, "at_loss", "teacher_feats")
+    check_features(student_feats, teacher_feats, name="at_loss", inputs=("student_feats", "teacher_feats"))
+    check_maps("at_loss", student_feats=student_feats, teacher_feats=teacher_feats)
     p = check_positive(p, "at_loss: p")
     losses = [_stage_loss(s, t, p) for s, t in zip(student_feats, teacher_feats, strict=True)]
     total = losses[0]
@@ -103,6 +107,7 @@ class AT(nn.Module):
         self.stages = stages
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("AT", student_feats=student_feats, teacher_feats=teacher_feats)
         s, t = student_feats[1:], teacher_feats[1:]
         n = min(len(s), len(t))
         if self.stages == "first":

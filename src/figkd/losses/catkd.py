@@ -143,9 +143,23 @@ class CATKD(nn.Module):
                 f"student_classifier_bias={self.student_classifier_bias}")
 
 
-@register_term("cat_kd_feats", inputs=("student_feats", "teacher_feats"),
+def cat_kd_feats_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], pool_size: int = 2,
+                      normalize: bool = False) -> torch.Tensor:
+    """CAT-KD's loss on the last stage's maps, as EKD's vgg13 -> vgg8 distiller computes it:
+    ``cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size, normalize)``.
+
+    Args:
+        student_feats, teacher_feats: the stage lists (each ``(B, C, H, W)``; the last stages need the same C).
+        pool_size, normalize: as `cat_kd_loss` (lyxiang-casia/EKD configs/cifar100/ekd/model/vgg13_vgg8.yaml:
+            CAM_RESOLUTION 2, IF_NORMALIZE False).
+    """
+    return cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size, normalize)
+
+
+@register_term("cat_kd_feats", inputs=("student_feats", "teacher_feats"), function=cat_kd_feats_loss,
                source="lyxiang-casia/EKD mdistiller/distillers/CAT_KD.py, commit fb65a7e (CAT_loss on feats[-1] of "
-                      "the unconverted models; defaults: configs/cifar100/ekd/model/vgg13_vgg8.yaml)")
+                      "the unconverted models; defaults: configs/cifar100/ekd/model/vgg13_vgg8.yaml)",
+               help="CAT-KD's loss on the last stage's maps (not CAMs): EKD's vgg13 -> vgg8 distiller")
 class CATKDFeats(nn.Module):
     """CAT-KD's loss on the last stage's maps: ``cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size,
     normalize)`` (see the module docstring). Both last stages need the same number of channels (checked at
@@ -167,7 +181,7 @@ class CATKDFeats(nn.Module):
         self.normalize = normalize
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
-        return cat_kd_loss(student_feats[-1], teacher_feats[-1], self.pool_size, self.normalize)
+        return cat_kd_feats_loss(student_feats, teacher_feats, self.pool_size, self.normalize)
 
     def extra_repr(self) -> str:
         return f"pool_size={self.pool_size}, normalize={self.normalize}"

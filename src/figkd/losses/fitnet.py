@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_features, full_precision
+from ._common import check_features, full_precision, require_stage_lists
 from .connectors import ConvReg
 from .registry import register_term
 
@@ -84,6 +84,7 @@ class FitNet(nn.Module):
         self.connector = ConvReg(student_shape, teacher_shape)
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("FitNet", student_feats=student_feats, teacher_feats=teacher_feats)
         return fitnet_loss(self.connector(student_feats[self.hint_layer]), teacher_feats[self.teacher_hint_layer])
 
     def extra_repr(self) -> str:
