@@ -1,5 +1,5 @@
 """'did you mean' for a mistyped name (issue 27, item 12): one helper (figkd.checks.did_you_mean, difflib as
-config keys already did), used for config keys and dataset names, and ready for presets and term options."""
+config keys already did), used for config keys, dataset names, presets, terms and term options."""
 
 from __future__ import annotations
 
@@ -43,3 +43,23 @@ def test_eval_with_a_mistyped_dataset_is_one_line_with_a_suggestion(tmp_path, ca
     code = main(["eval", str(tmp_path / "w.safetensors"), "--model", "resnet8", "--dataset", "digts"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "unknown dataset 'digts' (did you mean 'digits'?)" in err[0], err
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("figdk", r"unknown objective preset 'figdk' \(did you mean 'figkd'\?\); valid presets: vanilla, "),
+    ([{"term": "figkd", "temprature": 2}], r"unknown option\(s\) \['temprature'\] \(did you mean 'temperature'\?\)"),
+    ([{"term": "fitnett"}], r"unknown loss term 'fitnett' \(did you mean 'fitnet'\?\); valid terms: "),
+])
+def test_mistyped_presets_terms_and_options_get_a_suggestion(spec, message):
+    from figkd.losses import build_objective
+
+    with pytest.raises(ValueError, match=message):
+        build_objective(spec, num_classes=10)
+
+
+def test_distill_with_a_mistyped_dataset_gets_a_suggestion():
+    from figkd.config import RunConfig
+    from figkd.engine import run
+
+    with pytest.raises(ConfigError, match=r"unknown dataset 'fashionmnist' \(did you mean 'fashion_mnist'\?\)"):
+        run(RunConfig(dataset="fashionmnist", model="resnet8", device="cpu"), "train")

@@ -123,9 +123,8 @@ def _load_teacher(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
 
 def _datasets(cfg: RunConfig):
     """The train and test splits (read once; the loaders are built on them)."""
-    from ..data import build_dataset, list_datasets
-    if cfg.dataset not in list_datasets():
-        raise ConfigError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(list_datasets())}")
+    from ..data import build_dataset, check_dataset_name
+    check_dataset_name(cfg.dataset)
     return (build_dataset(cfg.dataset, cfg.data_root, train=True, skip_corrupt=cfg.skip_corrupt),
             build_dataset(cfg.dataset, cfg.data_root, train=False, skip_corrupt=cfg.skip_corrupt))
 

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from ..atomic import atomic_write_text, write_error
-from ..config import RunConfig
+from ..config import RunConfig, yaml_load
 from ..errors import ConfigError, RunFileError
 from ..models import default_lr
 from .checkpoint import CheckpointManager, read_json
@@ -287,7 +287,7 @@ class RunDir:
         if not path.is_file():
             raise ConfigError(f"{self.path} is not a figkd run directory (no config.yaml)")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml_load(path.read_text())  # a key twice (an edit by hand) is named, not silently resolved
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise RunFileError(path, f"is not valid YAML ({' '.join(str(error).split())})") from None
         if not isinstance(data, dict):

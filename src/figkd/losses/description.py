@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import TERM_WARMUP, TERM_WARMUP_START, TERM_WEIGHT
+from ..checks import TERM_WARMUP, TERM_WARMUP_START, TERM_WEIGHT, did_you_mean
 from .registry import ENTRY_KEYS, list_presets, list_terms, preset_spec, term_spec
 
 
@@ -111,8 +111,9 @@ def resolve(spec: str | Sequence[Mapping[str, Any]], *, strict: bool = True) -> 
             defaults = term_spec(term).defaults
             unknown = sorted(set(options) - set(defaults))
             if unknown:
-                raise ValueError(f"objective term {term!r}: unknown option(s) {unknown}; valid: "
-                                 f"{sorted([*ENTRY_KEYS, *defaults])}")
+                valid = sorted([*ENTRY_KEYS, *defaults])
+                raise ValueError(f"objective term {term!r}: unknown option(s) {unknown}"
+                                 f"{did_you_mean(unknown[0], valid)}; valid: {valid}")
             weight = TERM_WEIGHT.check(f"objective term {term!r}: weight", entry.get("weight", 1.0))
             warmup = TERM_WARMUP.check(f"objective term {term!r}: warmup (epochs)", entry.get("warmup", 0))
             start = TERM_WARMUP_START.check(f"objective term {term!r}: warmup_start (epoch)",

@@ -58,6 +58,7 @@ from typing import Any
 
 from torch import nn
 
+from ..checks import did_you_mean
 from .inputs import check_names
 
 #: The keys of a term entry that are not options of the term (``{"term": ..., "weight": ..., ...}``).
@@ -213,7 +214,8 @@ def list_terms() -> list[str]:
 def term_spec(name: Any) -> TermSpec:
     """The registration of term ``name``; ValueError naming the valid terms if there is none."""
     if not isinstance(name, str) or name not in _TERMS:
-        raise ValueError(f"unknown loss term {name!r}; valid terms: {', '.join(list_terms())}")
+        raise ValueError(f"unknown loss term {name!r}{did_you_mean(name, list_terms())}; valid terms: "
+                         f"{', '.join(list_terms())}")
     return _TERMS[name]
 
 
@@ -242,7 +244,8 @@ def preset_spec(name: Any) -> list[dict[str, Any]]:
             raise ValueError(f"{name!r} is a loss term, not an objective preset: give a term list, e.g. "
                              f"--set 'objective=[{{term: ce, weight: 1.0}}, {{term: {name}, weight: 1.0}}]' or a "
                              f"YAML file of one (--objective FILE.yaml); presets: {presets}")
-        raise ValueError(f"unknown objective preset {name!r}; valid presets: {presets}")
+        raise ValueError(f"unknown objective preset {name!r}{did_you_mean(name, list_presets())}; valid presets: "
+                         f"{presets}")
     return [copy.deepcopy(dict(entry)) for entry in _PRESETS[name].terms]
 
 
