@@ -18,8 +18,9 @@ import torch
 
 from figkd.config import ConfigError, RunConfig
 from figkd.data import SplitFileError, build_dataset, build_loader, dataset_mean_std, recipe_for
-from figkd.data.normalization import FILE, load_for_run, parse_value
+from figkd.data.normalization import FILE, parse_value
 from figkd.engine import run
+from figkd.engine.rundir import RunDir
 from fixtures_data import make_imagefolder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -110,7 +111,7 @@ def test_run_with_auto_std_keeps_it_in_the_run_directory_and_eval_uses_it(tmp_pa
     assert any(f"read from {FILE}" in str(m) for m in logged)
     assert not any("computing the mean/std" in str(m) for m in logged)
     # figkd eval of the run directory normalises as the run did: the same top-1 as its last evaluation
-    norm = load_for_run(out, cfg.to_dict())
+    norm = RunDir(out).normalization()
     assert norm.mean == (0.5, 0.5, 0.5) and norm.std == pytest.approx(tuple(saved["std"]))
     from figkd.engine.evaluate_cli import run_eval
 

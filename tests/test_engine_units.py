@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from figkd.atomic import atomic_write_text
-from figkd.engine import rundir
 from figkd.engine.checkpoint import CheckpointManager
 from figkd.engine.metrics import EpochAccumulator, topk_correct
 from figkd.engine.recipe import lr_at_epoch, set_lr
+from figkd.engine.rundir import RunDir
 
 
 def test_lr_schedule_matches_mdistiller():
@@ -112,6 +112,6 @@ def test_state_file_loads_without_unpickling_objects(tmp_path):
 
 def test_metrics_truncation(tmp_path):
     for e in (1, 2, 3):
-        rundir.append_metrics(tmp_path, {"epoch": e})
-    rundir.truncate_metrics(tmp_path, 2)
+        RunDir(tmp_path).append_metrics({"epoch": e})
+    RunDir(tmp_path).truncate_metrics(2)
     assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]

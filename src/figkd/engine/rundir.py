@@ -397,7 +397,7 @@ class RunDir:
         from ..data import normalization
 
         try:
-            return normalization.for_evaluation(self.config(), self.stored_normalization)
+            return normalization.for_evaluation(self.config(), self.stored_normalization())
         except ValueError as exc:
             raise ConfigError(f"{self.path}: {exc}") from None
 

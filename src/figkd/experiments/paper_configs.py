@@ -467,9 +467,9 @@ def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[
     """
     if variant == "reviewkd" and dataset == "cifar100":
         lr = reviewkd_lr(student)
-        line = ("Recipe: ReviewKD's own (dvlab-research/ReviewKD CIFAR-100/train.py): SGD with Nesterov momentum "
-                f"0.9, weight decay 5e-4, 240 epochs, batch 128, lr {lr:g} (0.02 for ShuffleNet/MobileNet students), "
-                "decayed by 10 after 0-based epochs 150, 180 and 210 (lr_milestones [151, 181, 211] in figkd's 1-based "
+        line = (f"Recipe: ReviewKD's own (dvlab-research/ReviewKD CIFAR-100/train.py): SGD lr {lr:g}, 240 epochs "
+                "(lr 0.1, 0.02 for ShuffleNet/MobileNet students), Nesterov momentum 0.9, weight decay 5e-4, batch "
+                "128, lr x0.1 after 0-based epochs 150, 180 and 210 (lr_milestones [151, 181, 211] in figkd's 1-based "
                 "epochs), its CIFAR mean/std, the teacher in train mode (teacher_mode: train).")
         return {"lr": lr, **REVIEWKD_RECIPE_CIFAR100}, line
     if variant == "ldrld" and dataset == "cifar100":
