@@ -73,3 +73,19 @@ def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
             lr.fill_(value)
         else:
             group["lr"] = value
+
+
+def warmup_warning(epochs: int, terms, name: str = "") -> str | None:
+    """A warning when a loss term's warm-up (its weight ramps up as ``min(epoch / warmup, 1)``,
+    `figkd.losses.objective`) is longer than the run: the term never reaches its weight (DKD's 20 epochs in a
+    2-epoch trial). ``terms``: the resolved term list (``Objective.spec``); ``name``: the student's, for the
+    message. None when every warm-up ends within ``epochs``."""
+    long = [t for t in terms if int(t.get("warmup") or 0) > epochs]
+    if not long:
+        return None
+    parts = ", ".join(f"{t.get('name', t.get('term'))!r} over {t['warmup']} epochs (at most "
+                      f"{100 * epochs // t['warmup']}% of its weight {t.get('weight', 1.0):g})" for t in long)
+    who = f"{name}: " if name else ""
+    return (f"{who}loss term(s) warm up {parts}, longer than this run of {epochs} epochs: the term never reaches its "
+            "weight; for a short trial set a shorter warmup in the objective (e.g. --set 'objective=[..., {term: dkd, "
+            "warmup: 1}]'), or run the full number of epochs")
