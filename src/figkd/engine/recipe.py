@@ -112,3 +112,14 @@ def warmup_warning(epochs: int, terms, name: str = "") -> str | None:
     return (f"{who}loss term(s) warm up {parts}, longer than this run of {epochs} epochs: the term never reaches its "
             "weight; for a short trial set a shorter warmup in the objective (e.g. --set 'objective=[..., {term: dkd, "
             "warmup: 1}]'), or run the full number of epochs")
+
+
+def lr_warmup_warning(cfg: RunConfig) -> str | None:
+    """A warning when the learning-rate warm-up (``lr_warmup_epochs``, `lr_at_epoch`) is longer than the run:
+    the rate never reaches its value (LDRLD's 20 epochs in a short trial). None otherwise."""
+    n = cfg.lr_warmup_epochs
+    if not n or n <= cfg.epochs:
+        return None
+    return (f"lr_warmup_epochs {n} is longer than this run of {cfg.epochs} epochs: the learning rate reaches only "
+            f"{100 * cfg.epochs // n}% of its value; for a short trial --set lr_warmup_epochs={max(1, cfg.epochs)} "
+            "(or null), or run the full number of epochs")

@@ -34,7 +34,7 @@ from .device import resolve_channels_last, resolve_cuda_graph, resolve_device
 from .learner import build_learner
 from .member import build_member
 from .nonfinite import NonFiniteLossError
-from .recipe import warmup_warning
+from .recipe import lr_warmup_warning, warmup_warning
 from .rundir import RunDir, default_run_dir, member_name, objective_name, peer_dirs, run_dir_of  # noqa: F401
 from .trainer import Trainer
 
@@ -275,7 +275,8 @@ def _train(entries, learners, command, cfg, *, teacher, norm, device, info, load
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
-    said = [milestones_warning(cfg)] + [warmup_warning(cfg.epochs, m.learner.objective.spec, m.name) for m in members]
+    said = [milestones_warning(cfg), lr_warmup_warning(cfg)]
+    said += [warmup_warning(cfg.epochs, m.learner.objective.spec, m.name) for m in members]
     for warning in filter(None, said if info.is_main else []):  # said as training starts, not before an error
         warnings.warn(warning, stacklevel=4)
     if cfg.peers and done:
