@@ -109,46 +109,21 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
                    help="replace a different or unfinished run found in the run directory")
 
 
-def _check_flags_against_set(args: argparse.Namespace, sets: dict[str, Any]) -> None:
-    """A field given both by its flag and by ``--set`` must have one value (ConfigError naming both)."""
-    flags = [(flag, key) for flag, key, _ in _RUN_FLAGS] + [("--student", "student"), ("--peers", "peers"),
-                                                            ("--objective", "objective")]
-    for flag, key in flags:
-        given = getattr(args, key, None)
-        if given is None or key not in sets:
-            continue
-        one = given[0] if isinstance(given, list) and len(given) == 1 and key != "peers" else given
-        if _as_field(key, one) != _as_field(key, sets[key]):
-            shown = " ".join(map(str, given)) if isinstance(given, list) else given
-            raise ConfigError(f"{flag} {shown} and --set {key}={sets[key]} give {key} two values: give it once")
-
-
-def _as_field(key: str, value: Any) -> Any:
-    """``value`` as the config field ``key`` reads it (``--set lr=1e-3`` is ``--lr 0.001``); a value it refuses
-    as it is (the config reports it)."""
-    import dataclasses
-    check = {f.name: f.metadata["check"] for f in dataclasses.fields(RunConfig)}[key]
-    try:
-        return check.check(key, value)
-    except ValueError:
-        return value
-
-
 def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
-    """Defaults < --config file < dedicated flags and --set (one value per field: both on one field with
-    different values is an error), expanded over several students/objectives."""
+    """Defaults < --config file < dedicated flags < --set, expanded over several students/objectives. The
+    rule holds for every field: ``--set student=``, ``--set objective=``, ``--set peers=`` replace
+    ``--student``, ``--objective``, ``--peers`` (docs/engine.md, "Configuration")."""
     values: dict[str, Any] = {}
     if args.config:
         values.update(load_yaml(args.config))
-    sets = parse_set(args.set_items)
-    _check_flags_against_set(args, sets)
     for _, key, _ in _RUN_FLAGS:
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
+    sets = parse_set(args.set_items)
     values.update(sets)
-    students = getattr(args, "student", None)
-    objectives = args.objective
+    students = None if "student" in sets else getattr(args, "student", None)
+    objectives = None if "objective" in sets else args.objective
     if isinstance(objectives, str):
         objectives = load_objective(objectives) if is_objective_file(objectives) else objectives
     elif objectives is not None:
@@ -157,7 +132,7 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
         if objectives is not None:
             values["objective"] = objectives
         return [apply_overrides(RunConfig(), values)]
-    if getattr(args, "peers", None):
+    if getattr(args, "peers", None) and "peers" not in sets:
         if students:
             raise ConfigError("figkd distill takes --student or --peers, not both")
         values["peers"] = args.peers
