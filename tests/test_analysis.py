@@ -160,6 +160,19 @@ def test_predictions_disagreements_and_confusions(runs, tmp_path):
             assert count == cm[i, j] + cm[j, i]
 
 
+def test_predictions_drawing_no_image_does_not_say_the_models_agree(runs, tmp_path):
+    # Issue 27 item 10: --max-images 0 drew "the models agree on every image" over 11 disagreements.
+    from figkd.analysis.predictions import _images_figure
+
+    result = predictions(runs, max_images=0, out=tmp_path)
+    assert result["disagreements"] > 0 and result["images"] == []
+    title = _images_figure(result, None).axes[0].get_title()
+    assert title == f"{result['disagreements']} disagreeing images, none drawn (--max-images 0)"
+    for bad in ({"max_images": -1}, {"pairs": -1}):
+        with pytest.raises(ValueError, match=">= 0"):
+            predictions(runs, out=tmp_path, **bad)
+
+
 def test_overhead_times_kd_and_figkd_levels(tmp_path):
     result = overhead(teacher="resnet8", student="resnet8", dataset="cifar100", batch_size=8, steps=2, repeats=1,
                       device="cpu", out=tmp_path)

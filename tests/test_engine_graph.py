@@ -43,8 +43,9 @@ def _split(n, train):
 
 def _trainer(tmp_path: Path, objectives, *, backend=None, cuda_graph="auto", objective_modules=None,
              log=None, device=CPU, **cfg_changes) -> Trainer:
-    cfg = RunConfig(dataset="digits", batch_size=BATCH, device=str(device), epochs=2, lr_milestones=[1],
-                    tensorboard=False, progress="off", cuda_graph=cuda_graph, **cfg_changes)
+    cfg = RunConfig(**{"dataset": "digits", "batch_size": BATCH, "device": str(device), "epochs": 2,
+                       "lr_milestones": [1], "tensorboard": False, "progress": "off", "cuda_graph": cuda_graph,
+                       **cfg_changes})
     torch.manual_seed(0)
     teacher = build_model("resnet8", CLASSES)
     learners = []

@@ -210,7 +210,8 @@ def test_sweep_resumes_interrupted_runs_and_keeps_going(swept):
 
 def test_sweep_skips_finished_runs(swept):
     root, (_, _, (runs, outcomes, lines)) = swept
-    assert "4 runs: 3 skipped, 1 failed" in summarize(outcomes) and "[skipped] runs/kd-s1: already finished" in lines
+    assert "4 runs: 3 skipped, 1 failed" in summarize(outcomes)
+    assert lines[3] == "sweep 4/4, 1 failed, 0 running: [skipped] runs/kd-s1: already finished"  # the running count
     assert [o.status for o in outcomes] == ["skipped", "failed", "skipped", "skipped"]
     assert (root / "runs" / "teacher-s0" / "sweep.log").read_text().count("# figkd sweep") == 2  # not started
     assert [(str(r.run_dir), r.state) for r in runs] == [

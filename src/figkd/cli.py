@@ -6,7 +6,10 @@ Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
   key, a missing or malformed dataset, checkpoint or run file, a run directory that may not be used, a
   file-system error (read-only, full disk): one line ``figkd: error: ...`` on stderr, no traceback,
   found before any run directory is written where it can be;
-- 1: a loss that became NaN or infinite (the last good checkpoint is kept);
+- 1: a loss that became NaN or infinite (the student's last good checkpoint is kept; in a side-by-side run
+  the other students finish first, and their summaries are printed);
+- 3: an unexpected error while training (a bug, or the device out of memory): one line naming the epoch,
+  step, student and loss term where known; the full traceback is in the run directory's ``error.log``;
 - 130: Ctrl-C: one line saying which epoch was interrupted and which checkpoint ``--resume`` continues;
 - 143: SIGTERM (``kill``, a batch scheduler's pre-emption): the same line as for Ctrl-C, after the
   same clean stop;
@@ -29,6 +32,7 @@ from .errors import ConfigError, UserError
 #: Exit statuses (see the module docstring).
 EXIT_USER_ERROR = 2
 EXIT_NONFINITE = 1
+EXIT_TRAINING_ERROR = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a program stopped by kill
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -106,7 +110,9 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
-    """Defaults < --config file < dedicated flags < --set, expanded over several students/objectives."""
+    """Defaults < --config file < dedicated flags < --set, expanded over several students/objectives. The
+    rule holds for every field: ``--set student=``, ``--set objective=``, ``--set peers=`` replace
+    ``--student``, ``--objective``, ``--peers`` (docs/engine.md, "Configuration")."""
     values: dict[str, Any] = {}
     if args.config:
         values.update(load_yaml(args.config))
@@ -114,9 +120,10 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
         v = getattr(args, key, None)
         if v is not None:
             values[key] = v
-    values.update(parse_set(args.set_items))
-    students = getattr(args, "student", None)
-    objectives = args.objective
+    sets = parse_set(args.set_items)
+    values.update(sets)
+    students = None if "student" in sets else getattr(args, "student", None)
+    objectives = None if "objective" in sets else args.objective
     if isinstance(objectives, str):
         objectives = load_objective(objectives) if is_objective_file(objectives) else objectives
     elif objectives is not None:
@@ -125,7 +132,7 @@ def build_configs(args: argparse.Namespace, command: str) -> list[RunConfig]:
         if objectives is not None:
             values["objective"] = objectives
         return [apply_overrides(RunConfig(), values)]
-    if getattr(args, "peers", None):
+    if getattr(args, "peers", None) and "peers" not in sets:
         if students:
             raise ConfigError("figkd distill takes --student or --peers, not both")
         values["peers"] = args.peers
@@ -152,9 +159,14 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
     configs = build_configs(args, command)
     from .atomic import WriteError
     from .engine.distributed import from_environment
+    from .engine.nonfinite import NonFiniteLossError
     from .engine.run import interrupted_message, resume_note
     try:
         summaries = run(configs, command, resume=args.resume, overwrite=args.overwrite)
+    except NonFiniteLossError as error:  # the students that finished beside the one that diverged
+        if error.summaries and from_environment().is_main:
+            print(json.dumps(error.summaries, indent=2))
+        raise
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated):
             raise Terminated(interrupted_message(configs, command).replace("interrupted", "terminated (SIGTERM)", 1)) \
@@ -305,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):  # each line reaches a log file or a pipe when printed, not at exit
+        sys.stdout.reconfigure(line_buffering=True)
     try:
+        if os.environ.get("FIGKD_SWEEP_PID"):  # a run of figkd sweep: it stops when the sweep ends
+            from .experiments.lifeline import die_with_parent
+            die_with_parent()
         from .plugins import load_plugins
         load_plugins()  # FIGKD_PLUGINS: the user's own terms, known to --help and every config
         parser = build_parser()
@@ -330,10 +347,11 @@ def _main(argv: list[str] | None) -> int:
         _error(exc)
         return EXIT_USER_ERROR
     except Exception as exc:
+        from .engine.failure import TrainingError
         from .engine.nonfinite import NonFiniteLossError
-        if isinstance(exc, NonFiniteLossError):
+        if isinstance(exc, NonFiniteLossError | TrainingError):
             _error(exc)
-            return EXIT_NONFINITE
+            return EXIT_NONFINITE if isinstance(exc, NonFiniteLossError) else EXIT_TRAINING_ERROR
         raise
 
 

@@ -82,6 +82,9 @@ class RunConfig:
                            check=Choice(("auto", "eval", "train")))
     # The recipe (paper Section 4.2).
     epochs: int = _f(240, "training epochs (paper: 240)", check=Int(min=1))
+    steps_per_epoch: int | None = _f(None, "at most this many training steps per epoch, for a quick trial on real "
+                                     "data (each epoch's first steps of its shuffled pass); null: the whole "
+                                     "training split", check=Optional(Int(min=1)))
     batch_size: int = _f(64, "training batch size per process (paper: 64)", check=Int(min=1))
     lr: float | None = _f(None, "initial learning rate; default: the model's (registry default_lr: 0.05, "
                           "0.01 for ShuffleNet-V1/V2 and MobileNet-V2; paper Section 4.2)",

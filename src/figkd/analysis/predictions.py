@@ -45,6 +45,9 @@ def predictions(run_dirs: list[str | Path], *, labels: list[str] | None = None, 
     """Run the analysis (see the module docstring); returns what ``predictions.json`` holds."""
     if len(run_dirs) < 2:
         raise ValueError("predictions compares two or more models (teacher, KD student, FiGKD student)")
+    for name, value in (("--max-images", max_images), ("--pairs", pairs)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 (0: none drawn), got {value}")
     runs = load_runs(run_dirs, labels, which=which, device=device)
     results = [(run, outputs(run)) for run in runs]
     targets = results[0][1]["targets"]
@@ -89,7 +92,7 @@ def _images_figure(result: dict[str, Any], run):
     rows = max(1, -(-len(images) // cols))
     fig = new_figure(2.6 * cols, 2.9 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
-    split = eval_split(run.cfg)
+    split = eval_split(run.cfg) if images else None
     for ax in axes.flat:
         ax.axis("off")
     for ax, rec in zip(axes.flat, images, strict=False):
@@ -102,8 +105,10 @@ def _images_figure(result: dict[str, Any], run):
                                                                                       strict=True))
             lines.append(f"{mark} {t['label']}: {top}")
         ax.set_title("\n".join(lines), fontsize=6, loc="left")
-    if not images:
-        axes.flat[0].set_title("the models agree on every test image", fontsize=8)
+    if not images:  # none drawn: because the models agree, or because --max-images 0 asked for none
+        axes.flat[0].set_title("the models agree on every test image" if not result["disagreements"] else
+                               f"{result['disagreements']} disagreeing images, none drawn (--max-images 0)",
+                               fontsize=8)
     fig.suptitle(f"{result['dataset']}: {result['disagreements']} of {result['n']} test images where the models "
                  f"disagree (+ right, x wrong)", fontsize=9)
     return fig

@@ -32,6 +32,10 @@ def tsne(run_dirs: list[str | Path], *, labels: list[str] | None = None, classes
 
     if len(run_dirs) < 2:
         raise ValueError("t-SNE compares two or more models (e.g. the KD and the FiGKD student)")
+    if max_per_class is not None and max_per_class < 1:
+        raise ValueError(f"--max-per-class must be >= 1 (leave it out for every image), got {max_per_class}")
+    if not perplexity > 0:
+        raise ValueError(f"--perplexity must be > 0, got {perplexity}")
     runs = load_runs(run_dirs, labels, which=which, device=device)
     results = [(run, outputs(run)) for run in runs]
     targets = results[0][1]["targets"]
@@ -43,7 +47,7 @@ def tsne(run_dirs: list[str | Path], *, labels: list[str] | None = None, classes
     keep: list[int] = []
     for k in classes:
         idx = (targets == k).nonzero().flatten().tolist()
-        keep += idx[:max_per_class] if max_per_class else idx
+        keep += idx[:max_per_class] if max_per_class is not None else idx
     keep.sort()
     if len(keep) < 5:
         raise ValueError(f"only {len(keep)} test images in classes {classes}: choose more classes")

@@ -15,6 +15,7 @@ The contract the training engine relies on (tests check each point):
 - Epoch ``e`` of training visits ``perm = randperm(N)`` drawn from a generator seeded by
   ``(seed, e)``. Global step ``k`` takes ``perm[k*G:(k+1)*G]`` with ``G = world_size * batch_size``;
   rank ``r`` keeps rows ``[r*b, (r+1)*b)``. The last incomplete global batch is dropped (static shapes).
+  With ``max_steps`` an epoch ends after its first ``max_steps`` steps (the rest of its pass is unused).
 - Every random parameter of step ``k`` comes from generators seeded by ``(seed, e, k)`` (and, in the
   workers, the sample's position in the global batch), drawn on the CPU for the whole global batch and
   then sliced. Hence ``iter_from(k)`` yields exactly the batches ``k, k+1, ...`` of a full pass, and the
@@ -69,7 +70,15 @@ class _Schedule:
     """Which samples each step of this rank takes (indices into the dataset)."""
 
     def __init__(
-        self, n: int, batch_size: int, train: bool, seed: int, rank: int, world_size: int, drop_last: bool
+        self,
+        n: int,
+        batch_size: int,
+        train: bool,
+        seed: int,
+        rank: int,
+        world_size: int,
+        drop_last: bool,
+        max_steps: int | None = None,
     ):
         self.n, self.b, self.train, self.seed = n, batch_size, train, seed
         self.rank, self.world = rank, world_size
@@ -83,6 +92,9 @@ class _Schedule:
                     f"({world_size} process(es) x batch_size {batch_size}; the last partial batch is dropped): "
                     f"lower --batch-size to at most {n // world_size}"
                 )
+            self.full_steps = self.steps
+            if max_steps is not None:  # the first max_steps batches of the epoch's pass (steps_per_epoch)
+                self.steps = min(self.steps, max_steps)
         else:
             shard = math.ceil(n / world_size)
             self.lo, self.hi = min(n, rank * shard), min(n, (rank + 1) * shard)
@@ -134,6 +146,7 @@ class _LoaderBase:
         rank: int,
         world_size: int,
         drop_last: bool,
+        max_steps: int | None = None,
     ):
         self.name = name
         self.dataset = dataset
@@ -145,7 +158,7 @@ class _LoaderBase:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self.schedule = _Schedule(len(dataset), batch_size, train, seed, rank, world_size, drop_last)
+        self.schedule = _Schedule(len(dataset), batch_size, train, seed, rank, world_size, drop_last, max_steps)
         self._mean = torch.tensor(recipe.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(recipe.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
@@ -418,6 +431,7 @@ def build_loader(
     dataset=None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    max_steps: int | None = None,
 ) -> ResidentLoader | WorkerLoader:
     """A loader for dataset ``name`` (one of :func:`~figkd.data.list_datasets`).
 
@@ -429,7 +443,9 @@ def build_loader(
     cached. ``strong_view`` adds MLKD's second view (training only). To skip corrupt images, build the
     dataset with ``build_dataset(..., skip_corrupt=True)`` and pass it as ``dataset``. ``mean`` / ``std``:
     three per-channel values ([0, 1] units) that replace the recipe's normalisation (``loader.recipe``
-    then carries them; see :mod:`figkd.data.normalization` for ``auto``).
+    then carries them; see :mod:`figkd.data.normalization` for ``auto``). ``max_steps`` (training only): each
+    epoch is the first ``max_steps`` batches of its pass (a quick trial; ``steps_per_epoch`` in the config):
+    the same batches, bit for bit, as the first steps of the full epoch.
     """
     spec = dataset_spec(name)
     recipe = recipe_for(spec.name)
@@ -468,6 +484,7 @@ def build_loader(
         rank=rank,
         world_size=world_size,
         drop_last=drop_last,
+        max_steps=max_steps if train else None,
     )
     if spec.loader == "resident":
         images, targets = resident_arrays(

@@ -84,6 +84,9 @@ class CudaGraphBackend:
         """The tensors whose addresses must not change after the capture: all of them."""
         return tensors
 
+    def reset(self) -> None:
+        """Nothing to forget: every capture makes a new graph."""
+
     def warmup(self, fn: Callable[[], None]) -> None:
         main = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
@@ -170,6 +173,11 @@ class RecordingBackend:
     def _guarded(self) -> dict[str, torch.Tensor]:
         assert self.guard_tensors is not None
         return self.stable(self.guard_tensors())
+
+    def reset(self) -> None:
+        """Forget the reference trace and addresses (a new capture follows)."""
+        self.reference = None
+        self._guard = None
 
     def warmup(self, fn: Callable[[], None]) -> None:
         self.warmups += 1
@@ -282,6 +290,13 @@ class StepGraph:
         self.guard = StorageGuard(self.backend.stable(self.persistent()))
         self.log(f"CUDA graph: training step captured after {self.warmed} warm-up steps ({self.backend.name})")
         self.replay()
+
+    def restart(self) -> None:
+        """Forget the capture (the step changed: a student was dropped): the next steps warm up and capture
+        again, with new static buffers. The old graph's memory is freed with it."""
+        self.static = self.replay = self.guard = None
+        self.warmed = 0
+        self.backend.reset()
 
     def check(self) -> None:
         """Raise :class:`GraphCaptureError` if a tensor the captured step uses has moved."""

@@ -1,11 +1,13 @@
-"""A loss term or a gradient that became NaN or infinite: found once per epoch, named, and the run stopped.
+"""A loss term or a gradient that became NaN or infinite: found once per epoch, named, and its student stopped.
 
 The step never reads a value on the host; it records, per member, the first step at which a term was not
 finite and the first step at which a gradient was not (`figkd.engine.metrics.EpochAccumulator`, the
-gradient guard `figkd.engine.guard`). :func:`check_finite` reads those once per epoch (and every few
-steps while a progress bar is shown) and raises :class:`NonFiniteLossError` naming the member, the epoch,
-the step, the term and the checkpoint that is kept. For a non-finite gradient with every loss finite it
-finds the term whose gradient it was: the guard skipped every update from that step on, so the learner's
+gradient guard `figkd.engine.guard`). :func:`diverged` reads those once per epoch (and every few steps
+while progress is shown) and :func:`describe` names the member, the epoch, the step, the term and the
+checkpoint that is kept. A student that diverged stops alone when others train beside it (the trainer
+drops it from the step, `figkd.engine.trainer`); when none is left, or the students are peers reading
+each other's logits, the run stops with :class:`NonFiniteLossError`. For a non-finite gradient with every
+loss finite it finds the term whose gradient it was: the guard skipped every update from that step on, so the learner's
 parameters are those the step saw, and the loaders are a pure function of (seed, epoch, step), so the
 batch is the same; each term's gradient is then taken alone, eagerly, on this error path only.
 """
@@ -21,25 +23,55 @@ from .step import TrainStep
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term or a gradient became NaN or infinite; the run stops and keeps its last good checkpoint."""
+    """A loss term or a gradient became NaN or infinite; the student stops and keeps its last good checkpoint.
+
+    Raised when every student of a run has stopped, or at the end of a run in which some stopped and the
+    others finished: ``summaries`` holds the finished students' summaries (what `figkd.engine.run.run` would
+    have returned for them)."""
+
+    def __init__(self, message: str, summaries: list | None = None):
+        super().__init__(message)
+        self.summaries = list(summaries or [])
+
+
+def diverged(step: TrainStep, *, distributed: bool) -> list[tuple[Member, str, int]]:
+    """``(member, what, step)`` of every member whose loss term or gradient was not finite in the epoch so
+    far (``what``: the term's key or ``"gradient"``; one read of the device). ``distributed``: the ranks'
+    findings are all-reduced so that every rank stops the same members (a member that diverged only on
+    another rank is ``("another process", -1)``)."""
+    found = [(m, acc.first_nonfinite()) for m, acc in zip(step.members, step.accs or [], strict=False)]
+    if distributed:
+        flags = torch.tensor([bad is not None for _, bad in found], dtype=torch.int32, device=step.device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        found = [(m, bad if bad is not None else (("another process", -1) if flag else None))
+                 for (m, bad), flag in zip(found, flags.tolist(), strict=True)]
+    return [(m, *bad) for m, bad in found if bad is not None]
+
+
+def describe(step: TrainStep, m: Member, what: str, at: int, epoch: int, train_loader, *, distributed: bool,
+             alone: bool) -> str:
+    """The one-line message of ``m``'s divergence (see the module docstring); ``alone``: the other students
+    go on. For a non-finite gradient it finds the term (eagerly, reading ``train_loader``: call it after the
+    epoch's iteration, or when the run stops)."""
+    kept = kept_checkpoint(m.run_dir.path)
+    stopped = f"{'this student stopped, the others go on' if alone else 'the run stopped'}: {kept}"
+    if what == "another process":
+        return f"[{m.name}] a loss or gradient was not finite in another process at epoch {epoch}; {stopped}"
+    if what != "gradient":
+        return f"[{m.name}] loss term {what!r} is not finite at epoch {epoch}, step {at}; {stopped}"
+    term = None if distributed else term_with_nonfinite_gradient(step, m, epoch, at, train_loader)
+    which = f"the gradient of loss term {term!r}" if term else "a gradient"
+    return (f"[{m.name}] {which} is not finite at epoch {epoch}, step {at} (every loss value was finite); no "
+            f"update from that step on was applied; {stopped}")
 
 
 def check_finite(step: TrainStep, epoch: int, train_loader, *, distributed: bool) -> None:
     """Raise :class:`NonFiniteLossError` for the first member whose loss or gradient was not finite in
-    ``epoch`` so far (see the module docstring); ``distributed``: under DDP the gradient's term is not
-    searched (the ranks would have to agree on a second backward pass) and the message says "gradient"."""
-    for m, acc in zip(step.members, step.accs or [], strict=False):
-        bad = acc.first_nonfinite()
-        if bad is None:
-            continue
-        what, at = bad
-        kept = f"the run stopped: {kept_checkpoint(m.run_dir.path)}"
-        if what != "gradient":
-            raise NonFiniteLossError(f"[{m.name}] loss term {what!r} is not finite at epoch {epoch}, step {at}; {kept}")
-        term = None if distributed else term_with_nonfinite_gradient(step, m, epoch, at, train_loader)
-        which = f"the gradient of loss term {term!r}" if term else "a gradient"
-        raise NonFiniteLossError(f"[{m.name}] {which} is not finite at epoch {epoch}, step {at} (every loss value "
-                                 f"was finite); no update from that step on was applied; {kept}")
+    ``epoch`` so far (see :func:`describe`); under DDP the gradient's term is not searched (the ranks would
+    have to agree on a second backward pass) and the message says "gradient"."""
+    for m, what, at in diverged(step, distributed=distributed)[:1]:
+        raise NonFiniteLossError(describe(step, m, what, at, epoch, train_loader, distributed=distributed,
+                                          alone=False))
 
 
 def term_with_nonfinite_gradient(step: TrainStep, m: Member, epoch: int, at: int, train_loader) -> str | None:

@@ -98,3 +98,30 @@ def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
             lr.fill_(value)
         else:
             group["lr"] = value
+
+
+def warmup_warning(epochs: int, terms, name: str = "") -> str | None:
+    """A warning when a loss term's warm-up (its weight ramps up as ``min(epoch / warmup, 1)``,
+    `figkd.losses.objective`) is longer than the run: the term never reaches its weight (DKD's 20 epochs in a
+    2-epoch trial). ``terms``: the resolved term list (``Objective.spec``); ``name``: the student's, for the
+    message. None when every warm-up ends within ``epochs``."""
+    long = [t for t in terms if int(t.get("warmup") or 0) > epochs]
+    if not long:
+        return None
+    parts = ", ".join(f"{t.get('name', t.get('term'))!r} over {t['warmup']} epochs (at most "
+                      f"{100 * epochs // t['warmup']}% of its weight {t.get('weight', 1.0):g})" for t in long)
+    who = f"{name}: " if name else ""
+    return (f"{who}loss term(s) warm up {parts}, longer than this run of {epochs} epochs: the term never reaches its "
+            "weight; for a short trial set a shorter warmup in the objective (e.g. --set 'objective=[..., {term: dkd, "
+            "warmup: 1}]'), or run the full number of epochs")
+
+
+def lr_warmup_warning(cfg: RunConfig) -> str | None:
+    """A warning when the learning-rate warm-up (``lr_warmup_epochs``, `lr_at_epoch`) is longer than the run:
+    the rate never reaches its value (LDRLD's 20 epochs in a short trial). None otherwise."""
+    n = cfg.lr_warmup_epochs
+    if not n or n <= cfg.epochs:
+        return None
+    return (f"lr_warmup_epochs {n} is longer than this run of {cfg.epochs} epochs: the learning rate reaches only "
+            f"{100 * cfg.epochs // n}% of its value; for a short trial --set lr_warmup_epochs={max(1, cfg.epochs)} "
+            "(or null), or run the full number of epochs")

@@ -33,6 +33,8 @@ from . import rundir
 from .device import resolve_channels_last, resolve_cuda_graph, resolve_device
 from .learner import build_learner
 from .member import build_member
+from .nonfinite import NonFiniteLossError
+from .recipe import lr_warmup_warning, warmup_warning
 from .rundir import RunDir, default_run_dir, member_name, objective_name, peer_dirs, run_dir_of  # noqa: F401
 from .teacher import resolve_teacher_mode
 from .trainer import Trainer
@@ -79,6 +81,7 @@ def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
     run_dir = RunDir(cfg.teacher_ckpt) if cfg.teacher_ckpt else None
     if run_dir is None or not run_dir.has_config():
         return cfg
+    _check_teacher_run(cfg, run_dir)
     arch = run_dir.architecture  # a damaged config.yaml is a RunFileError
     if arch is None:
         return cfg
@@ -92,6 +95,42 @@ def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"--teacher {cfg.teacher}, but {run_dir.path} holds a {arch} (its config.yaml): pass "
                           f"--teacher {arch} or leave --teacher out")
     return cfg
+
+
+def _check_teacher_run(cfg: RunConfig, run_dir: RunDir) -> None:
+    """The teacher run ``run_dir`` was trained on this run's data (its config.yaml names them): another
+    dataset is a ConfigError (its classes need not be this dataset's even when their count is), unless its
+    weights file is given directly; the same dataset at another input size, or read from another folder, a
+    warning (it can be meant: another resolution, a copy of the data moved); so is a teacher run that has not
+    finished (stopped, diverged, or still training)."""
+    from ..data import dataset_spec, recipe_for
+    if not run_dir.finished and run_dir.last_epoch() is not None:
+        why = run_dir.error_log()
+        warnings.warn(f"the teacher run {run_dir.path} has not finished (its last checkpoint is epoch "
+                      f"{run_dir.last_epoch()} of {run_dir.config().get('epochs')}"
+                      + (f"; it stopped: {why}" if why else "") + "): its best weights so far are used", stacklevel=3)
+    theirs = run_dir.dataset
+    if not theirs or theirs == cfg.dataset:
+        root = run_dir.data_root
+        if theirs and root and cfg.data_root and rundir.normalized({"data_root": cfg.data_root})["data_root"] != root:
+            warnings.warn(f"the teacher {run_dir.path} was trained on {theirs} in {root}, and this run reads "
+                          f"{cfg.data_root}: if these are different image sets, the teacher's classes are not "
+                          "this run's", stacklevel=3)
+        return
+    try:
+        same_family = dataset_spec(theirs).family == dataset_spec(cfg.dataset).family
+        sa, sb = recipe_for(theirs).size, recipe_for(cfg.dataset).size
+    except ValueError:  # a dataset this version of figkd does not know: the names differ, so does the data
+        same_family = False
+    if same_family:
+        warnings.warn(f"the teacher {run_dir.path} was trained on {theirs} ({sa}x{sa} images) and this run is on "
+                      f"{cfg.dataset} ({sb}x{sb}): it sees images of another size than it learned", stacklevel=3)
+        return
+    best = run_dir.checkpoints.dir / "best.safetensors"
+    raise ConfigError(f"the teacher {run_dir.path} was trained on {theirs} (its config.yaml) and this run is on "
+                      f"{cfg.dataset}: its outputs are the classes of {theirs}; distil with --dataset {theirs}, or, "
+                      f"to use it anyway (the same classes stored another way), pass its weights file: "
+                      f"--teacher-ckpt {best}")
 
 
 def _build_model(name: str, num_classes: int) -> torch.nn.Module:
@@ -142,7 +181,7 @@ def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, in
                   num_workers=cfg.num_workers, cache_dir=cfg.cache_dir,
                   mean=norm.mean if norm else None, std=norm.std if norm else None)
     train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view,
-                         dataset=splits[0], **common)
+                         dataset=splits[0], max_steps=cfg.steps_per_epoch, **common)
     test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, dataset=splits[1], **common)
     return train, test
 
@@ -224,6 +263,18 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     # image that cannot be decoded) is reported with nothing written.
     strong = any(learner.needs.strong() for learner in learners)
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
+    try:  # each run directory is locked from its start (RunDir.prepare) to here
+        return _train(entries, learners, command, cfg, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
+                      device=device, info=info, loaders=(train_loader, test_loader), resume=resume,
+                      overwrite=overwrite, log=log)
+    finally:
+        for entry in entries:
+            entry.run_dir.unlock()
+
+
+def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, device, info, loaders, resume, overwrite,
+           log):
+    """Start every entry's member (`_start`) and train those not finished yet; the summaries, in order."""
     members, done = [], []
     for entry, learner in zip(entries, learners, strict=True):
         member = _start(entry, learner, command, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
@@ -231,14 +282,23 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
-    warning = milestones_warning(cfg)
-    if warning and info.is_main:  # said as training starts, not before an error that stops it
-        warnings.warn(warning, stacklevel=3)
+    said = [milestones_warning(cfg), lr_warmup_warning(cfg)]
+    said += [warmup_warning(cfg.epochs, m.learner.objective.spec, m.name) for m in members]
+    for warning in filter(None, said if info.is_main else []):  # said as training starts, not before an error
+        warnings.warn(warning, stacklevel=4)
     if cfg.peers and done:
         raise ConfigError(f"the peers of {entries[0].run_dir.path.parent} are in different states (some finished, "
                           "some not): they train together; remove the unfinished ones' directories or use --overwrite")
-    trainer = Trainer(cfg, members, train_loader, test_loader, teacher=teacher, device=device, info=info, log=log)
-    return done + trainer.fit()
+    schedule = loaders[0].schedule
+    if schedule.steps < schedule.full_steps:
+        log(f"steps_per_epoch {cfg.steps_per_epoch}: each epoch trains the first {schedule.steps} of its "
+            f"{schedule.full_steps} steps (a trial, not a full run)")
+    trainer = Trainer(cfg, members, *loaders, teacher=teacher, device=device, info=info, log=log)
+    try:
+        return done + trainer.fit()
+    except NonFiniteLossError as error:  # the members that finished are kept, and said
+        error.summaries = done + error.summaries
+        raise
 
 
 def _entries(configs: list[RunConfig], command: str) -> list[_Entry]:

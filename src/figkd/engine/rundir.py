@@ -6,9 +6,11 @@ architecture this directory trained, the peer index of a deep-mutual-learning pe
 the global batch), ``metrics.jsonl`` (one JSON object per epoch), ``summary.json`` (written when the run
 has finished; its presence marks the run as done), TensorBoard events under ``tb/``, ``checkpoints/``
 (`figkd.engine.checkpoint`) and, where used, ``normalization.json`` (``mean``/``std: auto``),
-``analysis/`` (``figkd analyze``) and ``sweep.log`` (``figkd sweep``; kept when the directory is
-cleared). Nothing else: a folder holding anything else is not a figkd run directory, and figkd neither
-writes into it nor removes it.
+``analysis/`` (``figkd analyze``), ``sweep.log`` (``figkd sweep``; kept when the directory is
+cleared), ``error.log`` (why the run stopped: a member that diverged, or an unexpected error with its
+full traceback; removed when the run starts again) and ``run.lock`` (the lock of the process writing the
+directory, :meth:`RunDir.lock`; kept). Nothing else: a folder holding anything else is not a figkd run
+directory, and figkd neither writes into it nor removes it.
 
 :class:`RunDir` is the one owner of these files: the engine (start, resume, record, finish), the sweep
 (which runs are finished), ``figkd eval``, ``figkd analyze`` and ``figkd report`` all go through it, so
@@ -50,14 +52,22 @@ from ..config import RunConfig, yaml_load
 from ..errors import ConfigError, RunFileError
 from ..models import default_lr
 from .checkpoint import CheckpointManager, read_json
+from .runlock import RunLock
 
 #: What figkd writes in a run directory (and all it ever removes there).
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints",
                "normalization.json",  # mean/std: auto (figkd.data.normalization)
                "analysis",  # figkd analyze's default output folder (figkd.analysis.common.output_dir)
-               "sweep.log")  # figkd sweep's log of the run's processes (figkd.experiments.sweep)
-#: Entries a clear keeps: the sweep's log is open while the run it launched prepares its directory.
-KEPT_ON_CLEAR = ("sweep.log",)
+               "sweep.log",  # figkd sweep's log of the run's processes (figkd.experiments.sweep)
+               "error.log",  # why the run stopped (RunDir.write_error_log)
+               "run.lock")  # the writing process's lock (RunDir.lock)
+#: Entries a clear keeps: the sweep's log is open while the run it launched prepares its directory, and the
+#: lock file is held by the process clearing it (removing it would let a second process lock a new file).
+KEPT_ON_CLEAR = ("sweep.log", "run.lock")
+#: The file naming why a run stopped (RunDir.write_error_log).
+ERROR_LOG = "error.log"
+#: The lock file of the process writing a run directory (RunDir.lock).
+LOCK_FILE = "run.lock"
 #: Fields that may differ between a run and its resumption without changing its results.
 RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size",
                   "cuda_graph")  # a captured step replays the eager step's kernels
@@ -251,11 +261,14 @@ class RunDir:
     :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
-    :meth:`write_normalization`. A damaged file is a :class:`~figkd.errors.RunFileError` naming it.
+    :meth:`write_normalization`, :meth:`write_error_log`; :meth:`prepare` takes the directory's lock
+    (`figkd.engine.runlock`), :meth:`unlock` releases it. A damaged file is a
+    :class:`~figkd.errors.RunFileError` naming it.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._lock = RunLock(self.path / LOCK_FILE, self.path)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -422,7 +435,7 @@ class RunDir:
         run, unfinished or to be extended) or ``"different"`` (another run: refused without
         ``--overwrite``). The one rule behind the engine's :meth:`prepare` and ``figkd sweep``.
         RunFileError for a damaged run file."""
-        if not self.path.is_dir() or not any(self.path.iterdir()):
+        if not self.path.is_dir() or not any(p.name != LOCK_FILE for p in self.path.iterdir()):
             return "fresh"
         if self.foreign_entries():
             return "different"
@@ -448,14 +461,28 @@ class RunDir:
         directory, one that cannot be written, a different run without ``overwrite``, an unfinished run
         without ``resume``, and RunFileError for a damaged run file. A directory without a finished epoch
         and (with ``overwrite``) a replaced run are cleared here; an extended run loses its summary.
+
+        The directory's lock is taken first (`figkd.engine.runlock`: a ConfigError naming the process that
+        holds it) and held until :meth:`unlock` or the end of the process; it is released when ``prepare``
+        raises. A resumed run's ``error.log`` is removed.
         """
         self.check_writable()
-        if not self.path.exists():
-            return "fresh"
-        foreign = self.foreign_entries()
-        if foreign:
-            raise self._not_a_run_dir(foreign)
-        if not any(self.path.iterdir()):
+        if self.path.exists():
+            foreign = self.foreign_entries()
+            if foreign:
+                raise self._not_a_run_dir(foreign)
+        self._lock.acquire()  # before anything is decided: another process may be writing here
+        try:
+            status = self._prepare(new, resume=resume, overwrite=overwrite)
+        except BaseException:
+            self.unlock()
+            raise
+        if status == "resume":
+            (self.path / ERROR_LOG).unlink(missing_ok=True)  # the run starts again: why it stopped is history
+        return status
+
+    def _prepare(self, new: Mapping[str, Any], *, resume: bool, overwrite: bool) -> str:
+        if not any(p.name != LOCK_FILE for p in self.path.iterdir()):
             return "fresh"
         if overwrite:
             why = self._protected()
@@ -560,6 +587,29 @@ class RunDir:
             raise ConfigError(f"cannot {action} run directory {self.path}: {existing} {why}; choose another --out")
 
     # -- writing ---------------------------------------------------------------------------
+    def unlock(self) -> None:
+        """Release the lock :meth:`prepare` took (a no-op when this object does not hold it)."""
+        self._lock.release()
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.path / ERROR_LOG
+
+    def write_error_log(self, text: str) -> Path:
+        """Write ``error.log``: why the run stopped (its first line the message the user saw, then any
+        traceback). Returns its path."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.error_log_path, text if text.endswith("\n") else text + "\n")
+        return self.error_log_path
+
+    def error_log(self) -> str | None:
+        """The first line of ``error.log`` (why the run stopped), or None when there is none."""
+        try:
+            lines = self.error_log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        return lines[0] if lines else None
+
     def clear(self) -> None:
         """Remove what figkd wrote here (RUN_ENTRIES and temporary files); the folder stays."""
         for entry in self.path.iterdir():

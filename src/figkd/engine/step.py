@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..data.batch import Batch
+from ..errors import ConfigError
 from ..losses.inputs import Needs
 from .device import autocast_context
 from .member import Member
@@ -128,6 +129,15 @@ class TrainStep:
         for acc in self.accs:
             acc.reset()
 
+    def drop(self, members: list[Member]) -> None:
+        """Stop stepping ``members`` (students that diverged): the step goes on with the others. What the
+        step needs stays the union of the run's objectives (the teacher forward and the loader were built
+        for it); a captured step must be captured again (`figkd.engine.graph.StepGraph.restart`)."""
+        keep = [i for i, m in enumerate(self.members) if m not in members]
+        self.members = [self.members[i] for i in keep]
+        if self.accs is not None:
+            self.accs = [self.accs[i] for i in keep]
+
     def persistent_tensors(self, static_inputs: dict[str, torch.Tensor | None] | None = None
                            ) -> dict[str, torch.Tensor]:
         """Every tensor that outlives a step and that the step reads or writes, by name (what a captured
@@ -160,3 +170,18 @@ class TrainStep:
         """Per member, the total loss of every step of the last epoch (synchronises); empty lists unless
         made with ``record_step_losses=True``."""
         return [acc.step_losses() for acc in self.accs or []]
+
+
+def check_members(step: TrainStep, members: list[Member]) -> None:
+    """Refuse a run whose objectives need what it lacks, or whose members stopped at different epochs."""
+    if step.needs.teacher and step.teacher_forward is None:
+        needed = ", ".join(sorted(n for n in step.needs.inputs if n.startswith("teacher_")))
+        raise ConfigError(f"the objective needs a teacher's outputs ({needed}); use figkd distill with --teacher "
+                          "and --teacher-ckpt")
+    if step.needs.peers and len(members) < 2:
+        raise ConfigError("the objective reads the other peers' logits (deep mutual learning: peer_logits), and "
+                          "this run has one model: train two or more peers with figkd distill --peers A B")
+    if len({m.start_epoch for m in members}) > 1:
+        raise ConfigError("the students of this run stopped at different epochs "
+                          f"({', '.join(f'{m.name}: {m.start_epoch - 1}' for m in members)}); "
+                          "resume them as separate runs")

@@ -9,13 +9,16 @@ lives behind a named piece:
   (`figkd.engine.graph.StepGraph`; ``cuda_graph`` in the config);
 - the data order and augmentation: a pure function of (seed, epoch, step) (`figkd.data.loaders`), which is
   what makes ``--resume`` and DDP bit-identical to one uninterrupted process;
-- the first NaN: read once per epoch, named with its epoch, step and term (`figkd.engine.nonfinite`);
-- the recording: metrics, TensorBoard, checkpoints, summary (`figkd.engine.recording.Recorder`).
+- the first NaN: read once per epoch, named with its epoch, step and term; a student that diverged stops
+  alone, its run directory saying why (`figkd.engine.nonfinite`);
+- an unexpected error: one line naming the epoch, step, student and term, the traceback in each run
+  directory's ``error.log`` (`figkd.engine.failure`);
+- the recording: metrics, TensorBoard, checkpoints, summary (`figkd.engine.recording.Recorder`);
+- what the user sees meanwhile: a bar, or lines when output is not a terminal (`figkd.engine.progress`).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -23,20 +26,18 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..errors import ConfigError
 from . import distributed as dist_utils
 from .device import resolve_amp, resolve_channels_last, resolve_cuda_graph
 from .evaluate import evaluate
+from .failure import expected, training_error
 from .faults import fault_point, kill_now
 from .graph import CudaGraphBackend, StepGraph
 from .member import Member
-from .nonfinite import check_finite
+from .nonfinite import NonFiniteLossError, describe, diverged
+from .progress import Progress
 from .recording import Recorder, epoch_line
-from .step import TrainStep
+from .step import TrainStep, check_members
 from .teacher import TeacherForward, resolve_teacher_mode
-
-#: Steps between two reads of the loss sums while a progress bar is shown (each read synchronises).
-SYNC_EVERY = 25
 
 
 class Trainer:
@@ -60,53 +61,70 @@ class Trainer:
                 teacher_forward.module = torch.compile(teacher)
         self.step = TrainStep(members, teacher_forward, device=device, amp_dtype=self.amp_dtype,
                               channels_last=self.channels_last, record_step_losses=record_step_losses)
-        _check_members(self.step, members)
+        check_members(self.step, members)
         self.graph = self._graph(graph_backend)
         self.recorder = Recorder(members, main=info.is_main, tensorboard=cfg.tensorboard, device=device,
                                  dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed,
                                  teacher=teacher if self.teacher_mode == "train" else None)
         self.fault = fault_point()
+        self.at_step: int | None = None  # the step in progress (for the message of an unexpected error)
+        self.stopped: list[str] = []  # why each student that diverged stopped
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train from the members' start epoch to ``cfg.epochs``; returns each member's summary."""
+        """Train from the members' start epoch to ``cfg.epochs``; returns each member's summary. A student
+        whose loss diverged stops alone (`figkd.engine.nonfinite`): the others finish, then
+        NonFiniteLossError names it (``summaries``: the others'); an unexpected error is a TrainingError
+        (`figkd.engine.failure`)."""
+        epoch = self.members[0].start_epoch
         try:
             for epoch in range(self.members[0].start_epoch, self.cfg.epochs + 1):
                 results = self.train_epoch(epoch)
+                self.at_step = None
                 evaluate_now = epoch % self.cfg.eval_every == 0 or epoch == self.cfg.epochs
                 for m, record in zip(self.members, results, strict=True):
                     if evaluate_now:
                         record.update(self.evaluate(m))
                     self.recorder.end_epoch(m, epoch, {"epoch": epoch, **record})
                 self.log(epoch_line(self.members, epoch, self.cfg.epochs))
+        except Exception as exc:
+            if expected(exc):
+                raise
+            raise training_error(exc, self.members, epoch=epoch, step=self.at_step, main=self.info.is_main) from exc
         finally:
             self.recorder.close()
-        return [self.recorder.finish(m) for m in self.members]
+        summaries = [self.recorder.finish(m) for m in self.members]
+        if self.stopped:
+            raise NonFiniteLossError("; ".join(self.stopped) + f"; {len(summaries)} other student(s) finished",
+                                     summaries)
+        return summaries
 
     def train_epoch(self, epoch: int) -> list[dict[str, float]]:
-        """One epoch of steps; returns each member's training record (losses, top-1/5, lr, time)."""
+        """One epoch of steps; returns each member's training record (losses, top-1/5, lr, time). Members
+        whose loss diverged are stopped (:meth:`_stop_diverged`) and have no record."""
         steps = len(self.train_loader)
         self.step.begin_epoch(epoch, steps)
         self._check_graph()
         self.train_loader.set_epoch(epoch)
-        bar = self._progress(steps, epoch)
+        images = self.cfg.batch_size * self.info.world_size
+        progress = Progress.open(self.cfg.progress, self.info.is_main, steps, epoch, self.cfg.epochs, images, self.log)
         start = time.perf_counter()
         for i, batch in enumerate(self.train_loader.iter_from(0)):
+            self.at_step = i
             if self.fault == (epoch, i):
                 kill_now()  # the test hook of the kill/resume tests (FIGKD_FAULT_AT)
             (self.graph or self.step)(**self.step.inputs(batch))
-            if bar is not None:
-                self._show(bar, i + 1, epoch, start)
-        if bar is not None:
-            bar.close()
+            if progress is not None and progress.update(i + 1, self._loss) and not self.info.enabled:
+                self._stop_diverged(epoch, only_all=True)  # under DDP every rank checks at the epoch's end
+        if progress is not None:
+            progress.close()
         elapsed = self._elapsed(start)
         self._check_graph()
-        check_finite(self.step, epoch, self.train_loader, distributed=self.info.enabled)
-        images = steps * self.cfg.batch_size * self.info.world_size
+        self._stop_diverged(epoch)
         results = []
         for m, acc in zip(self.members, self.step.accs, strict=True):
             acc.all_reduce()
             results.append({**{f"train/{k}": v for k, v in acc.result().items()}, "lr": m.lr_at(epoch),
-                            "train_time_s": elapsed, "images_per_s": images / elapsed,
+                            "train_time_s": elapsed, "images_per_s": steps * images / elapsed,
                             "cuda_graph": int(self.graph is not None and self.graph.captured)})
         return results
 
@@ -145,35 +163,31 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
-    def _progress(self, steps: int, epoch: int):
-        on = self.cfg.progress == "on" or (self.cfg.progress == "auto" and sys.stderr.isatty())
-        if not (on and self.info.is_main):
-            return None
-        from tqdm import tqdm
-        return tqdm(total=steps, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, unit="step")
-
-    def _show(self, bar, done: int, epoch: int, start: float) -> None:
-        """Advance the progress bar; every SYNC_EVERY steps read the loss (one synchronisation) and check it."""
-        bar.update(1)
-        if done % SYNC_EVERY:
-            return
-        if not self.info.enabled:  # under DDP every rank checks at the epoch's end, together
-            check_finite(self.step, epoch, self.train_loader, distributed=False)
+    def _loss(self) -> float:
+        """The first member's mean total loss of the epoch so far (synchronises)."""
         acc = self.step.accs[0]
-        rate = done * self.cfg.batch_size * self.info.world_size / (time.perf_counter() - start)
-        bar.set_postfix(loss=f"{float(acc.loss_sum[-1]) / max(int(acc.count), 1):.4f}", img_s=f"{rate:.0f}")
+        return float(acc.loss_sum[-1]) / max(int(acc.count), 1)
 
-
-def _check_members(step: TrainStep, members: list[Member]) -> None:
-    """Refuse a run whose objectives need what it lacks, or whose members stopped at different epochs."""
-    if step.needs.teacher and step.teacher_forward is None:
-        needed = ", ".join(sorted(n for n in step.needs.inputs if n.startswith("teacher_")))
-        raise ConfigError(f"the objective needs a teacher's outputs ({needed}); use figkd distill with --teacher "
-                          "and --teacher-ckpt")
-    if step.needs.peers and len(members) < 2:
-        raise ConfigError("the objective reads the other peers' logits (deep mutual learning: peer_logits), and "
-                          "this run has one model: train two or more peers with figkd distill --peers A B")
-    if len({m.start_epoch for m in members}) > 1:
-        raise ConfigError("the students of this run stopped at different epochs "
-                          f"({', '.join(f'{m.name}: {m.start_epoch - 1}' for m in members)}); "
-                          "resume them as separate runs")
+    def _stop_diverged(self, epoch: int, only_all: bool = False) -> None:
+        """Stop the members whose loss or gradient was not finite (`figkd.engine.nonfinite`): each one's
+        ``error.log`` says why; the others go on (the step is captured again without them). When none is
+        left, or the members are peers (each reads the others' logits), NonFiniteLossError. ``only_all``
+        (mid-epoch): act only when the run stops; the others' epoch then goes on undisturbed."""
+        found = diverged(self.step, distributed=self.info.enabled)
+        alone = bool(found) and len(found) < len(self.members) and not self.step.needs.peers
+        if not found or (only_all and alone):
+            return
+        messages = [describe(self.step, m, what, at, epoch, self.train_loader, distributed=self.info.enabled,
+                             alone=alone) for m, what, at in found]
+        if self.info.is_main:
+            for (m, _, _), message in zip(found, messages, strict=True):
+                m.run_dir.write_error_log(message)
+        if not alone:
+            raise NonFiniteLossError("; ".join(self.stopped + messages))
+        self.stopped += messages
+        for message in messages:
+            self.log(message)
+        self.step.drop([m for m, _, _ in found])
+        self.members = self.step.members
+        if self.graph is not None:
+            self.graph.restart()

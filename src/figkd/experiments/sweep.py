@@ -28,7 +28,12 @@ it resolves, so a preset whose defaults changed since the run was made is not "f
 interrupted one is continued (``--resume``: the engine restores its last checkpoint); a directory that
 holds a different run is listed as failed, naming the difference, without starting a process. A failed
 run does not stop the others; failures are listed at the end and the exit status is 1. Each run's
-output (stdout and stderr) is appended to ``RUN_DIR/sweep.log``.
+output (stdout and stderr) is appended to ``RUN_DIR/sweep.log``; the sweep prints a line as each run
+starts and ends, with the running count. The runs die with the sweep: each is told the sweep's PID and,
+on Linux, asks the kernel for SIGTERM when the sweep's process ends, however it ends (SIGKILL included;
+`figkd.experiments.lifeline`), and stops as on ``kill``, its last checkpoint kept. Elsewhere a run that
+outlives its sweep holds its run directory's lock, so a sweep started again lists that run as failed
+("being written by another figkd process (pid N ...)") instead of writing beside it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from ..engine import rundir
 from ..engine.run import default_run_dir, resolve
 from ..engine.rundir import RunDir
 from ..errors import ConfigError
+from .lifeline import PARENT_ENV
 
 #: Name of the per-run log the sweep writes into each run directory.
 LOG_NAME = "sweep.log"
@@ -322,6 +328,7 @@ def _start(run: Run, slot: int, jobs: int, gpus: list[str] | None,
     log.write(f"# figkd sweep {datetime.now().isoformat(timespec='seconds')}{pinned} "
               f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}: {shlex.join(['python', '-m', 'figkd', *args])}\n")
     log.flush()
+    env[PARENT_ENV] = str(os.getpid())  # the run stops when the sweep dies (figkd.experiments.lifeline)
     proc = subprocess.Popen([sys.executable, "-m", "figkd", *args], stdout=log, stderr=subprocess.STDOUT,
                             env=env, stdin=subprocess.DEVNULL)
     return proc, log
@@ -332,11 +339,12 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
     """Run ``runs`` (from :func:`plan`) ``jobs`` at a time; returns one :class:`Outcome` per run, in order.
 
     ``threads``: CPU threads of each run (None: :func:`threads_per_run`'s share). ``progress``: a tqdm
-    bar over runs (None: only on a terminal). ``echo`` receives one line per
-    finished, skipped or failed run. Ctrl-C or SIGTERM (a ``KeyboardInterrupt``, the command line's
-    ``Terminated`` for SIGTERM) stops the running processes (they resume next time) and is raised again,
-    the same exception, with what happened so far as its ``outcomes`` (the runs it stopped or never
-    started marked ``interrupted``), so the command line exits as for any stopped run (130 or 143).
+    bar over runs (None: only on a terminal). ``echo`` receives one line per run started, finished, skipped
+    or failed, each beginning with the running count (``sweep 3/10, 1 failed, 2 running: [finished] RUN``).
+    Ctrl-C or SIGTERM (a ``KeyboardInterrupt``, the command line's ``Terminated`` for SIGTERM) stops the
+    running processes (they resume next time) and is raised again, the same exception, with what happened
+    so far as its ``outcomes`` (the runs it stopped or never started marked ``interrupted``), so the command
+    line exits as for any stopped run (130 or 143).
     """
     from tqdm import tqdm
 
@@ -352,20 +360,26 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
         else:
             bar.write(line, file=sys.stdout)
 
+    def count() -> str:
+        done = sum(o is not None for o in outcomes)
+        failed = sum(o is not None and o.status in ("failed", "blocked") for o in outcomes)
+        return f"sweep {done}/{len(runs)}" + (f", {failed} failed" if failed else "") + f", {len(running)} running:"
+
     def settle(i: int, outcome: Outcome) -> None:
         outcomes[i] = outcome
         bar.update(1)
         bar.set_postfix(failed=sum(o is not None and o.status in ("failed", "blocked") for o in outcomes))
         extra = f" ({outcome.seconds:.0f} s)" if outcome.seconds else ""
         why = f": {outcome.message}" if outcome.message else ""
-        say(f"[{outcome.status}] {outcome.run.run_dir}{extra}{why}")
+        say(f"{count()} [{outcome.status}] {outcome.run.run_dir}{extra}{why}")
+
+    running: dict[int, tuple[subprocess.Popen, Any, int, float]] = {}  # run index -> (proc, log, slot, start)
 
     for i, r in enumerate(runs):
         if r.state == "done":
             settle(i, Outcome(r, "skipped", message="already finished"))
         elif r.state == "different":
             settle(i, Outcome(r, "failed", message=r.why))
-    running: dict[int, tuple[subprocess.Popen, Any, int, float]] = {}  # run index -> (proc, log, slot, start)
     free = list(range(jobs))
     try:
         while any(o is None for o in outcomes):
@@ -383,6 +397,8 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
                 slot = free.pop(0)
                 proc, log = _start(r, slot, jobs, gpus, threads)
                 running[i] = (proc, log, slot, time.monotonic())
+                say(f"{count()} [started] {r.run_dir} ({'resumes' if r.state == 'resume' else 'starts'}; log: "
+                    f"{r.run_dir / LOG_NAME})")
             for i, (proc, log, slot, start) in list(running.items()):
                 code = proc.poll()
                 if code is None:
