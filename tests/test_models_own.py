@@ -69,6 +69,11 @@ def wrongshape(num_classes):
 @register_model("badhook", stages=["stem", "layer9"])
 def badhook(num_classes):
     return TinyCNN(num_classes)
+
+
+@register_model("nostages")
+def nostages(num_classes):
+    return TinyCNN(num_classes)
 '''
 
 OBJECTIVES = ("kd", "figkd", "fitnet", "crd")
@@ -169,19 +174,44 @@ def test_it_is_evaluated_reported_and_analysed_from_its_run_directories(own, cap
         [m["run_dir"] for m in numbers["models"]] == [str(fitnet), str(crd)]
 
 
-@pytest.mark.parametrize("student, message", [
-    ("wrongshape", "model 'wrongshape' returns logits of shape (2, 11) for a (2, 3, 16, 16) batch; expected (2, 10)"),
-    ("badhook", "model 'badhook': stages[1] names the module 'layer9', which TinyCNN does not have"),
-    ("hf:{root}", "is not a Hugging Face model folder (no config.json"),
+@pytest.mark.parametrize("student, objective, message", [
+    ("wrongshape", "kd", "model 'wrongshape' returns logits of shape (2, 11) for a (2, 3, 16, 16) batch; expected "
+                         "(2, 10)"),
+    ("badhook", "kd", "model 'badhook': stages[1] names the module 'layer9', which TinyCNN does not have"),
+    ("nostages", "fitnet", "fitnet cannot distil with the student nostages: it needs the student's stage feature maps "
+                           "(student_feats), and register_model('nostages', stages=[...]) names no stage modules"),
+    ("hf:{root}", "kd", "is not a Hugging Face model folder (no config.json"),
 ])
-def test_a_model_that_breaks_the_contract_is_a_one_line_error(own, student, message, capsys, monkeypatch):
+def test_a_model_that_breaks_the_contract_is_a_one_line_error(own, student, objective, message, capsys, monkeypatch):
     monkeypatch.setenv("FIGKD_PLUGINS", str(own / "mynets.py"))
     out = own / f"bad-{student.split(':')[0]}"
     capsys.readouterr()
     code = main(["distill", "--dataset", "digits_16", "--teacher", "resnet8", "--teacher-ckpt",
-                 str(own / "teacher.safetensors"), "--student", student.format(root=own), "--objective", "kd",
+                 str(own / "teacher.safetensors"), "--student", student.format(root=own), "--objective", objective,
                  "--epochs", "1", "--device", "cpu", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("figkd: error: ") and err.count("\n") == 1, err
     assert message in err
     assert not out.exists()
+
+
+def test_register_model_states_its_rules(monkeypatch):
+    from torch import nn
+
+    from figkd.models import build_model, register_model
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    with pytest.raises(ValueError, match=r"the name 'resnet8' is already registered \(HobbitLong/RepDistiller"):
+        register_model("resnet8")(lambda num_classes: nn.Linear(3, num_classes))
+    with pytest.raises(TypeError, match=r"must take num_classes \(the contract"):
+        register_model("noclasses")(lambda classes: nn.Linear(3, classes))
+    with pytest.raises(ValueError, match=r"model name 'my/net' must be letters, digits"):
+        register_model("my/net")(lambda num_classes: nn.Linear(3, num_classes))
+    register_model("notamodule")(lambda num_classes: 3)
+    with pytest.raises(ValueError, match=r"model 'notamodule': its builder returned a int, not a torch.nn.Module"):
+        build_model("notamodule", 10)
+    register_model("raises")(lambda num_classes: 1 / 0)
+    with pytest.raises(ValueError, match=r"model 'raises': its builder \(.*\) raised ZeroDivisionError: division by"):
+        build_model("raises", 10)
+    assert "raises" in registry.list_models(style="custom")

@@ -234,14 +234,14 @@ def build_hf(name: str, num_classes: int) -> HFClassifier:
     """Load ``hf:<folder or hub id>`` for ``num_classes`` classes (module docstring). ValueError (one line)
     when transformers is missing, the folder is not a model of ``AutoModelForImageClassification``, or its
     weights cannot be read."""
-    try:
-        import transformers
-    except ImportError:
-        raise ValueError(f"{name}: {INSTALL}") from None
     source, local = source_of(name)
     if local and not (Path(source) / "config.json").is_file():
         raise ValueError(f"{name}: {source} is not a Hugging Face model folder (no config.json; save_pretrained "
                          "writes config.json and the weights)")
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError(f"{name}: {INSTALL}") from None
     with _quiet(transformers):
         try:
             config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)
