@@ -271,7 +271,8 @@ def _is_figkd_entry(name: str) -> bool:
 class RunDir:
     """One run directory (see the module docstring): ``RunDir(path)``; nothing is read until asked.
 
-    Reading: :meth:`config` (the record), :attr:`architecture`, :attr:`dataset`, :attr:`world_size`,
+    Reading: :meth:`config` (the record), :attr:`architecture`, :meth:`model_details` (a model from outside
+    the zoo: its source, input size, normalisation, hooks), :attr:`dataset`, :attr:`world_size`,
     :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
