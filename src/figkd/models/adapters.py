@@ -91,10 +91,13 @@ def _strip_prefix(module: nn.Module, state_dict: dict[str, Any], prefix: str, lo
     inner = prefix + "model."
     for key in [k for k in state_dict if k.startswith(inner)]:
         state_dict[prefix + key[len(inner):]] = state_dict.pop(key)
-    metadata = getattr(state_dict, "_metadata", None)
+    metadata = getattr(state_dict, "_metadata", None)  # module versions, keyed by module path
     if metadata is not None:
-        for key in [k for k in metadata if k == prefix + "model" or k.startswith(inner)]:
-            metadata[prefix + key[len(prefix) + len("model"):].lstrip(".")] = metadata.pop(key)
+        base = prefix[:-1]  # this adapter's path ("" at the top)
+        path = f"{base}.model" if base else "model"
+        for key in [k for k in metadata if k == path or k.startswith(path + ".")]:
+            rest = key[len(path):]  # "" or ".<submodule>"
+            metadata[base + rest if base else rest.lstrip(".")] = metadata.pop(key)
 
 
 def _add_prefix(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
