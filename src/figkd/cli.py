@@ -83,7 +83,8 @@ _FLAG_HELP = {
             "classifier of another class count is re-initialised, and what was loaded is printed",
     "model": "model: a zoo name (figkd models), your own (register_model in a FIGKD_PLUGINS module or file) or "
              "hf:<folder or hub id> (a Hugging Face image classifier; pip install 'figkd[hf]')",
-    "teacher": "teacher architecture (as --model; default: that of a --teacher-ckpt run directory)",
+    "teacher": "teacher: a zoo name (figkd models), your own (register_model in a FIGKD_PLUGINS module or file) or "
+               "hf:<folder or hub id>; default: the architecture of a --teacher-ckpt run directory",
 }
 
 
@@ -99,7 +100,8 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
     presets = ", ".join(list_presets())
     if command == "distill":
         p.add_argument("--student", nargs="+", default=None,
-                       help="student architecture(s); several train side by side on one teacher forward")
+                       help="student architecture(s), named as the teacher; several train side by side on one "
+                            "teacher forward")
         p.add_argument("--peers", nargs="+", default=None, metavar="ARCH",
                        help="train these architectures together from scratch by deep mutual learning (objective "
                             "default dml; no teacher needed), one run directory each: <out>/peer<i>-<arch>")
