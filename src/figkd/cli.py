@@ -71,6 +71,7 @@ _RUN_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--model", "model", {}),
     ("--teacher", "teacher", {}),
     ("--teacher-ckpt", "teacher_ckpt", {}),
+    ("--init", "init", {}),
     ("--epochs", "epochs", {"type": int}),  # values are checked with the config (RunConfig)
     ("--batch-size", "batch_size", {"type": int}),
     ("--lr", "lr", {"type": float}),
@@ -80,6 +81,17 @@ _RUN_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+#: Flags whose help says more than the field they set.
+_FLAG_HELP = {
+    "init": "initial weights (safetensors or PyTorch state dict; prefixes module./_orig_mod./model. stripped); a "
+            "classifier of another class count is re-initialised, and what was loaded is printed",
+    "model": "model: a zoo name (figkd models), your own (register_model in a FIGKD_PLUGINS module or file) or "
+             "hf:<folder or hub id> (a Hugging Face image classifier; pip install 'figkd[hf]')",
+    "teacher": "teacher: a zoo name (figkd models), your own (register_model in a FIGKD_PLUGINS module or file) or "
+               "hf:<folder or hub id>; default: the architecture of a --teacher-ckpt run directory",
+}
+
+
 def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--config", help="YAML file of config fields (see below)")
     for flag, key, kw in _RUN_FLAGS:
@@ -87,12 +99,13 @@ def _add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
             continue
         if command == "distill" and key == "model":
             continue
-        p.add_argument(flag, dest=key, default=None, help=f"sets {key}", **kw)
+        p.add_argument(flag, dest=key, default=None, help=_FLAG_HELP.get(key, f"sets {key}"), **kw)
     from .losses import list_presets
     presets = ", ".join(list_presets())
     if command == "distill":
         p.add_argument("--student", nargs="+", default=None,
-                       help="student architecture(s); several train side by side on one teacher forward")
+                       help="student architecture(s), named as the teacher; several train side by side on one "
+                            "teacher forward")
         p.add_argument("--peers", nargs="+", default=None, metavar="ARCH",
                        help="train these architectures together from scratch by deep mutual learning (objective "
                             "default dml; no teacher needed), one run directory each: <out>/peer<i>-<arch>")

@@ -60,8 +60,10 @@ class RunConfig:
     # What to train on and with.
     dataset: str = _f("digits", "dataset name (figkd.data.list_datasets())", check=Str())
     data_root: str | None = _f(None, "folder holding the dataset in its official layout", check=Optional(Str()))
-    model: str | None = _f(None, "model to train alone (figkd train)", check=Optional(Str()))
-    teacher: str | None = _f(None, "teacher architecture (figkd distill)", check=Optional(Str()))
+    model: str | None = _f(None, "model to train alone (figkd train): a zoo name (figkd models), one of "
+                           "register_model (FIGKD_PLUGINS) or hf:<folder or hub id>", check=Optional(Str()))
+    teacher: str | None = _f(None, "teacher architecture (figkd distill); hf:<folder> needs no teacher_ckpt when "
+                             "its head fits the dataset", check=Optional(Str()))
     teacher_ckpt: str | None = _f(None, "teacher weights: figkd .safetensors or mdistiller/RepDistiller .pth",
                                     check=Optional(Str()))
     student: str | None = _f(None, "student architecture (figkd distill)",
@@ -69,6 +71,9 @@ class RunConfig:
     peers: list | None = _f(None, "architectures trained together from scratch by deep mutual learning (figkd "
                             "distill --peers A B; objective dml), each in <out>/peer<i>-<arch>",
                             check=Optional(Peers()))
+    init: str | None = _f(None, "initial weights of the model (train) or student(s) (distill): a safetensors file "
+                          "or PyTorch state dict; a classifier of another class count is re-initialised",
+                          check=Optional(Str()))
     mean: Any = _f(None, "normalisation mean per channel: null (the dataset recipe's), a number, a list of 3, "
                    "or auto (the training split's own, computed once, kept in the run directory)",
                    check=Normalisation())
@@ -162,7 +167,7 @@ KEY_SYNONYMS = {
     "gamma": "lr_decay", "num_epochs": "epochs", "bs": "batch_size", "arch": "model", "data_dir": "data_root",
     "data_path": "data_root", "root": "data_root", "loss": "objective", "distiller": "objective",
     "output_dir": "out", "log_dir": "out", "workers": "num_workers", "teacher_path": "teacher_ckpt",
-    "teacher_checkpoint": "teacher_ckpt",
+    "teacher_checkpoint": "teacher_ckpt", "pretrained": "init", "weights": "init", "init_weights": "init",
 }
 
 

@@ -79,8 +79,9 @@ def resolve_device(device: str) -> torch.device:
 
 def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.device = "cpu",
              label: str | None = None) -> LoadedRun:
-    """The model of ``run_dir`` with its ``best`` or ``last`` weights. ConfigError when the folder is not a
-    run directory or has no such checkpoint."""
+    """The model of ``run_dir`` with its ``best`` or ``last`` weights (a model of `figkd.models.register_model`
+    needs its plugin loaded, ``FIGKD_PLUGINS``; an ``hf:`` model its folder). ConfigError when the folder is not
+    a run directory or has no such checkpoint."""
     from ..models import load_teacher
 
     rd = RunDir(run_dir)
@@ -88,7 +89,10 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.de
     name = rd.require_architecture()
     weights = rd.weights(which)
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    model = load_teacher(name, str(weights), eval_split(cfg).num_classes).to(device).eval()
+    try:
+        model = load_teacher(name, str(weights), eval_split(cfg).num_classes).to(device).eval()
+    except ValueError as exc:  # an unknown model (a plugin not loaded), an hf: folder gone
+        raise ConfigError(f"{rd.path}: {exc}") from None
     return LoadedRun(rd.path, label or default_label(rd), cfg, model, device, weights)
 
 
@@ -108,20 +112,27 @@ def load_runs(run_dirs: list[str | Path], labels: list[str] | None, *, which: st
 @torch.inference_mode()
 def outputs(run: LoadedRun, batch_size: int = 512) -> dict[str, torch.Tensor]:
     """The model's outputs on the whole test split, in dataset order, on the CPU in float32:
-    ``logits`` (N, C), ``pooled`` (N, D: the embedding the classifier receives) and ``targets`` (N,)."""
+    ``logits`` (N, C), ``pooled`` (N, D: the embedding the classifier receives; absent for a model that does
+    not give it) and ``targets`` (N,)."""
     from ..data import build_loader
+    from ..models import set_input_normalization
 
     split = eval_split(run.cfg)
     norm = RunDir(run.run_dir).normalization()  # the normalisation the run was trained with, as figkd eval uses
     loader = build_loader(run.dataset, run.cfg.get("data_root"), False, batch_size, device=run.device, dataset=split,
                           mean=norm.mean if norm else None, std=norm.std if norm else None)
+    set_input_normalization(run.model, loader.recipe.mean, loader.recipe.std)  # a Hugging Face model converts it
     logits, pooled, targets = [], [], []
     for batch in loader:
         out, features = run.model(batch.images, return_features=True)
         logits.append(out.float().cpu())
-        pooled.append(features["pooled_feat"].float().cpu())
+        if "pooled_feat" in features:  # a model from outside the zoo may not give it (figkd.models.adapters)
+            pooled.append(features["pooled_feat"].float().cpu())
         targets.append(batch.target.cpu())
-    return {"logits": torch.cat(logits), "pooled": torch.cat(pooled), "targets": torch.cat(targets)}
+    result = {"logits": torch.cat(logits), "targets": torch.cat(targets)}
+    if pooled:
+        result["pooled"] = torch.cat(pooled)
+    return result
 
 
 def output_dir(run_dirs: list[str | Path], out: str | Path | None) -> Path:

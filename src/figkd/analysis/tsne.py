@@ -38,6 +38,10 @@ def tsne(run_dirs: list[str | Path], *, labels: list[str] | None = None, classes
         raise ValueError(f"--perplexity must be > 0, got {perplexity}")
     runs = load_runs(run_dirs, labels, which=which, device=device)
     results = [(run, outputs(run)) for run in runs]
+    without = [run.label for run, o in results if "pooled" not in o]
+    if without:
+        raise ValueError(f"t-SNE maps the pooled embedding, which {', '.join(without)} does not give (a model from "
+                         "outside the zoo: name its classifier or pooled module in register_model)")
     targets = results[0][1]["targets"]
     num_classes = results[0][1]["logits"].shape[1]
     classes = list(range(min(10, num_classes))) if classes is None else sorted(set(classes))

@@ -15,7 +15,7 @@ from .rundir import RunDir
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..data import build_dataset, build_loader, check_dataset_name
-    from ..models import load_teacher
+    from ..models import load_teacher, set_input_normalization
 
     ckpt = Path(args.ckpt)
     model, dataset, data_root = args.model, args.dataset, args.data_root
@@ -44,6 +44,7 @@ def run_eval(args: argparse.Namespace) -> int:
         net = load_teacher(model, str(ckpt), loader.num_classes)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ConfigError(f"{model} from {ckpt}: {exc}") from exc
+    set_input_normalization(net, loader.recipe.mean, loader.recipe.std)  # a Hugging Face model converts it
     net.to(device)
     result = evaluate(net, loader, device)
     result.update({"model": model, "checkpoint": str(ckpt), "dataset": dataset, "split": args.split})

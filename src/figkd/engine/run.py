@@ -62,8 +62,9 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
             cfg = cfg.replace(objective="dml")
     elif command == "distill":
         cfg = _teacher_from_run_dir(cfg)
+        from ..models.hf import is_hf  # a Hugging Face teacher's weights may be its folder's (no --teacher-ckpt)
         missing = [f"--{k.replace('_', '-')}" for k in ("teacher", "teacher_ckpt", "student")
-                   if not getattr(cfg, k)]
+                   if not getattr(cfg, k) and not (k == "teacher_ckpt" and is_hf(cfg.teacher))]
         if missing:
             raise ConfigError(f"figkd distill needs {', '.join(missing)}")
         if cfg.objective is None:
@@ -133,12 +134,19 @@ def _check_teacher_run(cfg: RunConfig, run_dir: RunDir) -> None:
                       f"--teacher-ckpt {best}")
 
 
-def _build_model(name: str, num_classes: int) -> torch.nn.Module:
-    from ..models import build_model
+def _build_model(name: str, num_classes: int, input_size: tuple[int, int], log) -> torch.nn.Module:
+    """Model ``name`` for ``num_classes`` classes, checked against the contract of a model from outside the
+    zoo at ``input_size`` (`figkd.models.check_contract`); what its build did (a Hugging Face model's weights
+    and input) is logged. ConfigError for an unknown name or a model that does not meet the contract."""
+    from ..models import build_model, build_notes, check_contract
     try:
-        return build_model(name, num_classes)
+        model = build_model(name, num_classes)
+        check_contract(model, input_size, num_classes)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    for line in build_notes(model):
+        log(line)
+    return model
 
 
 def _teacher_path(path: str) -> str:
@@ -152,12 +160,25 @@ def _teacher_path(path: str) -> str:
     return path
 
 
-def _load_teacher(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
-    from ..models import load_teacher
+def _load_teacher(cfg: RunConfig, num_classes: int, log) -> torch.nn.Module:
+    """The teacher with its weights (``teacher_ckpt``; a Hugging Face teacher without one: its folder's, whose
+    head must then have the dataset's classes), checked against the model contract, in eval mode."""
+    from ..models import build_notes, check_contract, load_teacher
+    if not cfg.teacher_ckpt:  # hf:<folder>: its own weights (resolve lets nothing else through)
+        teacher = _build_model(cfg.teacher, num_classes, _input_size(cfg), partial(_tagged, log, "teacher")).eval()
+        if teacher.loading.get("reinitialised"):
+            raise ConfigError(f"teacher {cfg.teacher}: its head has {teacher.loading['pretrained_classes']} classes, "
+                              f"the dataset {num_classes}; a teacher needs a trained head: fine-tune it first (figkd "
+                              f"train --model {cfg.teacher} ...) and pass --teacher-ckpt RUN_DIR")
+        return teacher
     try:
-        return load_teacher(cfg.teacher, _teacher_path(cfg.teacher_ckpt), num_classes)
+        teacher = load_teacher(cfg.teacher, _teacher_path(cfg.teacher_ckpt), num_classes)
+        check_contract(teacher, _input_size(cfg), num_classes)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
         raise ConfigError(f"teacher {cfg.teacher} from {cfg.teacher_ckpt}: {exc}") from exc
+    for line in build_notes(teacher, weights=False):  # its input handling (the weights are the checkpoint's)
+        log(f"[teacher] {line}")
+    return teacher
 
 
 def _datasets(cfg: RunConfig):
@@ -224,6 +245,10 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
+def _tagged(log, name: str, line: str) -> None:
+    log(f"[{name}] {line}")
+
+
 @dataclass(frozen=True)
 class _Entry:
     """One member-to-be of a run: its config, run directory, architecture, name and peer index."""
@@ -252,8 +277,8 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     stored = [] if overwrite else [e.run_dir.stored_normalization() for e in entries if e.run_dir.path.is_dir()]
     norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], stored=stored,
                                  cache_dir=cfg.cache_dir, log=log)
-    teacher = _load_teacher(cfg, splits[0].num_classes) if command == "distill" and cfg.teacher else None
-    learners = [_learner(e, i, command, teacher, splits[0]) for i, e in enumerate(entries)]
+    teacher = _load_teacher(cfg, splits[0].num_classes, log) if command == "distill" and cfg.teacher else None
+    learners = [_learner(e, i, command, teacher, splits[0], log) for i, e in enumerate(entries)]
     teacher_mode = None
     if teacher is not None:
         teacher_mode = resolve_teacher_mode(cfg.teacher_mode, [learner.objective for learner in learners])
@@ -263,6 +288,10 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     # image that cannot be decoded) is reported with nothing written.
     strong = any(learner.needs.strong() for learner in learners)
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
+    from ..models import set_input_normalization  # what the loader normalises with (a Hugging Face model converts)
+    for model in [teacher, *(learner.model for learner in learners)]:
+        if model is not None:
+            set_input_normalization(model, train_loader.recipe.mean, train_loader.recipe.std)
     try:  # each run directory is locked from its start (RunDir.prepare) to here
         return _train(entries, learners, command, cfg, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
                       device=device, info=info, loaders=(train_loader, test_loader), resume=resume,
@@ -311,21 +340,28 @@ def _entries(configs: list[RunConfig], command: str) -> list[_Entry]:
     if cfg.peers and len(configs) > 1:
         raise ConfigError("a peers run (--peers) is one configuration: run other students separately")
     if cfg.peers:
-        return [_Entry(cfg.replace(out=str(run_dirs[0])), RunDir(d), arch, d.name, i)
+        return [_Entry(cfg.replace(out=str(run_dirs[0])), RunDir(d), rundir.model_path(arch), d.name, i)
                 for i, (d, arch) in enumerate(zip(peer_dirs(cfg, run_dirs[0]), cfg.peers, strict=True))]
-    return [_Entry(c.replace(out=str(d)), RunDir(d), c.model if command == "train" else c.student,
+    return [_Entry(c.replace(out=str(d)), RunDir(d), rundir.model_path(c.model if command == "train" else c.student),
                    member_name(c, command)) for c, d in zip(configs, run_dirs, strict=True)]
 
 
-def _learner(entry: _Entry, index: int, command: str, teacher, train_split):
+def _learner(entry: _Entry, index: int, command: str, teacher, train_split, log):
     """The entry's student and objective as one Learner. Every member starts from the same random stream
     (seeded with the config's seed), except peers, which continue one stream (different initialisations);
-    the objective's modules continue it too."""
+    the objective's modules continue it too. With ``init``, the student's weights then come from that file
+    (`figkd.models.init_from`: another head re-initialised), and what was loaded is logged."""
     c = entry.cfg
     if index == 0 or not c.peers:
         torch.manual_seed(c.seed)
     num_classes = train_split.num_classes
-    learner = build_learner(_build_model(entry.architecture, num_classes), c.objective, teacher=teacher,
+    model = _build_model(entry.architecture, num_classes, _input_size(c), partial(_tagged, log, entry.name))
+    if c.init:
+        from ..models import init_from
+        if not Path(c.init).is_file():
+            raise ConfigError(f"--init {c.init}: no such file (a safetensors file or a PyTorch state dict)")
+        log(f"[{entry.name}] {init_from(model, c.init).line()}")
+    learner = build_learner(model, c.objective, teacher=teacher,
                             num_classes=num_classes, input_size=_input_size(c), train_size=len(train_split),
                             train_targets=train_split.targets, seed=c.seed)
     if command == "train" and learner.needs.teacher:
@@ -340,8 +376,10 @@ def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm,
            overwrite: bool, log):
     """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
     when the directory already holds this finished run."""
+    from ..models import describe_model
     rec = rundir.record(entry.cfg, command, architecture=entry.architecture, objective=learner.objective.spec,
-                        world_size=info.world_size, peer=entry.peer, teacher_mode=teacher_mode)
+                        world_size=info.world_size, peer=entry.peer, teacher_mode=teacher_mode,
+                        models={"architecture": describe_model(learner.model), "teacher": describe_model(teacher)})
     run_dir = entry.run_dir
     status = dist_utils.decide_on_main(partial(run_dir.prepare, rec, resume=resume, overwrite=overwrite))
     if status == "done":
@@ -370,11 +408,12 @@ def _member_dirs(configs: list[RunConfig], command: str) -> list[tuple[RunDir, d
         for c in (resolve(c, command) for c in configs):
             if c.peers:
                 base = run_dir_of(c, command)
-                out += [(RunDir(d), rundir.record(c, command, architecture=arch, world_size=info.world_size, peer=i,
+                out += [(RunDir(d), rundir.record(c, command, architecture=rundir.model_path(arch),
+                                                  world_size=info.world_size, peer=i,
                                                   objective=rundir.resolved_terms(c.objective)))
                         for i, (d, arch) in enumerate(zip(peer_dirs(c, base), c.peers, strict=True))]
             else:
-                arch = c.model if command == "train" else c.student
+                arch = rundir.model_path(c.model if command == "train" else c.student)
                 out.append((RunDir(run_dir_of(c, command)),
                             rundir.record(c, command, architecture=arch, world_size=info.world_size,
                                           objective=rundir.resolved_terms(c.objective))))

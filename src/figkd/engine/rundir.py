@@ -37,6 +37,7 @@ decision without side effects (what ``figkd sweep`` asks):
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -72,7 +73,9 @@ LOCK_FILE = "run.lock"
 RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size",
                   "cuda_graph")  # a captured step replays the eager step's kernels
 #: Path fields recorded as absolute paths in config.yaml (so `figkd eval RUN_DIR` works from anywhere).
-PATH_FIELDS = ("data_root", "teacher_ckpt")
+PATH_FIELDS = ("data_root", "teacher_ckpt", "init")
+#: Model fields whose ``hf:<folder>`` values are recorded with the folder's absolute path.
+MODEL_FIELDS = ("model", "teacher", "student")
 #: Every RunConfig field's default: what a record written before the field existed is read as.
 _DEFAULTS = RunConfig().to_dict()
 
@@ -85,19 +88,29 @@ def objective_name(spec: Any) -> str:
     return dirname(spec)
 
 
+def _slug(name: Any) -> str:
+    """A model name as a path component (``hf:<folder>`` -> ``hf-<folder name>``: `figkd.models.model_slug`)."""
+    from ..models import model_slug
+    try:
+        return model_slug(str(name))
+    except ValueError:  # an hf: folder that does not exist: reported where the model is built
+        return str(name).replace("/", "-").replace(":", "-")
+
+
 def member_name(cfg: RunConfig, command: str) -> str:
     """The name of one student of a run: the model (train), ``<student>-<objective>`` (distill), or
-    ``peers-<arch>-<arch>-<objective>`` (a peers run: deep mutual learning)."""
+    ``peers-<arch>-<arch>-<objective>`` (a peers run: deep mutual learning); a Hugging Face model is named
+    ``hf-<folder name>``."""
     if command == "train":
-        return str(cfg.model)
+        return _slug(cfg.model)
     if cfg.peers:
-        return f"peers-{'-'.join(cfg.peers)}-{objective_name(cfg.objective)}"
-    return f"{cfg.student}-{objective_name(cfg.objective)}"
+        return f"peers-{'-'.join(_slug(p) for p in cfg.peers)}-{objective_name(cfg.objective)}"
+    return f"{_slug(cfg.student)}-{objective_name(cfg.objective)}"
 
 
 def peer_dirs(cfg: RunConfig, run_dir: Path) -> list[Path]:
     """The run directory of each peer of a peers run whose directory is ``run_dir``: ``peer<i>-<arch>``."""
-    return [Path(run_dir) / f"peer{i}-{arch}" for i, arch in enumerate(cfg.peers)]
+    return [Path(run_dir) / f"peer{i}-{_slug(arch)}" for i, arch in enumerate(cfg.peers)]
 
 
 def default_run_dir(cfg: RunConfig, command: str) -> Path:
@@ -106,7 +119,7 @@ def default_run_dir(cfg: RunConfig, command: str) -> Path:
     ``runs/distill/<dataset>/peers-<arch>-<arch>-<objective>-s<seed>``)."""
     name = member_name(cfg, command)
     if command == "distill" and cfg.teacher:
-        name = f"{cfg.teacher}-{name}"
+        name = f"{_slug(cfg.teacher)}-{name}"
     return Path("runs") / command / cfg.dataset / f"{name}-s{cfg.seed}"
 
 
@@ -139,20 +152,40 @@ def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for key in PATH_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
+    for key in MODEL_FIELDS:
+        if key in out:
+            out[key] = model_path(out[key])
+    if isinstance(out.get("peers"), list):
+        out["peers"] = [model_path(p) for p in out["peers"]]
     arch = out.get("student") or out.get("model")
     if "lr" in out and out["lr"] is None and arch:
         out["lr"] = default_lr(arch)
     return out
 
 
+def model_path(name: Any) -> Any:
+    """``hf:<folder>`` with the folder's absolute path (`figkd.models.canonical_name`); any other value as is."""
+    from ..models.hf import canonical, is_hf
+    if not is_hf(name):
+        return name
+    try:
+        return canonical(name)
+    except ValueError:  # a folder that does not exist: reported where the model is built
+        return name
+
+
 def record(cfg: RunConfig, command: str, *, architecture: str, objective: Sequence[Mapping[str, Any]],
-           world_size: int = 1, peer: int | None = None, teacher_mode: str | None = None) -> dict[str, Any]:
+           world_size: int = 1, peer: int | None = None, teacher_mode: str | None = None,
+           models: Mapping[str, Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
     """What ``config.yaml`` of one member of a run records: ``cfg`` with absolute ``data_root`` /
     ``teacher_ckpt`` and the learning rate the run uses (`figkd.engine.recipe.initial_lr`), and under
     ``resolved``: the objective as it resolved (``objective``: a term list as :func:`resolved_terms` gives),
     the ``architecture`` this directory trains, its ``peer`` index in a peers run, the ``world_size``
-    (processes), the ``global_batch`` (``batch_size`` x world size) and, with a teacher, the ``teacher_mode``
-    it ran in (`figkd.engine.teacher.resolve_teacher_mode`)."""
+    (processes), the ``global_batch`` (``batch_size`` x world size), with a teacher the ``teacher_mode`` it
+    ran in (`figkd.engine.teacher.resolve_teacher_mode`); and under ``resolved.models`` what ``models`` says
+    of the directory's model (``architecture``) and of the ``teacher`` when they come from outside the zoo
+    (`figkd.models.describe_model`: a Hugging Face model's source, input size and normalisation, the weights
+    kept and re-initialised; a registered model's class and feature hooks)."""
     from .recipe import initial_lr
 
     out = normalized(cfg.to_dict())
@@ -164,6 +197,9 @@ def record(cfg: RunConfig, command: str, *, architecture: str, objective: Sequen
         resolved["peer"] = int(peer)
     if teacher_mode is not None:
         resolved["teacher_mode"] = teacher_mode
+    details = {role: _plain(dict(d)) for role, d in (models or {}).items() if d}
+    if details:
+        resolved["models"] = details
     out["resolved"] = resolved
     return out
 
@@ -257,7 +293,8 @@ def _is_figkd_entry(name: str) -> bool:
 class RunDir:
     """One run directory (see the module docstring): ``RunDir(path)``; nothing is read until asked.
 
-    Reading: :meth:`config` (the record), :attr:`architecture`, :attr:`dataset`, :attr:`world_size`,
+    Reading: :meth:`config` (the record), :attr:`architecture`, :meth:`model_details` (a model from outside
+    the zoo: its source, input size, normalisation, hooks), :attr:`dataset`, :attr:`world_size`,
     :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
@@ -269,6 +306,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._lock = RunLock(self.path / LOCK_FILE, self.path)
+        self._parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (file version, record)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -294,18 +332,26 @@ class RunDir:
                                                                              "checkpoints"))
 
     def config(self) -> dict[str, Any]:
-        """The record (``config.yaml``). ConfigError when the folder has none; RunFileError when it is not
-        a YAML mapping."""
+        """The record (``config.yaml``; a copy: parsed once per version of the file, which the properties
+        below read again and again, e.g. ``figkd report``'s tables). ConfigError when the folder has none;
+        RunFileError when it is not a YAML mapping."""
         path = self.config_path
-        if not path.is_file():
-            raise ConfigError(f"{self.path} is not a figkd run directory (no config.yaml)")
         try:
-            data = yaml_load(path.read_text())  # a key twice (an edit by hand) is named, not silently resolved
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise RunFileError(path, f"is not valid YAML ({' '.join(str(error).split())})") from None
-        if not isinstance(data, dict):
-            raise RunFileError(path, f"does not hold a mapping of config fields (found {type(data).__name__})")
-        return data
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is None or not path.is_file():
+            raise ConfigError(f"{self.path} is not a figkd run directory (no config.yaml)")
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._parsed is None or self._parsed[0] != version:
+            try:
+                data = yaml_load(path.read_text())  # a key twice (a hand edit) is named
+            except (yaml.YAMLError, UnicodeDecodeError) as error:
+                raise RunFileError(path, f"is not valid YAML ({' '.join(str(error).split())})") from None
+            if not isinstance(data, dict):
+                raise RunFileError(path, f"does not hold a mapping of config fields (found {type(data).__name__})")
+            self._parsed = (version, data)
+        return copy.deepcopy(self._parsed[1])
 
     @property
     def peer(self) -> int | None:
@@ -335,6 +381,13 @@ class RunDir:
             return str(cfg["peers"][index]) if index is not None else None
         arch = cfg.get("student") or cfg.get("model")
         return str(arch) if arch else None
+
+    def model_details(self, role: str = "architecture") -> dict[str, Any] | None:
+        """What the record says of a model from outside the zoo (``resolved.models``): this directory's
+        (``role="architecture"``) or its ``teacher``'s; None for a zoo model or a run recorded without it."""
+        value = _resolved(self.config()).get("models")
+        entry = value.get(role) if isinstance(value, Mapping) else None
+        return dict(entry) if isinstance(entry, Mapping) else None
 
     def require_architecture(self) -> str:
         arch = self.architecture

@@ -39,8 +39,10 @@ def forward_outputs(model: nn.Module, images: torch.Tensor, side: str, features:
     if not features:
         return {f"{side}_logits": model(images)}
     logits, feats = model(images, return_features=True)
-    out = {f"{side}_logits": logits, f"{side}_feats": feats["feats"], f"{side}_preact_feats": feats["preact_feats"],
-           f"{side}_pooled": feats["pooled_feat"], f"{side}_prepool": feats["prepool_feat"]}
+    # a model from outside the zoo may lack entries (None here); a term needing one was refused at build time
+    out = {f"{side}_logits": logits, f"{side}_feats": feats.get("feats"),
+           f"{side}_preact_feats": feats.get("preact_feats"), f"{side}_pooled": feats.get("pooled_feat"),
+           f"{side}_prepool": feats.get("prepool_feat")}
     if cams:
         out[f"{side}_cams"] = class_activation_maps(model, feats["prepool_feat"])
     return out

@@ -13,13 +13,14 @@ by calling the model with its parameters and buffers replaced by meta tensors
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..models.base import shape_only_batch_norm
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class FeatureShapes:
     ``feats`` and ``preact_feats``: one ``(C_i, H_i, W_i)`` per entry of ``features["feats"]``;
     ``pooled``: the width D of ``features["pooled_feat"]``; ``logits``: the number of classes;
     ``prepool``: ``(D, H, W)`` of ``features["prepool_feat"]``; ``name``: the model's registry name (its
-    class name if it has none), for messages.
+    class name if it has none), for messages; ``missing``: ``(entry, why)`` of each entry a model from
+    outside the zoo does not give (``feats``, ``preact_feats``, ``pooled``, ``prepool``, ``cams``:
+    `figkd.models.adapters`), whose shapes are then empty (0 for ``pooled``).
     """
 
     feats: tuple[tuple[int, ...], ...]
@@ -38,36 +41,23 @@ class FeatureShapes:
     logits: int
     prepool: tuple[int, ...] = ()
     name: str = ""
+    missing: tuple[tuple[str, str], ...] = ()
 
     @property
     def channels(self) -> tuple[int, ...]:
         return tuple(s[0] for s in self.feats)
 
-
-@contextlib.contextmanager
-def _shape_only_batch_norm() -> Iterator[None]:
-    """Batch norm of a meta tensor returns its input (the shape is all a probe needs): PyTorch runs
-    batch norm on the meta device through a Python decomposition, ~10 ms per call, which made probing a
-    ResNet-50 pair take seconds. Tensors on other devices (another thread's real work) are untouched."""
-    import torch.nn.functional as F
-
-    real = F.batch_norm
-
-    def batch_norm(input, *args, **kwargs):
-        return input if input.device.type == "meta" else real(input, *args, **kwargs)
-
-    F.batch_norm = batch_norm
-    try:
-        yield
-    finally:
-        F.batch_norm = real
+    def lacks(self, entry: str) -> str | None:
+        """Why the model does not give feature ``entry`` (``feats``, ``pooled``, ...), or None when it does."""
+        return dict(self.missing).get(entry)
 
 
 def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShapes:
     """The feature shapes of ``model`` on a ``(H, W)`` RGB input, computed on the meta device.
 
     ``model`` must accept ``return_features=True`` (every figkd zoo model does; see
-    `figkd.models.registry`). Raises TypeError if it does not.
+    `figkd.models.registry`; a model from outside the zoo is wrapped in an adapter that does, and whose
+    ``missing_features`` says which entries it cannot give). Raises TypeError if it does not.
     """
     from torch.func import functional_call
 
@@ -75,19 +65,23 @@ def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShap
     meta = {k: torch.empty_like(v, device="meta") for k, v in state.items()}
     x = torch.empty(1, 3, *input_size, device="meta")
     try:
-        with _shape_only_batch_norm():
+        with shape_only_batch_norm():
             out = functional_call(model, meta, (x,), {"return_features": True}, strict=False)
     except TypeError as exc:
         raise TypeError(f"{type(model).__name__} does not return stage features "
                         f"(model(x, return_features=True)): {exc}") from None
     logits, feats = out
+    explain = getattr(model, "missing_features", None)
+    missing = explain(feats) if callable(explain) else {}
+    pooled = feats.get("pooled_feat")
     return FeatureShapes(
-        feats=tuple(tuple(f.shape[1:]) for f in feats["feats"]),
-        preact_feats=tuple(tuple(f.shape[1:]) for f in feats["preact_feats"]),
-        pooled=int(feats["pooled_feat"].shape[1]),
+        feats=tuple(tuple(f.shape[1:]) for f in feats.get("feats", ())),
+        preact_feats=tuple(tuple(f.shape[1:]) for f in feats.get("preact_feats", ())),
+        pooled=int(pooled.shape[1]) if pooled is not None else 0,
         logits=int(logits.shape[1]),
-        prepool=tuple(feats["prepool_feat"].shape[1:]),
+        prepool=tuple(feats["prepool_feat"].shape[1:]) if "prepool_feat" in feats else (),
         name=getattr(model, "registry_name", "") or type(model).__name__,
+        missing=tuple(sorted(missing.items())),
     )
 
 

@@ -147,6 +147,25 @@ def _ramp(epoch: float | torch.Tensor, warmup: int, like: torch.Tensor, start: i
     return min(max((float(epoch) - start) / warmup, 0.0), 1.0)
 
 
+#: What each feature entry is, in the words of error messages.
+_ENTRY_WORDS = {"feats": "stage feature maps", "preact_feats": "pre-activation stage features",
+                "pooled": "pooled embedding", "prepool": "map before the global pooling",
+                "cams": "class activation maps"}
+
+
+def _check_features(term: str, context: BuildContext) -> None:
+    """ValueError naming the term, the model and what it lacks when the term needs a feature (stage maps,
+    pooled embedding, ...) that a model of the context does not give (a model from outside the zoo:
+    `figkd.losses.context.FeatureShapes.missing`)."""
+    for name in term_spec(term).inputs:
+        side, _, entry = name.partition("_")
+        shapes = getattr(context, side, None) if side in ("student", "teacher") else None
+        why = shapes.lacks(entry) if shapes is not None else None
+        if why:
+            raise ValueError(f"{term} cannot distil with the {side} {shapes.name}: it needs the {side}'s "
+                             f"{_ENTRY_WORDS[entry]} ({name}), and {why}")
+
+
 def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int | None = None,
                     context: BuildContext | None = None) -> Objective:
     """Build an `Objective` from a preset name (`list_presets()`) or a list of term entries.
@@ -170,6 +189,7 @@ def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int
         raise ValueError(f"num_classes={num_classes} differs from the context's {context.num_classes}")
     modules = []
     for term in description.terms:
+        _check_features(term.term, context)
         try:
             modules.append(term_spec(term.term).build(context, **copy.deepcopy(term.options)))
         except (ValueError, TypeError) as err:

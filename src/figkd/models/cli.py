@@ -49,7 +49,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="classifier outputs (default: 100 for CIFAR-style models, 1000 for ImageNet-style ones)",
     )
     parser.add_argument(
-        "--style", choices=["cifar", "imagenet"], help="list only CIFAR- or ImageNet-style models"
+        "--style", choices=["cifar", "imagenet", "custom"],
+        help="list only CIFAR- or ImageNet-style models, or those of register_model (FIGKD_PLUGINS)"
     )
     parser.add_argument(
         "--pair",
@@ -75,9 +76,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _default_classes(info) -> int:
+    """100 classes for a model of small inputs (CIFAR-style, a registered model below 224 pixels), else 1000."""
+    return 100 if info.input_size < 224 else 1000
+
+
 def _measure(name: str, input_size: int | None, num_classes: int | None) -> Complexity:
     info = get_model_info(name)
-    default_classes = 100 if info.style == "cifar" else 1000
+    default_classes = _default_classes(info)
     size = input_size if input_size is not None else info.input_size
     try:
         return complexity(info.name, size, num_classes=num_classes if num_classes is not None else default_classes)
@@ -93,9 +99,7 @@ def _print_zoo(args: argparse.Namespace) -> None:
     print("-" * len(header))
     for name in list_models(style=args.style):
         info = get_model_info(name)
-        classes = (
-            args.num_classes if args.num_classes is not None else (100 if info.style == "cifar" else 1000)
-        )
+        classes = args.num_classes if args.num_classes is not None else _default_classes(info)
         c = _measure(name, args.input_size, classes)
         size = f"{c.input_size[0]}x{c.input_size[1]}"
         print(f"{name:<22} {info.style:<8} {size:>7} {classes:>7} {c.params:>12,} {c.macs_m:>10.2f}")

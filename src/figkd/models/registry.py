@@ -55,6 +55,14 @@ it always matches ``feats`` entry for entry.
 All models pool adaptively, so CIFAR-style models run on 32x32, 64x64 and larger inputs; they have
 no data-dependent Python control flow (``torch.compile(fullgraph=True)`` traces them), and they work
 with ``channels_last`` and bf16 autocast.
+
+Models from outside the zoo
+---------------------------
+:func:`register_model` registers the user's own model where it is defined (from a ``FIGKD_PLUGINS``
+module or file, `figkd.plugins`), with the names of the submodules whose outputs are its features;
+``hf:<folder or hub id>`` names a Hugging Face image classifier (`figkd.models.hf`). Both are built by
+:func:`build_model` like the zoo's models and wrapped in an adapter (`figkd.models.adapters`, where the
+contract such a model meets is stated) that gives the entries of ``features`` it can.
 """
 
 from __future__ import annotations
@@ -62,11 +70,17 @@ from __future__ import annotations
 import difflib
 import inspect
 import numbers
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from torch import nn
 
+from . import hf
+from .adapters import Adapter, FeatureHooks, HookedModel
+from .base import FeatureModel
 from .cifar import mobilenetv2, resnet, resnetv2, shufflenetv1, shufflenetv2, vgg, wrn
 from .imagenet import mobilenetv1
 from .imagenet import resnet as imagenet_resnet
@@ -84,15 +98,22 @@ class ModelInfo:
 
     name: str
     builder: Callable[..., nn.Module]
-    family: str  # "resnet", "wrn", "vgg", "mobilenet", "shufflenet"
-    style: str  # "cifar" (3x3 stem; 32x32, 64x64, ...) or "imagenet" (224x224)
+    family: str  # "resnet", "wrn", "vgg", "mobilenet", "shufflenet"; "custom" (register_model), "hf"
+    style: str  # "cifar" (3x3 stem; 32x32, 64x64, ...), "imagenet" (224x224), "custom", "hf"
     source: str  # the reference implementation whose architecture and parameter names it follows
     #: initial learning rate of the paper's recipe when the model is trained (as teacher or student)
     default_lr: float = PAPER_LR
+    #: the modules whose outputs are the features of a model from outside the zoo (register_model)
+    hooks: FeatureHooks | None = None
+    #: the input size a registered model is designed for (register_model's input_size)
+    size: int | None = None
 
     @property
     def input_size(self) -> int:
-        """The input size the model is designed for (32 for CIFAR-style, 224 for ImageNet-style)."""
+        """The input size the model is designed for (32 for CIFAR-style, 224 for ImageNet-style, a registered
+        model's own)."""
+        if self.size is not None:
+            return self.size
         return 32 if self.style == "cifar" else 224
 
 
@@ -179,14 +200,76 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def list_models(style: str | None = None, include_aliases: bool = False) -> list[str]:
-    """Registered model names, teachers' and students' families together, in registry order.
+#: A registered name: it names run directories and is written on the command line.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
-    ``style`` filters to ``"cifar"`` or ``"imagenet"`` models; ``include_aliases`` appends the
-    alternative spellings (sorted).
+
+def register_model(name: str | None = None, *, default_lr: float = PAPER_LR, input_size: int = 32,
+                   stages: Sequence[str] = (), pooled: str | None = None, prepool: str | None = None,
+                   classifier: str | None = None, aliases: Sequence[str] = (),
+                   source: str = "") -> Callable[[Builder], Builder]:
+    """Register a model where it is defined (a decorator, as timm's ``@register_model``)::
+
+        @register_model("mynet_small", stages=["stem", "layer1", "layer2"], prepool="layer2")
+        class MyNet(nn.Module):
+            def __init__(self, num_classes: int, width: int = 16): ...
+            def forward(self, x): ...          # (N, 3, H, W) -> (N, num_classes) logits
+
+    The decorated class or function builds the model from ``num_classes`` (and its other keyword
+    options, `build_model`'s ``**options``) and meets the contract of `figkd.models.adapters`. Loaded
+    from a ``FIGKD_PLUGINS`` module or file, its name is known to every command (``--model``,
+    ``--teacher``, ``--student``, ``--peers``, configs, sweeps, ``--resume``, eval, report, analyze).
+
+    ``name``: default the builder's ``__name__``; letters, digits and ``_ . + -``. ``default_lr``: its
+    initial learning rate when ``lr`` is not set. ``input_size``: the size it is designed for (``figkd
+    models``). ``stages``, ``pooled``, ``prepool``, ``classifier``: the submodules whose outputs are its
+    features (`figkd.models.adapters.FeatureHooks`); without ``stages`` the stage-feature methods (FitNet,
+    AT, ...) refuse it, naming what it lacks. A class that subclasses `figkd.models.base.FeatureModel`
+    returns its features itself and needs none of them. Returns the builder unchanged.
+
+    Raises ValueError for a name (or alias) already registered to another builder or not of the form
+    above, TypeError for a builder that does not take ``num_classes``. Registering the same builder
+    again (its module imported a second time) replaces the entry.
     """
-    if style not in (None, "cifar", "imagenet"):
-        raise ValueError(f"style must be None, 'cifar' or 'imagenet', got {style!r}")
+    def decorate(builder: Builder) -> Builder:
+        key = name or getattr(builder, "__name__", "")
+        if not isinstance(key, str) or not _NAME.fullmatch(key):
+            raise ValueError(f"register_model: model name {key!r} must be letters, digits and _ . + - (it names run "
+                             "directories)")
+        params = inspect.signature(builder).parameters
+        if "num_classes" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            raise TypeError(f"register_model({key!r}): {getattr(builder, '__qualname__', builder)} must take "
+                            "num_classes (the contract: a model is built from the number of classes)")
+        origin = f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', repr(builder))}"
+        for taken in (key, *aliases):
+            if not isinstance(taken, str) or not _NAME.fullmatch(taken):
+                raise ValueError(f"register_model({key!r}): alias {taken!r} must be letters, digits and _ . + -")
+            owner = _MODELS.get(_ALIASES.get(taken, taken))
+            if owner is not None and _origin(owner.builder) != origin:
+                raise ValueError(f"register_model: the name {taken!r} is already registered ({owner.source})")
+        hooks = FeatureHooks(tuple(stages), pooled, prepool, classifier)
+        _MODELS[key] = ModelInfo(key, builder, "custom", "custom", source or origin, float(default_lr), hooks,
+                                 int(input_size))
+        _ALIASES.update((alias, key) for alias in aliases)
+        return builder
+
+    return decorate
+
+
+def _origin(builder: Callable[..., nn.Module]) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', repr(builder))}"
+
+
+def list_models(style: str | None = None, include_aliases: bool = False) -> list[str]:
+    """Registered model names, teachers' and students' families together, in registry order (the zoo,
+    then the models of `register_model` in the order they were registered).
+
+    ``style`` filters to ``"cifar"``, ``"imagenet"`` or ``"custom"`` (registered) models;
+    ``include_aliases`` appends the alternative spellings (sorted).
+    """
+    if style not in (None, "cifar", "imagenet", "custom"):
+        raise ValueError(f"style must be None, 'cifar', 'imagenet' or 'custom', got {style!r}")
     names = [name for name, info in _MODELS.items() if style is None or info.style == style]
     if include_aliases:
         names += sorted(alias for alias, target in _ALIASES.items() if target in names)
@@ -194,7 +277,10 @@ def list_models(style: str | None = None, include_aliases: bool = False) -> list
 
 
 def canonical_name(name: str) -> str:
-    """The registry name for ``name`` or one of its aliases; ``ValueError`` for an unknown name."""
+    """The registry name for ``name`` or one of its aliases (``hf:<folder>`` with the folder's absolute path);
+    ``ValueError`` for an unknown name."""
+    if hf.is_hf(name):
+        return hf.canonical(name)
     if name in _MODELS:
         return name
     if name in _ALIASES:
@@ -205,13 +291,23 @@ def canonical_name(name: str) -> str:
     hint = f" Did you mean {', '.join(repr(lowered[c]) for c in close)}?" if close else ""
     raise ValueError(
         f"unknown model {name!r}.{hint} Known models: {', '.join(_MODELS)}; "
-        f"aliases: {', '.join(sorted(_ALIASES))}."
+        f"aliases: {', '.join(sorted(_ALIASES))}; your own: register_model in a FIGKD_PLUGINS module, or "
+        "hf:<folder or hub id> for a Hugging Face model."
     )
 
 
 def get_model_info(name: str) -> ModelInfo:
-    """The registry entry of a model name or alias."""
+    """The registry entry of a model name or alias; for ``hf:...``, an entry made for it."""
+    if hf.is_hf(name):
+        full = hf.canonical(name)
+        return ModelInfo(full, partial(hf.build_hf, full), "hf", "hf", "Hugging Face transformers "
+                         "AutoModelForImageClassification")
     return _MODELS[canonical_name(name)]
+
+
+def model_slug(name: str) -> str:
+    """A model's name as a path component and in logs: its name, ``hf-<folder name>`` for ``hf:<folder>``."""
+    return hf.slug(name) if hf.is_hf(name) else name
 
 
 def default_lr(name: str) -> float:
@@ -223,7 +319,9 @@ def default_lr(name: str) -> float:
 
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
-    """Build a registered model with freshly initialised weights (the reference's initialisation).
+    """Build a registered model with freshly initialised weights (the reference's initialisation); a model
+    of `register_model` as its builder makes it, wrapped in `figkd.models.adapters.HookedModel` unless it is a
+    `FeatureModel`; ``hf:<folder or hub id>`` with its pretrained weights (`figkd.models.hf`).
 
     ``options`` are the builder's keyword arguments (e.g. ``drop_rate`` for WRNs,
     ``zero_init_residual`` for ``resnet50``, ``width_mult`` for ``mobilenetv2``); an option the model
@@ -234,13 +332,26 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     num_classes = int(num_classes)
-    accepted = [p for p in inspect.signature(info.builder).parameters if p != "num_classes"]
-    unknown = sorted(set(options) - set(accepted))
+    params = inspect.signature(info.builder).parameters
+    accepted = [p for p in params if p != "num_classes"]
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [] if open_ended else sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
             f"model {info.name!r} takes no option(s) {', '.join(unknown)}; "
             f"its options: {', '.join(accepted) if accepted else 'none'}"
         )
-    model = info.builder(num_classes=num_classes, **options)
+    try:
+        model = info.builder(num_classes=num_classes, **options)
+    except Exception as exc:
+        if info.family != "custom":
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]  # the user's builder: said in one line
+        raise ValueError(f"model {info.name!r}: its builder ({info.source}) raised {type(exc).__name__}: {first}") \
+            from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {info.name!r}: its builder returned a {type(model).__name__}, not a torch.nn.Module")
+    if not isinstance(model, (FeatureModel, Adapter)):  # a model from outside the zoo: features through hooks
+        model = HookedModel(model, info.name, info.hooks or FeatureHooks(), num_classes)
     model.registry_name = info.name  # what error messages name it by (e.g. a pair a method cannot distil)
     return model
