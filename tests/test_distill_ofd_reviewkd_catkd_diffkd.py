@@ -40,6 +40,7 @@ def test_distill_runs_each_feature_method_on_digits_and_trains_its_modules(tmp_p
         [sys.executable, "-m", "figkd", "distill", "--dataset", "digits_16", "--teacher", "resnet8", "--teacher-ckpt",
          str(tmp_path / "teacher.safetensors"), "--student", "resnet8", "--objective", *objectives, "--epochs", "1",
          "--device", "cpu", "--set", "batch_size=128", "--set", "progress=off", "--set", "tensorboard=false",
+         "--set", "teacher_mode=eval",  # one teacher forward for all four: OFD's train-mode teacher set aside
          "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=1200)
     assert result.returncode == 0, result.stderr
     teacher = load_teacher("resnet8", str(tmp_path / "teacher.safetensors"), 10)

@@ -84,7 +84,10 @@ def test_every_term_is_captured_and_replayed_with_the_inputs_it_declares(tmp_pat
     images = rng.integers(0, 256, size=(BATCH * STEPS, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, CLASSES, BATCH * STEPS).tolist()
     split = ArrayDataset("digits", None, True, images, labels, [str(i) for i in range(CLASSES)])
-    cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=1, tensorboard=False, progress="off")
+    # Every term in one run shares one teacher forward: in train mode (OFD's official setting), so that the capture
+    # also replays the teacher's moving BatchNorm statistics.
+    cfg = RunConfig(dataset="digits", batch_size=BATCH, device="cpu", epochs=1, tensorboard=False, progress="off",
+                    teacher_mode="train")
     torch.manual_seed(0)
     teacher = build_model("resnet8", CLASSES)
     members = []
