@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -456,3 +457,20 @@ def test_new_user_mistakes_get_a_pointed_one_line_error(args, pattern, images, t
 def test_version(capsys):
     code, out, _ = _cli(capsys, "--version")
     assert code == 0 and re.fullmatch(r"figkd \d+\.\d+\.\d+\S*\n", out)
+
+
+def test_a_second_sigterm_does_not_cut_short_the_clean_stop():
+    # A scheduler signals a sweep and each of its runs, and the sweep then signals its runs again: the second
+    # SIGTERM arrived while the first was being turned into the line that says where the run stands, and
+    # the line was lost ("figkd: terminated (SIGTERM)" alone; seen in CI under load)
+    from figkd.cli import Terminated, _terminate_like_ctrl_c
+
+    previous = _terminate_like_ctrl_c()
+    try:
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs in the main thread between two bytecodes
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: the stop under way finishes
+        time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

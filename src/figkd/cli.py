@@ -275,15 +275,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate_like_ctrl_c():
-    """SIGTERM raises `Terminated` in this process; a process forked from it later (a data worker)
-    keeps the default action. Returns the previous handler (None where it cannot be set)."""
-    pid = os.getpid()
+    """The first SIGTERM raises `Terminated` in this process, and later ones are ignored while it stops
+    (they would cut short the stop: the line saying where the run stands); a process forked from it later
+    (a data worker) keeps the default action. Returns the previous handler (None where it cannot be set)."""
+    pid, stopping = os.getpid(), []
 
     def handler(signum, frame):
         if os.getpid() != pid:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        if stopping:  # a second SIGTERM (a scheduler signals the sweep and each run, the sweep its runs again):
+            return  # the clean stop under way finishes (checkpoint whole, the line saying how to resume)
+        stopping.append(signum)
         raise Terminated()
 
     try:
