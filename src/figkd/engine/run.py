@@ -221,8 +221,8 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
     members, done = [], []
     for entry, learner in zip(entries, learners, strict=True):
-        member = _start(entry, learner, command, teacher=teacher, norm=norm, device=device, info=info,
-                        resume=resume, overwrite=overwrite, log=log)
+        member = _start(entry, learner, command, teacher=teacher, norm=norm, classes=splits[0].classes,
+                        device=device, info=info, resume=resume, overwrite=overwrite, log=log)
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
@@ -271,10 +271,11 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split):
     return learner
 
 
-def _start(entry: _Entry, learner, command: str, *, teacher, norm, device, info, resume: bool, overwrite: bool,
-           log):
+def _start(entry: _Entry, learner, command: str, *, teacher, norm, classes, device, info, resume: bool,
+           overwrite: bool, log):
     """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
-    when the directory already holds this finished run."""
+    when the directory already holds this finished run. ``classes``: the dataset's class names, kept in the
+    run directory (``classes.json``) for what is made of the run later (`figkd.deploy`'s ONNX metadata)."""
     rec = rundir.record(entry.cfg, command, architecture=entry.architecture, objective=learner.objective.spec,
                         world_size=info.world_size, peer=entry.peer)
     run_dir = entry.run_dir
@@ -290,6 +291,7 @@ def _start(entry: _Entry, learner, command: str, *, teacher, norm, device, info,
     if info.is_main:
         run_dir.write_config(rec)
         run_dir.write_normalization(norm)
+        run_dir.write_classes(classes)  # the class names of the model's outputs (figkd export's metadata)
     return build_member(entry.name, entry.architecture, objective_name(entry.cfg.objective), learner, run_dir,
                         entry.cfg, device=device, info=info, channels_last=resolve_channels_last(entry.cfg, device),
                         teacher=teacher, resume=status == "resume", log=log)
