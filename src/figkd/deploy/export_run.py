@@ -43,10 +43,10 @@ def check_output(path: str | os.PathLike, what: str = "--out") -> Path:
     """Refuse (ConfigError) an output file that cannot be written, before any work is done: a folder, a name
     without ``.onnx``, a parent that is a file or is not writable."""
     path = Path(path)
-    if path.suffix != ".onnx":
-        raise ConfigError(f"{what} {path}: an ONNX model's file name ends in .onnx")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; name the .onnx file to write")
+    if path.suffix != ".onnx":
+        raise ConfigError(f"{what} {path}: an ONNX model's file name ends in .onnx")
     existing = path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
