@@ -20,6 +20,10 @@ import torch
 from figkd.deploy import PARITY_TOLERANCE, export_onnx, max_logit_difference, session
 from figkd.models import build_model, list_models
 
+# The deploy extra (pip install figkd[deploy]); CI installs it (make test), a plain .[dev] install skips these.
+for _module in ("onnx", "onnxscript", "onnxruntime"):
+    pytest.importorskip(_module)
+
 
 def _structure(name: str) -> tuple:
     with torch.device("meta"):
