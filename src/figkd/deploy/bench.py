@@ -165,6 +165,56 @@ def _cuda_wanted(device: str) -> tuple[bool, bool]:
     return torch_cuda, "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def _file_runtimes(path, threads: int, ort_cuda: bool):
+    """The runtimes of an ``.onnx`` file written by figkd export: onnxruntime at its precision (and on CUDA)."""
+    from ..models import complexity
+    from .metadata import ModelCard
+    from .runtime import model_metadata, session
+
+    sess = session(path, threads=threads)
+    card = ModelCard.from_metadata(model_metadata(sess), where=str(path))
+    size = path.stat().st_size
+    runtimes = [onnx_runtime(sess, card.precision, size)]
+    if ort_cuda:
+        runtimes.append(onnx_runtime(session(path, device="cuda"), card.precision, size))
+    try:
+        counted = complexity(card.architecture, card.input_size, num_classes=card.num_classes,
+                             in_channels=card.in_channels)
+    except ValueError:  # an architecture figkd's registry does not know here: no count
+        counted = None
+    return card, counted, runtimes
+
+
+def _run_runtimes(run_dir, which: str, calibration: int, threads: int, torch_cuda: bool, ort_cuda: bool, log):
+    """The runtimes of a run's student: PyTorch eager, onnxruntime fp32 and int8 of an export made in memory
+    (and CUDA where wanted)."""
+    import copy
+    from pathlib import Path
+
+    from ..models import complexity
+    from .onnx_export import export_onnx, set_metadata
+    from .quantize import QUANTIZATION, quantize_int8
+    from .runtime import session
+    from .student import calibration_batches, load_student
+
+    student = load_student(run_dir, which)
+    card, model = student.card, student.model
+    log(f"benchmarking {card.architecture} of {student.run_dir.path}: {student.describe_weights()}")
+    proto = export_onnx(model, card.input_size, metadata=card.to_metadata(), name=card.architecture)
+    q_proto, count = quantize_int8(proto, calibration_batches(card, calibration))
+    set_metadata(q_proto, card.as_int8(dict(QUANTIZATION, calibration_images=count)).to_metadata())
+    fp32, int8 = proto.SerializeToString(), q_proto.SerializeToString()
+    weights_bytes = Path(student.weights["path"]).stat().st_size
+    runtimes = [eager_runtime(model, torch.device("cpu"), weights_bytes),
+                onnx_runtime(session(fp32, threads=threads), "fp32", len(fp32)),
+                onnx_runtime(session(int8, threads=threads), "int8", len(int8))]
+    if torch_cuda:
+        runtimes.append(eager_runtime(copy.deepcopy(model), torch.device("cuda"), weights_bytes))
+    if ort_cuda:
+        runtimes.append(onnx_runtime(session(fp32, device="cuda"), "fp32", len(fp32)))
+    return card, complexity(model, card.input_size, in_channels=card.in_channels), runtimes
+
+
 def bench(target: str | os.PathLike, *, which: str = "best", batches: Sequence[int] = (1, 64),
           threads: int | None = None, warmup: int = 10, repeats: int = 50, calibration: int = 256,
           device: str = "auto", out: str | os.PathLike | None = None,
@@ -179,51 +229,16 @@ def bench(target: str | os.PathLike, *, which: str = "best", batches: Sequence[i
     from pathlib import Path
 
     from ..atomic import atomic_write_text
-    from ..models import complexity
-    from .metadata import ModelCard
-    from .runtime import model_metadata, session
 
     threads = int(threads) if threads is not None else torch.get_num_threads()
     torch_cuda, ort_cuda = _cuda_wanted(device)
     target = Path(target)
     info = machine(threads)
-    runtimes: list[Runtime] = []
     if target.is_file() and target.suffix == ".onnx":
-        sess = session(target, threads=threads)
-        card = ModelCard.from_metadata(model_metadata(sess), where=str(target))
-        size = target.stat().st_size
-        runtimes.append(onnx_runtime(sess, card.precision, size))
-        if ort_cuda:
-            runtimes.append(onnx_runtime(session(target, device="cuda"), card.precision, size))
-        try:
-            counted = complexity(card.architecture, card.input_size, num_classes=card.num_classes,
-                                 in_channels=card.in_channels)
-        except ValueError:  # an architecture figkd's registry does not know here: no count
-            counted = None
+        card, counted, runtimes = _file_runtimes(target, threads, ort_cuda)
         default_json = target.with_name(target.name[: -len(".onnx")] + ".bench.json")
     else:
-        from .onnx_export import export_onnx, set_metadata
-        from .quantize import QUANTIZATION, quantize_int8
-        from .student import calibration_batches, load_student
-
-        student = load_student(target, which)
-        card, model = student.card, student.model
-        log(f"benchmarking {card.architecture} of {student.run_dir.path}: {student.describe_weights()}")
-        proto = export_onnx(model, card.input_size, metadata=card.to_metadata(), name=card.architecture)
-        q_proto, count = quantize_int8(proto, calibration_batches(card, calibration))
-        set_metadata(q_proto, card.as_int8(dict(QUANTIZATION, calibration_images=count)).to_metadata())
-        fp32, int8 = proto.SerializeToString(), q_proto.SerializeToString()
-        counted = complexity(model, card.input_size, in_channels=card.in_channels)
-        weights_bytes = Path(student.weights["path"]).stat().st_size
-        runtimes += [eager_runtime(model, torch.device("cpu"), weights_bytes),
-                     onnx_runtime(session(fp32, threads=threads), "fp32", len(fp32)),
-                     onnx_runtime(session(int8, threads=threads), "int8", len(int8))]
-        if torch_cuda:
-            import copy
-
-            runtimes.append(eager_runtime(copy.deepcopy(model), torch.device("cuda"), weights_bytes))
-        if ort_cuda:
-            runtimes.append(onnx_runtime(session(fp32, device="cuda"), "fp32", len(fp32)))
+        card, counted, runtimes = _run_runtimes(target, which, calibration, threads, torch_cuda, ort_cuda, log)
         default_json = target / "deploy" / "bench.json"
     log(f"{card.architecture}: input {card.in_channels}x{card.input_size[0]}x{card.input_size[1]}, "
         + (f"{counted.params / 1e6:.3f} M parameters, {counted.macs / 1e6:.2f} M MACs, " if counted else "")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
-from .onnx_export import check_parity, export_onnx
+from .onnx_export import PARITY_TOLERANCE, check_parity, export_onnx, set_metadata
 from .quantize import QUANTIZATION, quantize_int8
 from .runtime import evaluate_onnx, session
 from .student import calibration_batches, evaluation_loader, load_student
@@ -86,7 +86,8 @@ def export_run(run_dir: str | os.PathLike, *, which: str = "best", out: str | os
     fp32_session = session(fp32, threads=threads)
     parity = check_parity(model, fp32_session, probe, card.architecture)
     log(f"fp32 parity with PyTorch on {parity['images']} test images: max |logit difference| "
-        f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:.2e}: {_tolerance_phrase()})")
+        f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:.2e}: {PARITY_TOLERANCE:g} of the largest "
+        "|logit|)")
     result: dict[str, Any] = {"architecture": card.architecture, "weights": student.weights["which"],
                               "epoch": student.weights["epoch"], "parity": parity,
                               "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
@@ -97,8 +98,6 @@ def export_run(run_dir: str | os.PathLike, *, which: str = "best", out: str | os
         quantization = dict(QUANTIZATION, calibration_split="train", calibration_seed=0)
         q_proto, count = quantize_int8(proto, calibration_batches(card, calibration))
         quantization["calibration_images"] = count
-        from .onnx_export import set_metadata
-
         set_metadata(q_proto, card.as_int8(quantization).to_metadata())
         q_bytes = q_proto.SerializeToString()
         blobs["int8"] = (q_path, q_bytes)
@@ -121,8 +120,3 @@ def export_run(run_dir: str | os.PathLike, *, which: str = "best", out: str | os
         log(f"wrote {path} ({precision}, {len(data) / 2**20:.2f} MiB)")
     return result
 
-
-def _tolerance_phrase() -> str:
-    from .onnx_export import PARITY_TOLERANCE
-
-    return f"{PARITY_TOLERANCE:g} of the largest |logit|"

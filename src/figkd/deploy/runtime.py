@@ -9,7 +9,6 @@ serving one request at a time would.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 import torch
@@ -85,9 +84,3 @@ def evaluate_onnx(sess, loader) -> dict[str, float]:
     n = max(count, 1)
     return {"top1": 100.0 * int(hits[0]) / n, "top5": 100.0 * int(hits[1]) / n, "loss": loss_sum / n, "count": count}
 
-
-def describe_session(sess) -> dict[str, Any]:
-    """The session's input and output shapes and its providers (for the bench's record)."""
-    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    return {"input": [inp.name, list(inp.shape)], "output": [out.name, list(out.shape)],
-            "providers": sess.get_providers()}
