@@ -230,3 +230,18 @@ def test_first_contact_skips_what_the_budget_cannot_hold(tmp_path):
     steps = {s["name"]: s for s in summary["steps"]}
     assert steps["environment"]["status"] == "skipped" and "needs at least" in steps["environment"]["reason"]
     assert all(s["status"] == "skipped" and "environment" in s["reason"] for s in summary["steps"][1:])
+
+
+def test_deploy_benchmarks(tmp_path):
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # the deploy extra (CI installs it)
+        pytest.importorskip(module)
+    data, out = _bench("deploy_latency.py", "--models", "resnet8", "--size", "16", "--classes", "10", "--batch", "1",
+                       "2", "--warmup", "0", "--inner-repeats", "2", "--repeats", "2", "--calibration", "8",
+                       out=tmp_path / "d.json")
+    assert [(r["runtime"], r["batch"]) for r in data["rows"]] == [
+        (rt, b) for b in (1, 2) for rt in ("pytorch eager", "onnxruntime fp32", "onnxruntime int8")]
+    assert all(r["median_ms_min"] <= r["median_ms"] <= r["median_ms_max"] for r in data["rows"])
+    data, out = _bench("export_zoo.py", "--models", "resnet8", "--size", "16", "--classes", "10",
+                       out=tmp_path / "z.json")
+    [row] = data["rows"]
+    assert row["model"] == "resnet8" and row["within_tolerance"] and "1 models" in out

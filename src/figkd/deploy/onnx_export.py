@@ -12,7 +12,7 @@ captured some other way. The input is named ``images`` (``[batch, C, H, W]``), t
 Why export is slow (measured on the development machine, 2 cores, PyTorch 2.13): the time is that of
 ``torch.export`` tracing every operator with symbolic shapes twice (capture, then the exporter's
 decompositions), about 40 % each, plus the translation and its optimisation; a fixed ~1 s per export builds
-the exporter's operator registry. It grows with the number of operators (resnet110: ~10 s, resnet8x4: ~2 s
+the exporter's operator registry. It grows with the number of operators (resnet110: 13 s, resnet8x4: 2.4 s
 of CPU time), not with the input size or the class count (tracing runs on shapes, not values).
 """
 
