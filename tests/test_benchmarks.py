@@ -254,3 +254,18 @@ def test_compare_weights_finds_the_one_tensor_that_differs(tmp_path):
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "diff.json")]) == 1
     files = {f["file"]: f for f in json.loads((tmp_path / "diff.json").read_text())["files"]}
     assert files["run/best.safetensors"]["identical"] is False and "only in" in files["run/last.safetensors"]["why"]
+
+
+def test_deploy_benchmarks(tmp_path):
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # the deploy extra (CI installs it)
+        pytest.importorskip(module)
+    data, out = _bench("deploy_latency.py", "--models", "resnet8", "--size", "16", "--classes", "10", "--batch", "1",
+                       "2", "--warmup", "0", "--inner-repeats", "2", "--repeats", "2", "--calibration", "8",
+                       out=tmp_path / "d.json")
+    assert [(r["runtime"], r["batch"]) for r in data["rows"]] == [
+        (rt, b) for b in (1, 2) for rt in ("pytorch eager", "onnxruntime fp32", "onnxruntime int8")]
+    assert all(r["median_ms_min"] <= r["median_ms"] <= r["median_ms_max"] for r in data["rows"])
+    data, out = _bench("export_zoo.py", "--models", "resnet8", "--size", "16", "--classes", "10",
+                       out=tmp_path / "z.json")
+    [row] = data["rows"]
+    assert row["model"] == "resnet8" and row["within_tolerance"] and "1 models" in out

@@ -453,3 +453,13 @@ def test_tar_is_read_not_extracted(tmp_path):
     build_dataset("cifar100", out)
     assert sorted(os.listdir(out)) == before
     assert tarfile.is_tarfile(os.path.join(out, "cifar-100-python.tar.gz"))
+
+
+def test_subset_keeps_the_dataset_and_takes_the_rows_in_order():
+    from figkd.data import build_dataset
+
+    ds = build_dataset("digits", None, train=True)
+    sub = ds.subset([5, 0, 7])
+    assert (sub.name, sub.train, sub.classes, len(sub)) == (ds.name, ds.train, ds.classes, 3)
+    assert sub.targets == [ds.targets[5], ds.targets[0], ds.targets[7]]
+    assert torch.equal(sub[0][0], ds[5][0])

@@ -348,3 +348,22 @@ def test_a_peer_directory_is_read_by_eval_analyze_and_as_a_teacher(tmp_path, cap
     assert loaded.label == "resnet14 DML" and loaded.model.fc.out_features == 10
     distill = resolve(RunConfig(dataset="digits", teacher_ckpt=str(peer), student="resnet8"), "distill")
     assert distill.teacher == "resnet14"
+
+
+def test_class_names_input_size_and_weights_record(tmp_path):
+    run = RunDir(_run_dir(tmp_path / "run", {**CFG, "dataset": "digits_16"}, epochs_done=2))
+    assert run.classes() is None  # a run recorded before figkd kept them
+    run.write_classes(["zero", "one"])
+    assert run.classes() == ["zero", "one"] and run.foreign_entries() == []  # classes.json is figkd's
+    (run / "deploy").mkdir()  # figkd export's folder is figkd's too
+    assert run.foreign_entries() == [] and run.state({**CFG, "dataset": "digits_16"}) == "resume"
+    assert run.input_size == (16, 16)
+    assert RunDir(_run_dir(tmp_path / "cifar", {**CFG, "dataset": "cifar100"})).input_size == (32, 32)
+    last = run.weights_record("last")
+    assert last["which"] == "last" and last["epoch"] == 2 and last["path"].name == "epoch_0002.safetensors"
+    CheckpointManager(run.path).save_best(1, nn.Linear(2, 2), 42.5)
+    assert {k: v for k, v in run.weights_record("best").items() if k != "path"} == {
+        "which": "best", "epoch": 1, "top1": 42.5}
+    (run / "classes.json").write_text('{"0": "zero"}')
+    with pytest.raises(RunFileError, match="classes.json is not a JSON list of class names"):
+        run.classes()

@@ -1,4 +1,4 @@
-"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze.
+"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze, export, bench.
 
 Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
 
@@ -193,6 +193,10 @@ def _cmd_run(args: argparse.Namespace, command: str) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .deploy.cli import is_onnx_file
+    if is_onnx_file(args.ckpt):  # an exported model: onnxruntime (figkd.deploy)
+        from .deploy.cli import run_eval_onnx
+        return run_eval_onnx(args)
     from .engine.evaluate_cli import run_eval
     return run_eval(args)
 
@@ -237,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p, "distill")
     p.set_defaults(func=lambda a: _cmd_run(a, "distill"))
 
-    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint on a dataset split")
-    p.add_argument("ckpt", help="a figkd run directory, a .safetensors file or an mdistiller/RepDistiller .pth")
+    p = sub.add_parser("eval", help="top-1/top-5 of a checkpoint or an exported .onnx model on a dataset split")
+    p.add_argument("ckpt", help="a figkd run directory, a .safetensors file, an mdistiller/RepDistiller .pth, or an "
+                                ".onnx file from figkd export (run with onnxruntime; dataset from its metadata)")
     p.add_argument("--model", help="architecture (default: the run directory's)")
     p.add_argument("--dataset", help="dataset (default: the run directory's)")
     p.add_argument("--data-root", dest="data_root", help="dataset folder (default: the run directory's)")
@@ -262,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_parsers(sub)
     from .analysis.cli import add_parser as add_analysis_parser
     add_analysis_parser(sub)
+    from .deploy.cli import add_parsers as add_deploy_parsers
+    add_deploy_parsers(sub)
     return parser
 
 

@@ -7,7 +7,8 @@ Two kinds of dataset objects exist:
   the fine-grained sets, image folders). ``ds[i]`` returns the image at its native size.
 
 Both expose ``name``, ``root``, ``train``, ``classes`` (class names, index = label), ``num_classes``,
-``targets`` (``list[int]``), ``len(ds)`` and ``ds[i] -> (uint8 tensor (3, H, W), int)``.
+``targets`` (``list[int]``), ``len(ds)``, ``ds[i] -> (uint8 tensor (3, H, W), int)`` and
+``ds.subset(indices)`` (the same kind of dataset holding those samples, e.g. int8 calibration images).
 """
 
 from __future__ import annotations
@@ -144,6 +145,12 @@ class ArrayDataset(_Base):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(self.images[i]), self.targets[i]
 
+    def subset(self, indices: Sequence[int]) -> ArrayDataset:
+        """The samples ``indices`` (in that order) as a dataset of the same name, split and classes."""
+        rows = np.asarray(indices, dtype=np.int64)
+        return ArrayDataset(self.name, self.root, self.train, self.images[rows], [self.targets[i] for i in rows],
+                            self.classes)
+
 
 class FileDataset(_Base):
     """A split given as image files decoded with Pillow on access (RGB, native size).
@@ -186,6 +193,11 @@ class FileDataset(_Base):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, indices: Sequence[int]) -> FileDataset:
+        """The samples ``indices`` (in that order) as a dataset of the same name, split and classes."""
+        return FileDataset(self.name, self.root, self.train, [self.paths[i] for i in indices],
+                           [self.targets[i] for i in indices], self.classes)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         arr = decode_image(self.paths[i])

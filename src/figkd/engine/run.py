@@ -294,20 +294,20 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
             set_input_normalization(model, train_loader.recipe.mean, train_loader.recipe.std)
     try:  # each run directory is locked from its start (RunDir.prepare) to here
         return _train(entries, learners, command, cfg, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
-                      device=device, info=info, loaders=(train_loader, test_loader), resume=resume,
-                      overwrite=overwrite, log=log)
+                      classes=splits[0].classes, device=device, info=info, loaders=(train_loader, test_loader),
+                      resume=resume, overwrite=overwrite, log=log)
     finally:
         for entry in entries:
             entry.run_dir.unlock()
 
 
-def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, device, info, loaders, resume, overwrite,
-           log):
+def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, classes, device, info, loaders, resume,
+           overwrite, log):
     """Start every entry's member (`_start`) and train those not finished yet; the summaries, in order."""
     members, done = [], []
     for entry, learner in zip(entries, learners, strict=True):
         member = _start(entry, learner, command, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
-                        device=device, info=info, resume=resume, overwrite=overwrite, log=log)
+                        classes=classes, device=device, info=info, resume=resume, overwrite=overwrite, log=log)
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
@@ -372,10 +372,11 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split, log)
     return learner
 
 
-def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm, device, info, resume: bool,
+def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm, classes, device, info, resume: bool,
            overwrite: bool, log):
     """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
-    when the directory already holds this finished run."""
+    when the directory already holds this finished run. ``classes``: the dataset's class names, kept in the
+    run directory (``classes.json``) for what is made of the run later (`figkd.deploy`'s ONNX metadata)."""
     from ..models import describe_model
     rec = rundir.record(entry.cfg, command, architecture=entry.architecture, objective=learner.objective.spec,
                         world_size=info.world_size, peer=entry.peer, teacher_mode=teacher_mode,
@@ -393,6 +394,7 @@ def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm,
     if info.is_main:
         run_dir.write_config(rec)
         run_dir.write_normalization(norm)
+        run_dir.write_classes(classes)  # the class names of the model's outputs (figkd export's metadata)
     return build_member(entry.name, entry.architecture, objective_name(entry.cfg.objective), learner, run_dir,
                         entry.cfg, device=device, info=info, channels_last=resolve_channels_last(entry.cfg, device),
                         teacher=teacher, resume=status == "resume", log=log)

@@ -5,8 +5,9 @@ A run directory holds ``config.yaml`` (the run's *record*: the configuration as 
 architecture this directory trained, the peer index of a deep-mutual-learning peer, the world size and
 the global batch), ``metrics.jsonl`` (one JSON object per epoch), ``summary.json`` (written when the run
 has finished; its presence marks the run as done), TensorBoard events under ``tb/``, ``checkpoints/``
-(`figkd.engine.checkpoint`) and, where used, ``normalization.json`` (``mean``/``std: auto``),
-``analysis/`` (``figkd analyze``), ``sweep.log`` (``figkd sweep``; kept when the directory is
+(`figkd.engine.checkpoint`), ``classes.json`` (the dataset's class names, in label order) and, where
+used, ``normalization.json`` (``mean``/``std: auto``), ``analysis/`` (``figkd analyze``), ``deploy/``
+(``figkd export`` / ``figkd bench``), ``sweep.log`` (``figkd sweep``; kept when the directory is
 cleared), ``error.log`` (why the run stopped: a member that diverged, or an unexpected error with its
 full traceback; removed when the run starts again) and ``run.lock`` (the lock of the process writing the
 directory, :meth:`RunDir.lock`; kept). Nothing else: a folder holding anything else is not a figkd run
@@ -58,6 +59,8 @@ from .runlock import RunLock
 #: What figkd writes in a run directory (and all it ever removes there).
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints",
                "normalization.json",  # mean/std: auto (figkd.data.normalization)
+               "classes.json",  # the dataset's class names (RunDir.write_classes)
+               "deploy",  # figkd export's and figkd bench's default output folder (figkd.deploy)
                "analysis",  # figkd analyze's default output folder (figkd.analysis.common.output_dir)
                "sweep.log",  # figkd sweep's log of the run's processes (figkd.experiments.sweep)
                "error.log",  # why the run stopped (RunDir.write_error_log)
@@ -281,7 +284,7 @@ def _only_epochs(diffs: list[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------- the directory
-_TEMPORARY = re.compile(r"\.(config\.yaml|metrics\.jsonl|summary\.json)\.\w+\.tmp")
+_TEMPORARY = re.compile(r"\.(config\.yaml|metrics\.jsonl|summary\.json|classes\.json)\.\w+\.tmp")
 _PEER_DIR = re.compile(r"peer(\d+)-.+")
 
 
@@ -294,12 +297,13 @@ class RunDir:
     """One run directory (see the module docstring): ``RunDir(path)``; nothing is read until asked.
 
     Reading: :meth:`config` (the record), :attr:`architecture`, :meth:`model_details` (a model from outside
-    the zoo: its source, input size, normalisation, hooks), :attr:`dataset`, :attr:`world_size`,
-    :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
+    the zoo: its source, input size, normalisation, hooks), :attr:`dataset`, :attr:`input_size`,
+    :attr:`world_size`, :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`weights_record`,
+    :meth:`normalization`, :meth:`classes`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
-    :meth:`write_normalization`, :meth:`write_error_log`; :meth:`prepare` takes the directory's lock
-    (`figkd.engine.runlock`), :meth:`unlock` releases it. A damaged file is a
+    :meth:`write_normalization`, :meth:`write_classes`, :meth:`write_error_log`; :meth:`prepare` takes the
+    directory's lock (`figkd.engine.runlock`), :meth:`unlock` releases it. A damaged file is a
     :class:`~figkd.errors.RunFileError` naming it.
     """
 
@@ -411,6 +415,22 @@ class RunDir:
         return self.config().get("data_root")
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the images the run's model was trained on: its dataset recipe's size
+        (`figkd.data.recipe_for`), what the engine builds the run's objectives with. ConfigError when the
+        record names no dataset or an unknown one."""
+        from ..data import recipe_for
+
+        dataset = self.dataset
+        try:
+            size = recipe_for(dataset).size if dataset else None
+        except ValueError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+        if size is None:
+            raise ConfigError(f"{self.config_path} names no dataset: not a run figkd can load")
+        return (int(size), int(size))
+
+    @property
     def world_size(self) -> int:
         """Processes the run was trained with (1 for runs recorded before figkd recorded it)."""
         return _world_size(self.config())
@@ -456,6 +476,22 @@ class RunDir:
         except FileNotFoundError as exc:
             raise ConfigError(f"{self.path}: {exc} (has the run finished an epoch?)") from None
 
+    def weights_record(self, which: str = "best") -> dict[str, Any]:
+        """What is known of the ``best`` or ``last`` weights: ``{"which", "path", "epoch", "top1"}`` - the
+        file (:meth:`weights`), the epoch that wrote it and the test top-1 (percent) recorded for it (None when
+        the run files do not say). ConfigError when the weights are absent."""
+        path = self.weights(which)
+        if which == "best":
+            pointer = self.checkpoints.dir / "best.json"
+            rec = read_json(pointer) if pointer.is_file() else {}
+            rec = rec if isinstance(rec, dict) else {}
+            epoch, top1 = rec.get("epoch"), rec.get("top1")
+        else:
+            epoch = self.last_epoch()
+            top1 = next((m.get("test/top1") for m in self.metrics() if m.get("epoch") == epoch), None)
+        return {"which": which, "path": path, "epoch": epoch if isinstance(epoch, int) else None,
+                "top1": float(top1) if isinstance(top1, int | float) else None}
+
     def normalization(self):
         """The normalisation the run was trained with (`figkd.data.normalization.Normalization`), None when
         it used its dataset recipe's; ConfigError when its record says ``auto`` but ``normalization.json``
@@ -476,6 +512,17 @@ class RunDir:
             return normalization.Normalization.from_dict(json.loads((self.path / normalization.FILE).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def classes(self) -> list[str] | None:
+        """The dataset's class names in label order (``classes.json``), or None for a run recorded before
+        figkd kept them; RunFileError when the file is damaged."""
+        path = self.path / "classes.json"
+        if not path.is_file():
+            return None
+        names = read_json(path)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise RunFileError(path, "is not a JSON list of class names")
+        return names
 
     def foreign_entries(self) -> list[str]:
         """Entries of the folder that figkd does not write (sorted)."""
@@ -684,6 +731,11 @@ class RunDir:
 
         if norm is not None:
             atomic_write_text(self.path / normalization.FILE, json.dumps(norm.to_dict(), indent=1) + "\n")
+
+    def write_classes(self, names: Sequence[str]) -> None:
+        """Write ``classes.json`` (atomic): the dataset's class names, index = label."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "classes.json", json.dumps([str(n) for n in names]) + "\n")
 
     def append_metrics(self, rec: Mapping[str, Any]) -> None:
         path = self.path / "metrics.jsonl"
