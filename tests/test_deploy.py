@@ -207,3 +207,21 @@ def test_a_parity_mismatch_is_an_error(student_run, exported):
     images = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3, 16, 16), dtype=np.float32))
     with pytest.raises(ExportError, match=r"does not match PyTorch: max \|logit difference\| .* above the tolerance"):
         check_parity(other, sess, images, "resnet8")
+
+
+def test_a_model_with_its_own_input_convention_is_told_the_runs_normalisation(student_run, monkeypatch):
+    # A Hugging Face student converts the run's normalisation to its image processor's (figkd.models.hf); the
+    # engine tells it in training, and export must too, or the ONNX model sees wrongly scaled images
+    import figkd.models
+    from figkd.deploy import load_student
+
+    real, told = figkd.models.load_teacher, []
+
+    def load(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.set_input_normalization = lambda mean, std: told.append((tuple(mean), tuple(std)))
+        return model
+
+    monkeypatch.setattr(figkd.models, "load_teacher", load)
+    student = load_student(student_run)
+    assert told == [(student.card.mean, student.card.std)]

@@ -47,7 +47,7 @@ def load_student(path: str | os.PathLike, which: str = "best") -> RunStudent:
     """The model of run directory ``path`` with its ``best`` or ``last`` weights. ConfigError for a folder
     that is not a run directory, a run without those weights, or weights that do not fit the architecture."""
     from ..data import build_dataset, recipe_for
-    from ..models import load_teacher
+    from ..models import load_teacher, set_input_normalization
 
     run_dir = RunDir(path)
     if not run_dir.path.is_dir() or not run_dir.has_config():
@@ -66,10 +66,12 @@ def load_student(path: str | os.PathLike, which: str = "best") -> RunStudent:
         model = load_teacher(architecture, str(weights["path"]), len(classes))
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ConfigError(f"{architecture} from {weights['path']}: {exc}") from exc
+    mean, std = tuple(norm.mean if norm else recipe.mean), tuple(norm.std if norm else recipe.std)
+    set_input_normalization(model, mean, std)  # as in training: a Hugging Face model converts to its own convention
     source = {"run_dir": str(run_dir.path.resolve()), "weights": which, "epoch": weights["epoch"],
               "recorded_top1": weights["top1"]}
     card = ModelCard(architecture=architecture, input_size=input_size,
-                     mean=tuple(norm.mean if norm else recipe.mean), std=tuple(norm.std if norm else recipe.std),
+                     mean=mean, std=std,
                      num_classes=len(classes), classes=tuple(classes), dataset=dataset, data_root=data_root,
                      source=source)
     return RunStudent(run_dir, model.cpu().eval(), card, weights)
