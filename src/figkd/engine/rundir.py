@@ -6,9 +6,10 @@ architecture this directory trained, the peer index of a deep-mutual-learning pe
 the global batch), ``metrics.jsonl`` (one JSON object per epoch), ``summary.json`` (written when the run
 has finished; its presence marks the run as done), TensorBoard events under ``tb/``, ``checkpoints/``
 (`figkd.engine.checkpoint`) and, where used, ``normalization.json`` (``mean``/``std: auto``),
-``analysis/`` (``figkd analyze``) and ``sweep.log`` (``figkd sweep``; kept when the directory is
-cleared). Nothing else: a folder holding anything else is not a figkd run directory, and figkd neither
-writes into it nor removes it.
+``validation.json`` (``val_fraction > 0``: the held-out indices, `figkd.data.split`), ``analysis/``
+(``figkd analyze``) and ``sweep.log`` (``figkd sweep``; kept when the directory is cleared). Nothing
+else: a folder holding anything else is not a figkd run directory, and figkd neither writes into it nor
+removes it.
 
 :class:`RunDir` is the one owner of these files: the engine (start, resume, record, finish), the sweep
 (which runs are finished), ``figkd eval``, ``figkd analyze`` and ``figkd report`` all go through it, so
@@ -22,7 +23,8 @@ decision without side effects (what ``figkd sweep`` asks):
 - a run directory without a finished epoch (a start that failed or was stopped in epoch 1): nothing can
   be lost, so it is cleared and the run starts afresh, whatever its configuration was;
 - the same finished run: skipped (``"done"``); the same unfinished run: continued with ``--resume``,
-  refused without it;
+  refused without it; a run *stopped early* by its caller (a pruned trial of ``figkd tune``: its summary
+  says ``stopped``, :meth:`RunDir.stopped`) is unfinished - ``--resume`` trains it to its last epoch;
 - a run that differs only in ``epochs``, with ``--resume``: extended (or shortened, not below the epochs
   it has already trained) - the learning rate is a function of the epoch alone, so the result is the
   run that had the new number of epochs from the start;
@@ -35,6 +37,8 @@ decision without side effects (what ``figkd sweep`` asks):
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -54,8 +58,11 @@ from .checkpoint import CheckpointManager, read_json
 #: What figkd writes in a run directory (and all it ever removes there).
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoints",
                "normalization.json",  # mean/std: auto (figkd.data.normalization)
+               "validation.json",  # val_fraction > 0: the held-out indices (figkd.data.split)
                "analysis",  # figkd analyze's default output folder (figkd.analysis.common.output_dir)
                "sweep.log")  # figkd sweep's log of the run's processes (figkd.experiments.sweep)
+#: The record of a run's validation split (`RunDir.write_validation`).
+VALIDATION_FILE = "validation.json"
 #: Entries a clear keeps: the sweep's log is open while the run it launched prepares its directory.
 KEPT_ON_CLEAR = ("sweep.log",)
 #: Fields that may differ between a run and its resumption without changing its results.
@@ -118,10 +125,16 @@ def resolved_terms(spec: Any) -> list[dict[str, Any]]:
     return _plain(describe(spec).resolved)
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    return _plain(RunConfig().to_dict())
+
+
 def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with relative paths made absolute and a null ``lr`` replaced by the paper's default (what
-    runs recorded before config.yaml held the values used; comparing them to a new run's stays fair)."""
-    out = dict(cfg)
+    """``cfg`` with relative paths made absolute, a null ``lr`` replaced by the paper's default, and the
+    fields it lacks at their defaults (what runs recorded before config.yaml held the values used, or
+    before a field existed - ``val_fraction`` - read as; comparing them to a new run's stays fair)."""
+    out = {**copy.deepcopy(_defaults()), **cfg}
     for key in PATH_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
@@ -236,10 +249,12 @@ class RunDir:
     """One run directory (see the module docstring): ``RunDir(path)``; nothing is read until asked.
 
     Reading: :meth:`config` (the record), :attr:`architecture`, :attr:`dataset`, :attr:`world_size`,
-    :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`, :attr:`checkpoints`.
+    :meth:`summary`, :meth:`stopped`, :meth:`metrics`, :meth:`weights`, :meth:`normalization`,
+    :meth:`validation`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
-    :meth:`write_normalization`. A damaged file is a :class:`~figkd.errors.RunFileError` naming it.
+    :meth:`write_normalization`, :meth:`write_validation`. A damaged file is a
+    :class:`~figkd.errors.RunFileError` naming it.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -356,6 +371,15 @@ class RunDir:
             raise RunFileError(path, "is not a JSON object")
         return summary
 
+    def stopped(self) -> dict[str, Any] | None:
+        """``{"epoch": E, "reason": ...}`` when the run was stopped after epoch E by its caller (the
+        ``on_epoch_end`` callback of `figkd.engine.run.run`: a trial pruned by ``figkd tune``), else None
+        (unfinished, or trained to its last epoch). The run directory of a stopped run is not a failed one:
+        its summary holds the epochs it trained."""
+        summary = self.summary()
+        stopped = summary.get("stopped") if summary else None
+        return dict(stopped) if isinstance(stopped, Mapping) else None
+
     def metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``, one per epoch (a torn last line is dropped)."""
         path = self.path / "metrics.jsonl"
@@ -399,6 +423,19 @@ class RunDir:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def validation(self):
+        """The validation split recorded here (`figkd.data.split.ValidationSplit`), None when there is
+        none; RunFileError when ``validation.json`` is damaged."""
+        from ..data.split import ValidationSplit
+
+        path = self.path / VALIDATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return ValidationSplit.from_dict(read_json(path))
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunFileError(path, f"is not a validation split figkd wrote ({error})") from None
+
     def foreign_entries(self) -> list[str]:
         """Entries of the folder that figkd does not write (sorted)."""
         return sorted(p.name for p in self.path.iterdir() if not _is_figkd_entry(p.name))
@@ -422,9 +459,8 @@ class RunDir:
             raise RunFileError(self.config_path, "is missing but the run has checkpoints")
         diffs = differences(self.config(), new)
         if not diffs:
-            if finished:
-                self.summary()  # a damaged summary is named now, not after the decision
-                return "done"
+            if finished:  # a damaged summary is named now, not after the decision
+                return "resume" if self.stopped() else "done"
             return "resume"
         return "resume" if _only_epochs(diffs) else "different"
 
@@ -467,9 +503,14 @@ class RunDir:
             return self._extend(new)
         if state == "done":
             return "done"
+        stopped = self.stopped()
         if not resume:
-            raise ConfigError(f"{self.path} holds an unfinished run of this configuration (last checkpoint: epoch "
-                              f"{self.last_epoch()}): add --resume to continue it or --overwrite to start it again")
+            what = (f"a run of this configuration stopped after epoch {stopped['epoch']} ({stopped['reason']})"
+                    if stopped else "an unfinished run of this configuration")
+            raise ConfigError(f"{self.path} holds {what} (last checkpoint: epoch {self.last_epoch()}): add --resume "
+                              "to continue it or --overwrite to start it again")
+        if stopped:
+            (self.path / "summary.json").unlink()  # trained on to its last epoch: unfinished until then
         return "resume"
 
     def world_size_note(self, new: Mapping[str, Any]) -> str | None:
@@ -569,6 +610,12 @@ class RunDir:
 
         if norm is not None:
             atomic_write_text(self.path / normalization.FILE, json.dumps(norm.to_dict(), indent=1) + "\n")
+
+    def write_validation(self, split) -> None:
+        """Write ``validation.json`` (atomic): the validation split of the run (`figkd.data.split.ValidationSplit`;
+        None: nothing to write)."""
+        if split is not None:
+            atomic_write_text(self.path / VALIDATION_FILE, json.dumps(split.to_dict()) + "\n")
 
     def append_metrics(self, rec: Mapping[str, Any]) -> None:
         path = self.path / "metrics.jsonl"
