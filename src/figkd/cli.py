@@ -1,4 +1,4 @@
-"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze.
+"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze, tune.
 
 Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
 
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_parsers(sub)
     from .analysis.cli import add_parser as add_analysis_parser
     add_analysis_parser(sub)
+    from .tune.cli import add_parser as add_tune_parser
+    add_tune_parser(sub)
     return parser
 
 
