@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,24 @@ def test_analyze_command_line(runs, tmp_path, capsys):
     assert "not a figkd run directory" in capsys.readouterr().err
     assert main(["analyze", "overhead", "--teacher", "resnet8", "--student", "resnet8"]) == 2
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_overhead_on_digits_times_the_levels_its_grid_allows_with_their_spread(tmp_path, capsys):
+    """figkd analyze overhead --dataset digits without --levels: the 4 x 3 grid of 10 classes allows J = 1
+    only, so the default levels are [1] (said in a note), not an error; each time has its spread beside the
+    median (issue 27, item 12)."""
+    assert main(["analyze", "overhead", "--dataset", "digits", "--teacher", "resnet8", "--student", "resnet8",
+                 "--batch-size", "8", "--steps", "1", "--repeats", "3", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "overhead.json").read_text())
+    assert [r["label"] for r in result["results"]] == ["KD", "FiGKD (J = 1)"]
+    assert result["setting"]["levels"] == [1]
+    assert result["notes"] == ["FiGKD levels 2, 3 left out: the 4 x 3 grid of 10 classes allows J <= 1 (Haar)"]
+    for r in result["results"]:
+        ts = r["s_per_batch_all"]
+        q1, median, q3 = r["s_per_batch_quartiles"]  # overhead.json holds 6 significant digits
+        assert len(ts) == 3 and r["s_per_batch"] == median == pytest.approx(statistics.median(ts), rel=1e-5)
+        assert (r["s_per_batch_min"], r["s_per_batch_max"]) == (min(ts), max(ts))
+        lo, mid, hi = sorted(ts)
+        assert [q1, q3] == pytest.approx([(lo + mid) / 2, (mid + hi) / 2], rel=1e-5)  # "inclusive" quartiles
+    assert "min - max" in out and "levels 2, 3 left out" in out

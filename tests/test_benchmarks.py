@@ -113,6 +113,15 @@ def test_feature_overhead_benchmark(tmp_path):
     assert "vs kd" in stdout
 
 
+def test_figkd_scale_benchmark(tmp_path):
+    data, stdout = _bench("figkd_scale.py", "--parts", "spike", "synthetic", "--classes", "4", "10", "--seeds", "0",
+                          "--per-class", "10", "--teacher-epochs", "1", "--epochs", "1", out=tmp_path / "s.json")
+    assert [r["classes"] for r in data["spike"]] == [4, 10]
+    assert data["spike"][0]["default_spike_per_m2"] == pytest.approx(1.5)  # 2 x 2 grid: 2 x 3 bands x (1/2)^2
+    [row] = [r for r in data["synthetic"] if r["classes"] == 10]
+    assert set(row["seeds"][0]["runs"]) == {"ce_alone", "default", "mean_all", "kl"} and "digits" not in data
+
+
 # ---- benchmarks/gpu_first_contact.sh: the whole script at tiny size on the CPU (issue 26) -----------------
 FIRST_CONTACT_STEPS = ["environment", "smoke", "cuda_tests", "throughput_graph", "throughput_eager", "overhead",
                        "profile"]

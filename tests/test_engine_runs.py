@@ -96,6 +96,18 @@ def test_mlkd_gets_a_strong_view(teacher_dir, tmp_path):
     assert 0.0 <= s["last_top1"] <= 100.0
 
 
+def test_a_run_follows_its_learning_rate_warm_up(tmp_path):
+    from figkd.engine.recipe import scheduled_lr
+
+    cfg = BASE.replace(dataset="digits_16", model="resnet8", epochs=3, lr=0.06, batch_size=256, eval_every=3,
+                       lr_milestones=[], lr_warmup_epochs=3, lr_warmup_hold=True, out=str(tmp_path / "run"))
+    run(cfg, "train")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    expected = [scheduled_lr(cfg, 0.06, e) for e in (1, 2, 3)]
+    assert expected == pytest.approx([0.02, 0.04, 0.04])  # 1/3, 2/3 of lr, then held (no milestone passed)
+    assert [r["lr"] for r in lines] == expected
+
+
 def test_nonfinite_loss_stops_with_epoch_step_and_term(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"'(ce|total)' is not finite at epoch 1, step \d+"):
         run(BASE.replace(model="resnet8", out=str(tmp_path / "nan"), lr=1e12, epochs=1), "train")
@@ -151,6 +163,8 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     for row in ("teacher (alone)", "student (alone)", "KD", "FiGKD"):
         assert row in result.stdout
+    # at 10 classes the paper's FiGKD defaults fail (issue 27): the warning, and the demo's last line says so
+    assert "figkd: warning: FiGKD with 10 classes" in result.stderr and "criterion: kl" in result.stdout
     for run_dir in ("teacher", "student", "kd", "figkd"):
         assert (tmp_path / "demo" / run_dir / "summary.json").is_file()
     again = _cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--device", "cpu")

@@ -23,6 +23,29 @@ def test_lr_schedule_matches_mdistiller():
     assert lr_at_epoch(0.05, 211, ms, 0.1) == pytest.approx(0.00005)
 
 
+def test_lr_warmup_is_linear_and_a_passed_milestone_ends_it():
+    ms = [150, 180, 210]
+    rates = [lr_at_epoch(0.1, e, ms, 0.1, 5) for e in (1, 2, 4, 5, 6, 150)]
+    assert rates == pytest.approx([0.02, 0.04, 0.08, 0.1, 0.1, 0.1], rel=1e-15)
+    # with hold: the last warm-up rate (4/5 of lr) until the first milestone, then the decayed rates
+    held = [lr_at_epoch(0.1, e, ms, 0.1, 5, True) for e in (4, 5, 150, 151)]
+    assert held == pytest.approx([0.08, 0.08, 0.08, 0.01], rel=1e-15)
+    # a milestone inside the warm-up ends it (LDRLD's rule: the decayed rate once steps > 0)
+    assert lr_at_epoch(0.1, 3, [2], 0.1, 5) == 0.1 * 0.1
+    assert [lr_at_epoch(0.1, e, ms, 0.1, None, True) for e in (1, 151)] == [0.1, 0.1 * 0.1]  # no warm-up
+
+
+def test_lr_warmup_config_checks():
+    from figkd.config import ConfigError, RunConfig
+
+    assert RunConfig(lr_warmup_epochs=20, lr_warmup_hold=True).lr_warmup_epochs == 20
+    with pytest.raises(ConfigError, match="lr_warmup_epochs must be an integer >= 2, got 1"):
+        RunConfig(lr_warmup_epochs=1)
+    with pytest.raises(ConfigError, match="lr_warmup_hold keeps the last rate of a warm-up, and lr_warmup_epochs "
+                                          "is null"):
+        RunConfig(lr_warmup_hold=True)
+
+
 def test_lr_tensor_is_updated_in_place():
     lr = torch.tensor(0.1)
     opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=lr)

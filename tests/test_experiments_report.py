@@ -221,6 +221,34 @@ def test_paper_dir_reads_another_copy_of_the_reported_numbers(runs, tmp_path, ca
     assert "holds no reported_top1.csv" in capsys.readouterr().err
 
 
+def test_table1_flags_the_six_numbers_the_paper_copied_from_another_pair(tmp_path, capsys):
+    """Table 1's WRN-40-2 -> WRN-40-1 column prints ResNet32x4 -> ResNet8x4's FitNet, PKT, CRD, AT, VID and OFD
+    numbers (issue 22): the report marks each (after the paper's number) and gives the published value under
+    the table where a primary source states it (RepDistiller's README); a corrected copy (--paper-dir) has none."""
+    _run(tmp_path, "d/fitnet-s0", 72.0, dataset="cifar100", teacher="wrn_40_2", teacher_ckpt="t", student="wrn_40_1",
+         objective="fitnet")
+    assert main(["report", str(tmp_path), "--table", "1"]) == 0
+    text = capsys.readouterr().out
+    [fitnet] = [line for line in text.splitlines() if line.startswith("| Features | FitNet |")]
+    assert "72.00 (n=1) / 73.50‡1 (-1.50)" in fitnet.split(" | ")[5]  # the wrn_40_2->wrn_40_1 column
+    notes = [line.strip() for line in text.splitlines() if line.startswith("‡")]
+    assert notes[0] == ("‡1: the paper prints resnet32x4 -> resnet8x4's number here (a copy error of its Table 1); "
+                        "published for this pair: 72.24 (HobbitLong/RepDistiller README.md:81, commit b84f547, the "
+                        "WRN-40-2 -> WRN-40-1 column)")
+    assert len(notes) == 6  # one per cell: each has its own published value (or none, OFD)
+    rows = list(csv.DictReader(io.StringIO(report(tmp_path, ["1"], fmt="csv"))))
+    flagged = {r["row"] for r in rows if r["paper_note"]}
+    assert flagged == {"FitNet", "PKT", "CRD", "AT", "VID", "OFD"}
+    assert all(r["column"] == "wrn_40_2->wrn_40_1" for r in rows if r["paper_note"])
+    assert "not stated" in next(r["paper_note"] for r in rows if r["row"] == "OFD" and r["paper_note"])
+    other = tmp_path / "paper"
+    other.mkdir()
+    wrong = "table1,cifar100,wrn_40_2,wrn_40_1,FitNet,73.50\n"
+    (other / "reported_top1.csv").write_text(PAPER_CSV.read_text().replace(wrong, wrong.replace("73.50", "72.24")))
+    rows = list(csv.DictReader(io.StringIO(report(tmp_path, ["1"], fmt="csv", paper_dir=other))))
+    assert {r["row"] for r in rows if r["paper_note"]} == {"PKT", "CRD", "AT", "VID", "OFD"}
+
+
 def test_every_paper_table_has_its_cells():
     for number, columns in ((1, 5), (2, 5), (3, 5), (4, 5), (5, 8), (6, 8), (10, 6), (11, 4), (12, 4), (13, 8),
                             (16, 6)):
@@ -236,3 +264,15 @@ def test_collect_runs_ignores_folders_that_are_not_runs(runs):
     (runs / "notes").mkdir()
     (runs / "notes" / "config.yaml").write_text("dataset: x\n")  # a config, not a run directory
     assert all(r.run_dir.name != "notes" for r in collect_runs(runs))
+
+
+def test_a_run_of_a_model_not_registered_here(tmp_path, capsys):
+    """A run of a model this process does not know (a plugin's, another version's): listed among the runs of
+    no paper table when its config.yaml records its learning rate; one line and exit 2 when the learning
+    rate has to be the model's default, which only its registration knows (issue 27, item 9)."""
+    _run(tmp_path / "known", "mine/s0", 61.0, dataset="digits", model="mynet", lr=0.05)
+    assert "| digits | mynet alone: default (240 epochs) | 61.00 (n=1) |" in report(tmp_path / "known")
+    _run(tmp_path / "unknown", "mine/s0", 61.0, dataset="digits", model="mynet")
+    assert main(["report", str(tmp_path / "unknown")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "mine/s0" in line and "'mynet' is not registered in this process" in line and "FIGKD_PLUGINS" in line

@@ -259,3 +259,41 @@ def test_plan_runs_a_peers_config_as_distill_and_skips_it_when_every_peer_finish
     assert plan(["c"])[0].state == "fresh"  # one peer unfinished: the engine resumes them together
     (tmp_path / "runs" / "dml-s0" / "peer1-resnet20" / "summary.json").write_text("{}")
     assert plan(["c"])[0].state == "done"
+
+
+def test_sigterm_stops_the_sweep_and_its_runs_with_status_143(tmp_path):
+    """SIGTERM to figkd sweep exits 143, as figkd distill does (docs/engine.md; it exited 130), after
+    stopping its running run, which is listed as interrupted (issue 27, item 5)."""
+    import signal
+    import sys
+    import time
+
+    _write(tmp_path / "long.yaml", **{**TINY, "epochs": 200}, model="resnet8", out="runs/long")
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "figkd", "sweep", "long.yaml", "--progress", "off"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = tmp_path / "runs" / "long" / "sweep.log"  # written just before the run's process starts
+    deadline = time.monotonic() + 120
+    while not started.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.is_file(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert err.strip().splitlines() == ["figkd: terminated (SIGTERM)"], err
+    assert "1 runs: 1 interrupted" in out and "stopped; it resumes from its last checkpoint next time" in out
+
+
+def test_ctrl_c_stops_the_sweep_with_status_130(tmp_path, monkeypatch, capsys):
+    from figkd.experiments import sweep
+
+    def interrupted(runs, *args, **kwargs):
+        stop = KeyboardInterrupt()
+        stop.outcomes = [sweep.Outcome(r, "interrupted", message="not started") for r in runs]
+        raise stop
+
+    monkeypatch.setattr(sweep, "execute", interrupted)
+    _write(tmp_path / "a.yaml", **TINY, model="resnet8", out=str(tmp_path / "runs" / "a"))
+    assert main(["sweep", str(tmp_path / "a.yaml"), "--progress", "off"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["figkd: interrupted"] and "1 runs: 1 interrupted" in captured.out

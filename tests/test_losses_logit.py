@@ -160,6 +160,9 @@ def test_modules_and_presets_give_the_functions_values():
     out = build_objective("rld")(**{**inputs, "epoch": torch.tensor(5.0)})
     assert math.isclose(out["rld"], PINNED["rld"][0] * 5 / 20, rel_tol=1e-12)
     assert math.isclose(out["ce"], ce, rel_tol=1e-12)
+    # EKD's warm-up ramps the Dirichlet term only (KD4eModel.forward_train): epoch 15 of 30, the official value
+    out = build_objective("ekd")(**{**inputs, "epoch": torch.tensor(15.0)})
+    assert math.isclose(out["total"], PINNED["ekd_paper_epoch15"][0], rel_tol=1e-12)
     # MLKD+LS: the official value above
     ls2, lt2 = _strong(ls, lt)
     out = build_objective("mlkd+ls")(**inputs, student_logits_strong=ls2, teacher_logits_strong=lt2)
@@ -242,7 +245,7 @@ def test_ldrld_pair_weights_and_gamma_quirk():
     ls, lt, y = _inputs()
     out = build_objective("ldrld")(student_logits=ls, teacher_logits=lt, target=y)
     assert math.isclose(out["ce"], F.cross_entropy(ls, y), rel_tol=1e-12)
-    with pytest.raises(ValueError, match="more than k classes"):
+    with pytest.raises(ValueError, match="k = 7 needs more than 7 classes"):  # the function, at the call
         ldrld_loss(ls[:, :7], lt[:, :7])
 
 

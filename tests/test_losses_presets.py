@@ -4,7 +4,10 @@
 ``tests/data/presets_resolved.json`` holds ``build_objective(name, context=...).spec`` of every preset
 (every weight, warm-up and option, in order), written by `_resolved` below on the code before that change
 (main at commit afa53e4), in the order of ``list_presets()``. A preset's numbers change only with a
-deliberate edit of this file.
+deliberate edit of this file. Deliberate edits so far (issue 22, each to its official setting): ``fitnet``
+gained ``teacher_hint_layer`` (null: mdistiller's one index); ``cat_kd`` the bias-free student classifier;
+``diffkd`` the official autoencoder width 1024; ``ekd`` and ``ekd-code`` ramp only the Dirichlet term
+(``dirichlet_warmup`` 30), not the whole term (an entry ``warmup`` of 30 did).
 """
 
 import json

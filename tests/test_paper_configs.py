@@ -387,7 +387,13 @@ def test_ekd_configs_carry_each_pairs_published_setting():
         table = "table1" if (PAPER / "table1" / f"{teacher}-{student}").is_dir() else "table2"
         code = _configs()[f"{table}/{teacher}-{student}/ekd-code.yaml"][1].objective
         paper = _configs()[f"{table}/{teacher}-{student}/ekd.yaml"][1].objective
-        assert code == [{"term": "ekd", "weight": 1.0, "variant": "code", "lamb": lamb, "temperature": 1.0,
-                         "kd_weight": kd_w, "ekd_weight": ekd_w}]
-        assert paper == [{**code[0], "variant": "paper", "warmup": warmup}]
+        term = {"term": "ekd", "weight": 1.0, "variant": "code", "lamb": lamb, "temperature": 1.0,
+                "kd_weight": kd_w, "ekd_weight": ekd_w}
+        assert paper == [{**term, "variant": "paper", "dirichlet_warmup": warmup}]
+        if (teacher, student) in gen.EKD_CAT_KD:  # EKD's CAT_KD distiller: the evidential terms + CAT on feats[-1]
+            weight, pool, normalize = gen.EKD_CAT_KD[(teacher, student)]
+            assert code == [paper[0], {"term": "cat_kd_feats", "weight": weight, "pool_size": pool,
+                                       "normalize": normalize}]
+        else:
+            assert code == [term]
         assert f"configs/cifar100/ekd/model/{file}" in " ".join(_header(f"{table}/{teacher}-{student}/ekd-code.yaml"))

@@ -22,11 +22,16 @@ def test_own_training_loop_snippet_runs_as_pasted():
     assert loss.ndim == 0 and loss.isfinite() and namespace["student_logits"].grad is not None
 
 
-def test_quick_start_installs_the_cpu_build_in_a_virtual_environment():
-    commands = re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)[0].splitlines()
-    assert commands[0].startswith("git clone ") and commands[0].endswith("&& cd figkd")
-    assert commands[1] == "python3 -m venv .venv && . .venv/bin/activate"
-    assert commands[2] == "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-    assert commands[3:] == ["pip install -e .", "figkd demo"]
-    ci = (README.parent / ".ci" / "run").read_text()
-    assert "torch==2.13.0" in ci and "TORCH_INDEX_URL" in ci
+def test_quick_start_is_two_commands_after_the_clone_and_the_manual_steps_follow():
+    blocks = [b.splitlines() for b in re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)]
+    assert blocks[0][0].startswith("git clone ") and blocks[0][0].endswith("&& cd figkd")
+    assert blocks[0][1:] == ["make demo", "make test"]
+    assert blocks[1] == ["python3 -m venv .venv && . .venv/bin/activate",
+                         "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
+                         "pip install -e .", "figkd demo"]
+    assert blocks[2] == ['pip install -e ".[dev]" && python -m pytest -q']
+    makefile = (README.parent / "Makefile").read_text()
+    assert "TORCH_VERSION ?= 2.13.0" in makefile
+    assert "TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu" in makefile
+    assert "$(BIN)/python -m pytest -q" in makefile and "$(BIN)/figkd demo" in makefile
+    assert (README.parent / ".ci" / "run").read_text().rstrip().endswith("exec make test")

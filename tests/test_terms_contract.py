@@ -53,6 +53,14 @@ def test_registration_declares_vocabulary_inputs_and_defaults(name):
 
 
 @pytest.mark.parametrize("name", list_terms())
+def test_no_option_is_named_like_an_objective_entry_key(name):
+    # An entry's term, weight, warmup and name are the objective's (figkd.losses.objective): a term option of
+    # one of these names could never be set from a term list (EKD's Dirichlet warm-up was once named warmup,
+    # so its configs ramped the whole term instead, issue 22).
+    assert not set(term_spec(name).defaults) & {"term", "weight", "warmup", "name"}
+
+
+@pytest.mark.parametrize("name", list_terms())
 def test_step_of_each_term_runs_on_meta_tensors(name):
     cfg = RunConfig(device="cpu", tensorboard=False, progress="off")
     with META:

@@ -16,19 +16,37 @@ differently from what a user typed:
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Bool", "Check", "Choice", "Device", "Float", "Int", "IntList", "Normalisation", "Objective", "Optional",
-           "Peers", "Str", "TERM_WARMUP", "TERM_WEIGHT", "Triple", "parse_value"]
+           "Peers", "Str", "TERM_WARMUP", "TERM_WEIGHT", "Triple", "did_you_mean", "parse_value"]
 
 Triple = tuple[float, float, float]
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def did_you_mean(name: Any, choices: Iterable[str], *, synonyms: Mapping[str, str] | None = None) -> str:
+    """`` (did you mean 'x'?)`` for a mistyped ``name``: its entry in ``synonyms`` (another toolkit's word for
+    it), else the closest of ``choices`` by `difflib.get_close_matches` (case ignored, its default cutoff 0.6);
+    ``""`` when nothing is close or ``name`` is not a string. For the error of an unknown name (a config key,
+    a dataset, a preset, a term option): ``f"unknown dataset {name!r}{did_you_mean(name, names)}; valid: ..."``.
+    """
+    if not isinstance(name, str):
+        return ""
+    if synonyms and name in synonyms:
+        return f" (did you mean {synonyms[name]!r}?)"
+    lowered: dict[str, str] = {}
+    for choice in choices:
+        lowered.setdefault(choice.lower(), choice)
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
 class Check:

@@ -317,7 +317,7 @@ def _main(argv: list[str] | None) -> int:
         return status
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-        print(f"figkd: {exc or ('terminated (SIGTERM)' if terminated else 'interrupted')}", file=sys.stderr)
+        print(f"figkd: {str(exc) or ('terminated (SIGTERM)' if terminated else 'interrupted')}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError as exc:
         if not _stdout_closed():

@@ -17,8 +17,8 @@ learning rate is a property of the model (``figkd.models.default_lr``, from its 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,21 @@ from typing import Any
 
 import yaml
 
-from .checks import Bool, Check, Choice, Device, Float, Int, IntList, Normalisation, Objective, Optional, Peers, Str
+from .checks import (
+    Bool,
+    Check,
+    Choice,
+    Device,
+    Float,
+    Int,
+    IntList,
+    Normalisation,
+    Objective,
+    Optional,
+    Peers,
+    Str,
+    did_you_mean,
+)
 from .errors import ConfigError
 
 
@@ -75,6 +89,12 @@ class RunConfig:
                              "lr_decay (paper: 150, 180, 210)", check=IntList(min=1))
     lr_decay: float = _f(0.1, "learning-rate decay factor at each milestone (paper: 0.1)",
                          check=Float(min=0, max=1, min_open=True))
+    lr_warmup_epochs: int | None = _f(None, "linear learning-rate warm-up over N epochs: epoch e < N runs at lr x "
+                                      "e / N (epochs from 1), epoch N at lr; a passed milestone ends it; null: none "
+                                      "(yema-web/LDRLD train_student.py --wram_up)", check=Optional(Int(min=2)))
+    lr_warmup_hold: bool = _f(False, "after the warm-up keep its last rate, lr x (N-1) / N, until the first "
+                              "milestone instead of lr (LDRLD's adjust_learning_rate_wram_up never sets lr back)",
+                              check=Bool())
     seed: int = _f(0, "seed of initialisation, data order and augmentation", check=Int(min=0, max=2**63 - 1))
     # Where and how.
     device: str = _f("auto", "cpu, cuda, cuda:N, mps or auto (cuda when available)", check=Device())
@@ -149,8 +169,7 @@ KEY_SYNONYMS = {
 def _check_key(key: str) -> None:
     names = RunConfig.field_names()
     if key not in names:
-        close = [KEY_SYNONYMS[key]] if key in KEY_SYNONYMS else difflib.get_close_matches(key, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(key, names, synonyms=KEY_SYNONYMS)
         raise ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(names)}")
 
 
@@ -162,12 +181,97 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check (and normalise, see :mod:`figkd.checks`) every field against its declared ``check``."""
+    """Check (and normalise, see :mod:`figkd.checks`) every field against its declared ``check``, then the
+    fields that only make sense together."""
     for f in dataclasses.fields(cfg):
         try:
             setattr(cfg, f.name, f.metadata["check"].check(f.name, getattr(cfg, f.name)))
         except ValueError as error:
             raise ConfigError(str(error)) from None
+    if cfg.lr_warmup_hold and cfg.lr_warmup_epochs is None:
+        raise ConfigError("lr_warmup_hold keeps the last rate of a warm-up, and lr_warmup_epochs is null: set "
+                          "lr_warmup_epochs (e.g. 20, LDRLD's) or leave lr_warmup_hold false")
+
+
+# ------------------------------------------------------------------------- YAML the user writes
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that holds one key twice (PyYAML's own loaders keep the last value without a word)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, second: yaml.Mark):
+        self.key, self.first, self.second = key, first, second
+        if first.line == second.line:
+            where = f"on line {first.line + 1} (columns {first.column + 1} and {second.column + 1})"
+        else:
+            where = f"on lines {first.line + 1} and {second.line + 1}"
+        super().__init__(f"key {key!r} is given twice, {where}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's ``SafeLoader`` that refuses a mapping holding one key twice (:class:`DuplicateKeyError`).
+    A key after a merge (``<<: *anchor``) overrides the merged one, as YAML's merge key defines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader says so
+                continue
+            if first is not key_node.start_mark:
+                raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` of ``text`` that refuses duplicate keys (:class:`DuplicateKeyError`, a
+    ``yaml.YAMLError``): the one YAML loader of what a user writes (config, objective and sweep files,
+    ``--set`` values, a run directory's ``config.yaml``)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+
+
+#: Byte-order marks and their codecs, longest first (UTF-32's marks begin with UTF-16's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+TEXT_FILE = "YAML in UTF-8, or UTF-16 with a byte-order mark"
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of a file the user wrote: UTF-8, or UTF-8/16/32 with a byte-order mark (what Windows'
+    editors save), whatever the locale. ConfigError naming ``what`` and ``path`` for a file that is not
+    such text (a checkpoint, an archive, UTF-16 without its mark), pointing at the first bad byte."""
+    data = path.read_bytes()
+    codec = next((c for bom, c in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as error:
+        detail = f"byte 0x{data[error.start]:02x} at offset {error.start} is not {codec.upper().split('-SIG')[0]}"
+    else:
+        bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+        if bad is None:
+            return text
+        detail = f"character 0x{ord(bad.group()[0]):02x} at offset {bad.start()} is a control character"
+    raise ConfigError(f"{what} {path} is not a text file ({TEXT_FILE}): {detail}; pass the YAML file you meant, "
+                      "or save it as UTF-8")
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse the YAML file ``path`` that a user wrote (``what``: "config file", "objective file", ...) with
+    :func:`yaml_load`. ConfigError, on one line naming ``what`` and ``path``, when the file is missing,
+    not text (:func:`read_text`), not YAML, or holds a key twice in one mapping (naming the key and both
+    lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    text = read_text(path, what)
+    try:
+        return yaml_load(text)
+    except DuplicateKeyError as error:
+        raise ConfigError(f"{what} {path}: {error}; keep one") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {path} is not valid YAML: {' '.join(str(error).split())}") from None
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -180,7 +284,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         _check_key(key)
         try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
+            out[key] = yaml_load(value) if value.strip() else None
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"--set {key}: {exc} in the value {value!r}; keep one") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key}: value {value!r} is not valid YAML ({exc})") from exc
     return out
@@ -190,12 +296,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file: a mapping of RunConfig fields. A run directory's ``config.yaml`` may be
     given as it is: its ``resolved`` section (what figkd recorded the run resolved to) is left out."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "config file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
     data.pop("resolved", None)
@@ -225,14 +326,9 @@ def milestones_warning(cfg: RunConfig) -> str | None:
 def load_objective(path: str | Path) -> list[Any]:
     """An objective from a YAML file: a term list (``- {term: ce, weight: 1.0}`` ...) or a mapping
     whose ``objective`` key holds one (a config file), for ``--objective FILE``. ConfigError when the
-    file is missing, not YAML, or holds neither."""
+    file is missing, not text, not YAML, holds a key twice (:func:`read_yaml`), or holds neither."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"objective file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"objective file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "objective file")
     if isinstance(data, dict) and "objective" in data:
         data = data["objective"]
     if not isinstance(data, list) or not data:

@@ -52,4 +52,7 @@ def run_demo(out: str = "runs/demo", device: str = "auto", epochs: int | None = 
         log(f"{model:<10} {method:<16} {s['last_top1']:>10.2f} {s['best_top1']:>10.2f}  {s['run_dir']}")
     log(f"\n{len(rows)} runs in {time.perf_counter() - start:.0f}s; metrics.jsonl, TensorBoard events (tb/) "
         f"and checkpoints in each run directory")
+    log("FiGKD ran with the paper's defaults, whose detail term outweighs the cross-entropy at 10 classes (the "
+        "warning above, docs/method.md section 8); with few classes distil with criterion: kl instead, e.g. "
+        "figkd distill ... --set 'objective=[{term: ce}, {term: figkd, weight: 2.0, criterion: kl}]'.")
     return 0

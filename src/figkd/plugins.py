@@ -69,7 +69,11 @@ def load_plugins(entries: str | None = None) -> list[ModuleType]:
             except UserError:
                 raise
             except Exception as exc:
-                raise ConfigError(f"{ENV}: cannot import {entry!r} ({type(exc).__name__}: {exc}); give an importable "
-                                  "module name or the path of a .py file") from exc
+                if isinstance(exc, ImportError) and "relative import" in str(exc):
+                    fix = ("a plugin file is imported on its own, not as part of figkd: import from figkd by its full "
+                           "name, e.g. from figkd.losses import register_term (docs/method.md, section 6)")
+                else:
+                    fix = "give an importable module name or the path of a .py file"
+                raise ConfigError(f"{ENV}: cannot import {entry!r} ({type(exc).__name__}: {exc}): {fix}") from exc
         modules.append(_LOADED[entry])
     return modules

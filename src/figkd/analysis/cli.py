@@ -87,7 +87,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar100", help="image shape and class count (cifar100, tiny_imagenet, "
                                                          "digits)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--levels", nargs="+", type=int, default=[1, 2, 3], help="FiGKD levels J (default 1 2 3)")
+    p.add_argument("--levels", nargs="+", type=int, default=None,
+                   help="FiGKD levels J (default: those of 1 2 3 that the dataset's class grid allows)")
     p.add_argument("--steps", type=int, default=20, help="steps per timed epoch (default 20)")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per objective (default 5; median)")
     p.add_argument("--mode", default=None, help="fp32, bf16_cl, compile or graph (default: graph on CUDA, fp32 "

@@ -59,10 +59,9 @@ _SHOWN = {"kd": "KD", "dkd": "DKD", "mlkd": "MLKD", "dist": "DIST", "figkd": "Fi
 
 @functools.lru_cache(maxsize=4)
 def _split(dataset: str, data_root: str | None):
-    from ..data import build_dataset, list_datasets
+    from ..data import build_dataset, check_dataset_name
 
-    if dataset not in list_datasets():
-        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(list_datasets())}")
+    check_dataset_name(dataset)
     return build_dataset(dataset, data_root, train=False)
 
 

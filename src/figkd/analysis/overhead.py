@@ -6,7 +6,10 @@ Each objective trains the same student with the same teacher and batch in the en
 ``kd``) and FiGKD as the term list of Eq. 7 (``ce`` 1 + ``figkd`` 2) with ``level`` J for each
 ``--levels`` entry. After untimed warm-up epochs, ``--repeats`` epochs of ``--steps`` steps are timed per
 objective, in turns (objective 1, 2, ..., then again) so that a slow spell of the machine hits them
-alike; the median is reported as seconds per batch and as percent over KD.
+alike; the median is reported as seconds per batch and as percent over KD, with the fastest and slowest
+epoch and the quartiles beside it (the spread of the timings). Without ``--levels``, the levels are those
+of J = 1, 2, 3 that the dataset's class grid allows with the Haar wavelet (digits' 4 x 3 grid of 10
+classes: J = 1 only; a note says which were left out).
 
 Defaults are the paper's setting (ResNet32x4 -> ResNet8x4, CIFAR-100 shapes, batch 64); ``--run RUN_DIR``
 takes teacher, student, dataset and batch size from a distill run's config instead. The paper measured an
@@ -46,6 +49,21 @@ def objectives(levels: list[int]) -> list[tuple[str, Any]]:
     return out
 
 
+def default_levels(num_classes: int, candidates: tuple[int, ...] = (1, 2, 3)) -> tuple[list[int], str | None]:
+    """The ``candidates`` levels that the default grid of ``num_classes`` allows with the Haar wavelet (J = 1
+    always: a single DWT works on any size), and a note naming those left out (None when none is)."""
+    from ..grid import grid_shape
+    from ..wavelets import dwt_max_level
+
+    shape = grid_shape(num_classes)
+    deepest = max(1, min(dwt_max_level(n, 2) for n in shape))  # 2: the Haar filter's length
+    kept = [j for j in candidates if j <= deepest]
+    left = [j for j in candidates if j > deepest]
+    note = (f"FiGKD levels {', '.join(map(str, left))} left out: the {shape[0]} x {shape[1]} grid of {num_classes} "
+            f"classes allows J <= {deepest} (Haar)") if left else None
+    return kept, note
+
+
 def overhead(*, teacher: str = "resnet32x4", student: str = "resnet8x4", dataset: str = "cifar100",
              batch_size: int = 64, levels: list[int] | None = None, steps: int = 20, repeats: int = 5,
              device: str = "auto", mode: str | None = None, run: str | Path | None = None,
@@ -64,7 +82,10 @@ def overhead(*, teacher: str = "resnet32x4", student: str = "resnet8x4", dataset
                           f"{', '.join(SHAPES)}, got {dataset!r}")
     if out is None and run is None:
         raise ConfigError("figkd analyze overhead needs --out FOLDER (or --run RUN_DIR: then RUN_DIR/analysis)")
-    levels = [1, 2, 3] if levels is None else levels
+    notes = []
+    if levels is None:
+        levels, note = default_levels(SHAPES[dataset][1])
+        notes += [note] if note else []
     dev = resolve_device(device)
     mode = mode or ("graph" if dev.type == "cuda" else "fp32")
     if mode not in MODES:
@@ -85,11 +106,14 @@ def overhead(*, teacher: str = "resnet32x4", student: str = "resnet8x4", dataset
     results = []
     for (label, spec), ts in zip(specs, times, strict=True):
         s = statistics.median(ts)
+        quartiles = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [s, s, s]
         results.append({"label": label, "objective": spec, "s_per_batch": s, "s_per_batch_all": ts,
+                        "s_per_batch_min": min(ts), "s_per_batch_max": max(ts), "s_per_batch_quartiles": quartiles,
                         "overhead_pct": None if label == "KD" else 100.0 * (s / kd - 1.0)})
     result = {"analysis": "overhead", "setting": {"teacher": teacher, "student": student, "dataset": dataset,
                                                   "batch_size": batch_size, "steps": steps, "repeats": repeats,
-                                                  "mode": mode},
+                                                  "mode": mode, "levels": list(levels)},
+              "notes": notes,
               "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
               "threads": torch.get_num_threads(), "results": results, "paper": TABLE14}
     dest = Path(out) if out is not None else Path(run) / "analysis"
@@ -123,10 +147,12 @@ def _figure(result: dict[str, Any]):
 def summary(result: dict[str, Any]) -> str:
     lines = [f"Table 14 on {result['device_name'] or result['device']}: {result['setting']['teacher']} -> "
              f"{result['setting']['student']}, batch {result['setting']['batch_size']}",
-             f"{'method':<16} {'s/batch':>9} {'overhead':>9}   paper (RTX 3090)"]
+             f"{'method':<16} {'s/batch':>9} {'(min - max)':>19} {'overhead':>9}   paper (RTX 3090)"]
     for r in result["results"]:
         over = "-" if r["overhead_pct"] is None else f"{r['overhead_pct']:+.1f}%"
         paper = TABLE14.get(r["label"])
         ref = "" if paper is None else f"{paper[0]:.4f} s" + ("" if paper[1] is None else f" {paper[1]:+.1f}%")
-        lines.append(f"{r['label']:<16} {r['s_per_batch']:>9.4f} {over:>9}   {ref}")
+        spread = f"({r['s_per_batch_min']:.4f} - {r['s_per_batch_max']:.4f})"
+        lines.append(f"{r['label']:<16} {r['s_per_batch']:>9.4f} {spread:>19} {over:>9}   {ref}")
+    lines += result.get("notes", [])
     return "\n".join(lines)

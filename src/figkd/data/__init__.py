@@ -14,7 +14,7 @@ from .base import ArrayDataset, DatasetNotFoundError, FileDataset, SplitFileErro
 from .batch import Batch
 from .images import CorruptImageError
 from .loaders import ResidentLoader, WorkerLoader, build_loader, prepare_cache
-from .registry import build_dataset, dataset_spec, list_datasets, recipe_for
+from .registry import build_dataset, check_dataset_name, dataset_spec, list_datasets, recipe_for
 
 
 def __getattr__(name: str):
@@ -42,6 +42,7 @@ __all__ = [
     "WorkerLoader",
     "build_dataset",
     "build_loader",
+    "check_dataset_name",
     "compute_mean_std",
     "dataset_mean_std",
     "dataset_spec",

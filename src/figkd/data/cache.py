@@ -31,7 +31,8 @@ from .images import default_threads, open_image, resize_exact, resize_shorter, t
 __all__ = ["ResizedCache", "resident_arrays", "resized_cache"]
 
 log = logging.getLogger("figkd.data")
-FORMAT = 1
+# 2: images of more than 8 bits per sample are scaled to 8 bits (format 1 clipped them): rebuilt.
+FORMAT = 2
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:

@@ -3,6 +3,22 @@
 Every image is converted to RGB (greyscale, palette, CMYK and RGBA files occur in the fine-grained
 sets) and returned as a uint8 ``(H, W, 3)`` numpy array. Pillow's default of refusing truncated files is
 kept: a truncated JPEG is a corrupt image, not a silently grey-padded one.
+
+Images of more than 8 bits per sample are scaled to 8 bits first (Pillow's own ``convert("RGB")`` clips
+them: a 16-bit mid-grey would become white, a float image in [0, 1] black):
+
+- 16-bit (modes ``I;16``, ``I;16B``, ``I;16L``, ``I;16N``: 16-bit PNG, TIFF, PGM): the high byte,
+  ``v >> 8`` — what Pillow itself does to 16-bit RGB PNGs, and torchvision's ``to_dtype(uint8, scale=True)``;
+  ``257 v`` (the 8 -> 16-bit expansion) gives back ``v`` exactly.
+- 32-bit integers (mode ``I``: int32 TIFF, and 16-bit PNG/PGM in older Pillow) carry no white point, so
+  the values decide: all in [0, 255] are 8-bit values as they are; otherwise all in [0, 65535] are 16-bit
+  values, scaled as above; any other range (negative, above 65535) is refused. A 16-bit image whose every
+  pixel is at most 255 (under 0.4% of its full scale, black to the eye) is thus read as 8-bit.
+- 32-bit float (mode ``F``): values in [0, 1] become ``round(255 v)``; values outside [0, 1] or NaN are
+  refused (their white point is unknown: 1.0, 255.0, or the image's maximum).
+
+A refused image is a :class:`CorruptImageError` naming the file, its mode and its value range (one line),
+so ``skip_corrupt`` skips it like an undecodable file.
 """
 
 from __future__ import annotations
@@ -75,12 +91,51 @@ def open_image(path: str) -> Image.Image:
         raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
 
 
+def _range(lo: float, hi: float) -> str:
+    return f"[{lo:g}, {hi:g}]"
+
+
+def to_8bit(img: Image.Image, path: str) -> Image.Image:
+    """An image of mode ``I;16*``, ``I`` or ``F`` as an 8-bit ``L`` image by the rules of the module
+    docstring; any other image unchanged. Raises :class:`CorruptImageError` naming ``path``, the mode
+    and the value range for ``I`` or ``F`` values without a known white point."""
+    mode = img.mode
+    if not (mode == "F" or mode == "I" or mode.startswith("I;16")):
+        return img
+    a = np.asarray(img)
+    if mode.startswith("I;16"):
+        return Image.fromarray((a.astype(np.uint16) >> 8).astype(np.uint8))
+    if mode == "I":
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if 0 <= lo and hi <= 255:
+            return Image.fromarray(a.astype(np.uint8))
+        if 0 <= lo and hi <= 65535:
+            return Image.fromarray((a >> 8).astype(np.uint8))
+        raise CorruptImageError(path, (
+            f"mode I (32-bit integer) with values in {_range(lo, hi)}, which have no known white point "
+            "(figkd reads 8-bit values 0..255 or 16-bit values 0..65535); save it as an 8- or 16-bit image"))
+    if a.size and not np.isfinite(a).all():
+        raise CorruptImageError(path, "mode F (32-bit float) with values that are not a number or infinite; "
+                                      "save it as an 8-bit image, or as floats in [0, 1]")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise CorruptImageError(path, (
+            f"mode F (32-bit float) with values in {_range(lo, hi)}; figkd reads float images with values in "
+            "[0, 1] (1.0 is white); save it as an 8-bit image, or as floats in [0, 1]"))
+    return Image.fromarray(np.rint(a.astype(np.float64) * 255.0).astype(np.uint8))
+
+
 def to_rgb(img: Image.Image, path: str) -> Image.Image:
-    """Decode fully and convert to RGB; a decoding failure names ``path``."""
+    """Decode fully and convert to 8-bit RGB (scaling images of more than 8 bits per sample, see the
+    module docstring); a decoding failure or a refused value range names ``path``."""
     try:
         img.load()
-        return img if img.mode == "RGB" else img.convert("RGB")
+        if img.mode == "RGB":
+            return img
+        return to_8bit(img, path).convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, CorruptImageError):
+            raise
         raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
 
 

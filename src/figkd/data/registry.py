@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..checks import did_you_mean
+from ..errors import ConfigError
 from .augment import RECIPES, STRONG, Recipe, StrongRecipe
 from .base import ArrayDataset, FileDataset
 from .cifar import load_cifar100
@@ -19,7 +21,7 @@ from .idx import load_fashion_mnist, load_kmnist, load_mnist
 from .imagefolder import load_imagefolder
 from .tiny_imagenet import load_tiny_imagenet
 
-__all__ = ["DatasetSpec", "build_dataset", "dataset_spec", "list_datasets", "recipe_for"]
+__all__ = ["DatasetSpec", "build_dataset", "check_dataset_name", "dataset_spec", "list_datasets", "recipe_for"]
 
 Dataset = ArrayDataset | FileDataset
 
@@ -108,15 +110,23 @@ def list_datasets() -> list[str]:
     return sorted(_SPECS)
 
 
+def check_dataset_name(name: str, *, families: bool = False) -> None:
+    """ConfigError for a name that is no dataset (``families``: the fine-grained family names that
+    `build_dataset` also takes count as datasets), with the closest name and the valid ones."""
+    names = list_datasets() + (sorted(_FGVR) if families else [])
+    if name in names:
+        return
+    extra = f" (and the families {', '.join(sorted(_FGVR))} for build_dataset)" if families else ""
+    raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, names)}; valid: {', '.join(list_datasets())}"
+                      f"{extra}")
+
+
 def _family_of(name: str) -> str:
     if name in _SPECS:
         return _SPECS[name].family
-    if name in _FAMILIES:
-        return name
-    raise ValueError(
-        f"unknown dataset {name!r}; known: {', '.join(list_datasets())} "
-        f"(and the families {', '.join(sorted(_FGVR))} for build_dataset)"
-    )
+    if name not in _FAMILIES:
+        check_dataset_name(name, families=True)  # raises: neither a dataset nor a family
+    return name
 
 
 def dataset_spec(name: str) -> DatasetSpec:

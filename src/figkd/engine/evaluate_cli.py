@@ -14,7 +14,7 @@ from .rundir import RunDir
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..data import build_dataset, build_loader, list_datasets
+    from ..data import build_dataset, build_loader, check_dataset_name
     from ..models import load_teacher
 
     ckpt = Path(args.ckpt)
@@ -34,8 +34,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ckpt = run_dir.weights(args.which)
     if not model or not dataset:
         raise ConfigError("figkd eval needs --model and --dataset unless CKPT is a figkd run directory")
-    if dataset not in list_datasets():
-        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(list_datasets())}")
+    check_dataset_name(dataset)
     device = resolve_device(args.device, DistInfo())
     # Evaluation mode (no augmentation, every sample once) on the chosen split.
     split = build_dataset(dataset, data_root, train=args.split == "train")

@@ -118,11 +118,20 @@ def build_learner(model: torch.nn.Module, spec: Any, *, teacher: torch.nn.Module
     """A `Learner` of ``model`` with the objective ``spec`` (preset name or term list) built from the
     context of this pair: feature shapes probed at ``input_size`` on the meta device, the class count,
     the training-set size and labels (``train_targets``), the teacher and the run's seed. Continues the
-    global torch RNG (seed it before)."""
+    global torch RNG (seed it before).
+
+    A term with a ``prepare_student(model)`` method is given the student once, after the objective is built
+    and before the optimizer exists: what the method's official code changes in the student it trains
+    (CAT-KD's bias-free classifier, `figkd.losses.catkd.CATKD.prepare_student`). It runs on every build, so a
+    resumed run makes the same change before its weights are loaded."""
     try:
         context = BuildContext.from_models(model, teacher, input_size=input_size, num_classes=num_classes,
                                            train_size=train_size, train_targets=train_targets, seed=seed)
         objective = build_objective(spec, context=context)
+        for term in objective.terms:  # a term that changes the student it trains (CAT-KD: a bias-free classifier)
+            prepare = getattr(term, "prepare_student", None)
+            if prepare is not None:
+                prepare(model)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"objective {spec!r}: {exc}") from exc
     return Learner(model, objective)

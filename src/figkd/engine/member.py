@@ -20,7 +20,7 @@ from ..config import RunConfig
 from . import distributed as dist_utils
 from .guard import GradientGuard
 from .learner import Learner
-from .recipe import build_optimizer, initial_lr, lr_at_epoch
+from .recipe import build_optimizer, initial_lr, scheduled_lr
 from .rundir import RunDir
 from .state import restore
 
@@ -50,8 +50,9 @@ class Member:
         return self.learner.model
 
     def lr_at(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (1-based): a function of the epoch alone (`figkd.engine.recipe`)."""
-        return lr_at_epoch(self.base_lr, epoch, self.cfg.lr_milestones, self.cfg.lr_decay)
+        """The learning rate of ``epoch`` (1-based): a function of the epoch alone - milestones, decay and
+        warm-up of the member's config (`figkd.engine.recipe.scheduled_lr`)."""
+        return scheduled_lr(self.cfg, self.base_lr, epoch)
 
 
 def build_member(name: str, model_name: str, objective_name: str, learner: Learner, run_dir: RunDir | str,

@@ -1,4 +1,5 @@
-"""The optimisation recipe: SGD and the step learning-rate schedule of the paper (Section 4.2).
+"""The optimisation recipe: SGD and the step learning-rate schedule of the paper (Section 4.2), with an
+optional linear warm-up (``lr_warmup_epochs``; LDRLD's cells).
 
 The learning rate is a pure function of the epoch, so the schedule has no state of its own to save:
 resuming at epoch e sets it from ``lr_at_epoch``. It lives in a 0-dim tensor inside the optimizer's
@@ -20,14 +21,36 @@ def initial_lr(cfg: RunConfig, model_name: str) -> float:
     return float(cfg.lr) if cfg.lr is not None else default_lr(model_name)
 
 
-def lr_at_epoch(base_lr: float, epoch: int, milestones: list[int], decay: float) -> float:
-    """Learning rate during 1-based ``epoch``: ``base_lr * decay ** (number of milestones < epoch)``.
+def lr_at_epoch(base_lr: float, epoch: int, milestones: list[int], decay: float,
+                warmup_epochs: int | None = None, warmup_hold: bool = False) -> float:
+    """Learning rate during 1-based ``epoch``: ``base_lr * decay ** (number of milestones < epoch)``, and
+    before the first milestone the warm-up's rate, if any. A pure function of the epoch: resuming or
+    extending a run sets the rate of any epoch exactly.
 
     mdistiller (``mdistiller/engine/utils.py: adjust_learning_rate``) uses
     ``steps = np.sum(epoch > np.asarray(milestones))`` with 1-based epochs: epochs 1..150 run at the
     initial rate and epoch 151 is the first at a tenth of it. The same rule here.
+
+    Warm-up (``warmup_epochs`` N, None: none), as yema-web/LDRLD ``helper/util.py``
+    ``adjust_learning_rate_wram_up`` (called with ``--wram_up`` N > 1 before every epoch of its
+    ``train_student.py``): once a milestone has passed, the decayed rate above; before, epoch e < N runs at
+    ``(e / N) * base_lr``, and from epoch N on ``base_lr``, or with ``warmup_hold`` the last warm-up rate
+    ``((N - 1) / N) * base_lr``: the official function computes ``base_lr`` there but never writes it to the
+    optimizer, which keeps epoch N - 1's rate until the first milestone (LDRLD: 0.95 of the rate for epochs
+    19-150). The products are in the official order, so the rates are equal to the last bit.
     """
-    return base_lr * decay ** sum(1 for m in milestones if epoch > m)
+    steps = sum(1 for m in milestones if epoch > m)
+    if steps or not warmup_epochs:
+        return base_lr * decay ** steps
+    if epoch < warmup_epochs:
+        return epoch * 1.0 / warmup_epochs * base_lr
+    return (warmup_epochs - 1) * 1.0 / warmup_epochs * base_lr if warmup_hold else base_lr
+
+
+def scheduled_lr(cfg: RunConfig, base_lr: float, epoch: int) -> float:
+    """`lr_at_epoch` with the schedule of ``cfg`` (milestones, decay, warm-up) from ``base_lr``
+    (`initial_lr`)."""
+    return lr_at_epoch(base_lr, epoch, cfg.lr_milestones, cfg.lr_decay, cfg.lr_warmup_epochs, cfg.lr_warmup_hold)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig, base_lr: float, device: torch.device):

@@ -37,7 +37,8 @@ def training_state(member, device: torch.device) -> dict[str, Any]:
     return {"optimizer": member.optimizer.state_dict(), "objective": member.learner.objective_state(),
             "best_top1": member.best_top1, "best_epoch": member.best_epoch, "rng": rng_state(device),
             "scheduler": {"base_lr": member.base_lr, "milestones": list(member.cfg.lr_milestones),
-                          "decay": member.cfg.lr_decay}}
+                          "decay": member.cfg.lr_decay, "warmup_epochs": member.cfg.lr_warmup_epochs,
+                          "warmup_hold": member.cfg.lr_warmup_hold}}
 
 
 def restore(member, weights: dict[str, torch.Tensor], state: dict[str, Any], device: torch.device) -> None:

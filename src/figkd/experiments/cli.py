@@ -92,10 +92,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"wrote {path}: submit with  bash {path}")
         return 0
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    outcomes = execute(runs, jobs, args.gpus, threads=args.threads, progress=progress)
+    try:
+        outcomes = execute(runs, jobs, args.gpus, threads=args.threads, progress=progress)
+    except KeyboardInterrupt as stop:  # its runs are stopped; the command line exits 130 (Ctrl-C) or 143 (SIGTERM)
+        print(summarize(stop.outcomes))
+        raise
     print(summarize(outcomes))
-    if any(o.status == "interrupted" for o in outcomes):
-        return 130
     return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0
 
 

@@ -28,7 +28,7 @@ import yaml
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..models import default_lr
-from ..paper import ABLATIONS, METHODS, TABLE10, read_reported_top1
+from ..paper import ABLATIONS, METHODS, TABLE10, copied_cells, read_reported_top1
 from .paper_configs import FIGKD_RECIPE_SUFFIX, generate
 from .runs import method_name
 
@@ -55,7 +55,8 @@ TITLES = {
 }
 MAIN_TABLES = tuple(range(1, 10))
 #: The training recipe of a run: what the report compares with the cell's config.
-RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_decay")
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_milestones", "lr_decay",
+                 "lr_warmup_epochs", "lr_warmup_hold")
 
 
 def recipe_of(cfg: dict) -> dict:
@@ -106,6 +107,8 @@ class Row:
     strict_recipe: bool = False
     #: the teacher architecture of this row's runs where it is not the column's (TAKD: the assistant)
     teachers: dict[Column, str] = field(default_factory=dict)
+    #: a note on the paper's number of a column where it is known to be wrong (`figkd.paper.copied_cells`)
+    paper_notes: dict[Column, str] = field(default_factory=dict)
 
     def matches(self, column: Column, method: str, recipe: dict | None = None) -> bool:
         if self.strict_recipe and recipe is not None and column in self.recipes and recipe != self.recipes[column]:
@@ -198,8 +201,14 @@ def _main_table(number: int, paper_dir: Path | None) -> TableSpec:
                 _config_method(paper_dir, table, c, v) for c in columns for v in METHODS[extra]):
             methods.append(extra)
 
+    copied = copied_cells(rows_csv)
+
     def paper(method: str) -> dict[Column, float]:
         return {c: reported[(method, c)] for c in columns if (method, c) in reported}
+
+    def notes(method: str) -> dict[Column, str]:
+        return {c: cell.note() for c in columns
+                if (cell := copied.get((table, c.dataset, c.teacher, c.student, method))) is not None}
 
     def configured(variants: list[str]) -> tuple[dict[Column, set[str]], dict[Column, str], dict[Column, dict]]:
         by_col: dict[Column, set[str]] = {}
@@ -231,7 +240,8 @@ def _main_table(number: int, paper_dir: Path | None) -> TableSpec:
             copy_cols, copy_expected, copy_recipes = configured(copies)
             strict = bool(copy_cols)
             rows.append(Row(group, m, paper=paper(m), methods=by_col, aliases=frozenset({normalise(m)}),
-                            expected=expected, recipes=recipes, strict_recipe=strict, teachers=teachers))
+                            expected=expected, recipes=recipes, strict_recipe=strict, teachers=teachers,
+                            paper_notes=notes(m)))
             if strict:
                 rows.append(Row(group, f"{m} (FiGKD's recipe)", methods=copy_cols, expected=copy_expected,
                                 recipes=copy_recipes, strict_recipe=True))

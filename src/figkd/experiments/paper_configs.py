@@ -44,7 +44,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..losses.catkd import CIFAR100_PAIRS as CAT_KD_PAIRS
 from ..models import default_lr
-from ..paper import ABLATIONS, METHODS, TABLE10, read_reported_top1
+from ..paper import ABLATIONS, METHODS, TABLE10, copied_cells, read_reported_top1
 
 #: Where each dataset family is expected (docs/reproducing.md says what goes inside).
 DATA_ROOT = {
@@ -62,9 +62,18 @@ NUM_CLASSES = {"cifar100": 100, "tiny_imagenet": 200, "cub200": 200, "stanford_d
 #: the pair's two architectures together as peers; TAKD is two configs, the assistant's and the student's.
 PEER_VARIANTS = ("dml",)
 TAKD_VARIANT, TAKD_ASSISTANT_VARIANT = "takd", "takd-assistant"
-#: Pairs whose stage counts differ (MobileNetV1 has 3 stages after its stem, ResNet18 4): AT pairs them
-#: as mdistiller's zip does (from the first stage), which figkd only does when asked (``stages: first``).
-AT_STAGES_FIRST = {("mobilenetv1_imagenet", "resnet18_imagenet")}
+#: Pairs whose feature lists are built differently (Table 5's MobileNetV1 -> ResNet18 at 224x224: mdistiller's
+#: MobileNetV1 lists its four stages, 56/28/14/7 px, without its stem; ResNet18 lists its stem, 112 px, and its four
+#: stages), so that mdistiller's indexing pairs maps of different resolutions: AT zips ``feats[1:]`` (student
+#: 56/28/14 px with teacher 28/14/7 px, ResNet18's 7 px stage dropped; figkd's ``stages: first``, explicit here,
+#: as figkd refuses unequal lists otherwise) and FitNet's hint layer 2 pairs ResNet18's 128 x 28 x 28 with
+#: MobileNetV1's 512 x 14 x 14 (``hint_layer: 2`` for both lists, the preset's). The cells keep mdistiller's indexing:
+#: Table 5's numbers exist in no earlier paper, so the FiGKD authors produced them with a public implementation,
+#: and the one that has these two ImageNet models (MobileNetV1 only in its ImageNet zoo) and every compared method
+#: of Table 5 but MLKD (FitNet, PKT, RKD, CRD, AT, ReviewKD, KD, DKD) is mdistiller, which pairs them so (the paper
+#: does not name its code: an inference, not a record). Pairing by resolution would be ``stages: last`` (28-28,
+#: 14-14, 7-7) and ``teacher_hint_layer: 1`` (256 x 28 x 28).
+INDEX_PAIRED = {("mobilenetv1_imagenet", "resnet18_imagenet")}
 #: DIST is generated for every pair of these tables (CIFAR-style models, where its preset - the DIST
 #: authors' CIFAR-100 recipe - applies), whether or not the paper reports it.
 DIST_TABLES = ("table1", "table2", "table3", "table4", "table6", "table7", "table8", "table9")
@@ -109,11 +118,18 @@ MLKD_RECIPE_CIFAR100 = {  # (teacher, student) -> (file, lr, epochs)
     ("vgg13", "mobilenetv2"): ("vgg13_mv2.yaml", 0.01, 480),
     ("wrn_40_2", "shufflenetv1"): ("wrn40_2_shuv1.yaml", 0.01, 480),
 }
-#: EKD's per-pair settings: lyxiang-casia/EKD ``configs/cifar100/ekd/model/<file>`` (commit fb65a7e), the
-#: KD4eModel distiller: (file, LAMB, KD_WEIGHT, EKD_WEIGHT, WARMUP). TEMPERATURE is 1 in every file; LR and
-#: EPOCHS are FiGKD's (0.05, 0.01 for MobileNetV2/ShuffleNet, 240). CE_WEIGHT (5.0 in some files) is never
-#: applied by KD4eModel. vgg13_vgg8.yaml selects the CAT_KD distiller: its EKD section (used here) is unused there.
+#: EKD's per-pair settings: lyxiang-casia/EKD ``configs/cifar100/ekd/model/<file>`` (commit fb65a7e):
+#: (file, LAMB, KD_WEIGHT, EKD_WEIGHT, WARMUP). TEMPERATURE is 1 in every file; LR and EPOCHS are FiGKD's (0.05,
+#: 0.01 for MobileNetV2/ShuffleNet, 240). Every file but vgg13_vgg8.yaml selects the KD4eModel distiller, which
+#: overwrites its evidential terms (the ``ekd-code`` variant) and never applies CE_WEIGHT (5.0 in some files).
+#: vgg13_vgg8.yaml selects EKD's CAT_KD distiller (EKD_CAT_KD).
 EKD_SOURCE = "lyxiang-casia/EKD configs/cifar100/ekd/model/{}, commit fb65a7e"
+#: The pairs whose EKD config selects EKD's CAT_KD distiller (lyxiang-casia/EKD ``mdistiller/distillers/CAT_KD.py``,
+#: ``configs/cifar100/ekd/model/vgg13_vgg8.yaml``): the evidential terms as its paper writes them (evidential CE,
+#: first-order KL, Dirichlet KL with the warm-up; nothing overwritten) plus CAT_loss_weight x CAT-KD's loss on the
+#: last stage's maps (the unconverted models' ``feats[-1]``: ``if_test`` is off, no CAMs), pooled to
+#: CAM_RESOLUTION, IF_NORMALIZE: (CAT weight, resolution, normalise). What produced that cell's published number.
+EKD_CAT_KD = {("vgg13", "vgg8"): (4.5, 2, False)}
 EKD_CIFAR100 = {
     ("resnet110", "resnet32"): ("resnet110_resnet32.yaml", -0.86, 2.5, 2.5, 30),
     ("resnet32x4", "resnet8x4"): ("resnet32x4_resnet8x4.yaml", -1.22, 4.5, 4.5, 30),
@@ -130,7 +146,8 @@ EKD_CIFAR100 = {
 #: lambda searched by NNI). Rule used here (tests/test_paper_configs.py checks it against the model registry):
 #: among the registry's CIFAR models whose parameter count lies strictly between the student's and the teacher's,
 #: prefer the teacher's family, then the student's, then any; among those, the count closest (in ratio) to the
-#: geometric mean of the two. Counts for 100 classes, in millions.
+#: geometric mean of the two. Counts for 100 classes, in millions. Each TAKD config's header says how to use another
+#: assistant (two keys of each of its two configs); figkd report follows the teacher_ckpt link either way.
 TAKD_ASSISTANTS = {
     ("resnet110", "resnet32"): ("resnet56", "ResNet family, 0.86M between 1.74M and 0.47M (geometric mean 0.91M)"),
     ("resnet32x4", "resnet8x4"): ("resnet110", "the only ResNet between 7.43M and 1.23M (1.74M)"),
@@ -151,6 +168,17 @@ TAKD_ASSISTANTS = {
 
 #: Suffix of a baseline variant run on FiGKD's recipe where its own published recipe differs.
 FIGKD_RECIPE_SUFFIX = "-figkd-recipe"
+#: The variants whose own recipe gets such a copy (MLKD's lr and epochs differ from FiGKD's; LDRLD's recipe is
+#: FiGKD's plus a warm-up, and runs on its own only).
+FIGKD_RECIPE_COPIES = ("mlkd",)
+
+#: LDRLD's training recipe: yema-web/LDRLD ``train_student.py`` (commit b4dcfc9) runs with ``--wram_up 20`` (its
+#: default; ``helper/util.py`` ``adjust_learning_rate_wram_up``) and otherwise FiGKD's recipe (its defaults: lr
+#: 0.05, 0.01 for MobileNetV2/ShuffleV1/V2, 240 epochs, batch 64, decay x0.1 after 150/180/210, weight decay 5e-4,
+#: momentum 0.9). RunConfig fields; the schedule: `figkd.engine.recipe.lr_at_epoch`.
+LDRLD_SOURCE = ("yema-web/LDRLD train_student.py --wram_up 20, helper/util.py adjust_learning_rate_wram_up, "
+                "commit b4dcfc9")
+LDRLD_RECIPE = {"lr_warmup_epochs": 20, "lr_warmup_hold": True}
 #: Settings that train in fp32 as the paper and mdistiller do (RunConfig: amp, channels_last, cuda_graph).
 FP32_SET = ("amp=none", "channels_last=off", "cuda_graph=off")
 
@@ -318,16 +346,22 @@ def dkd_objective(dataset: str, teacher: str, student: str):
 
 def ekd_objective(variant: str, dataset: str, teacher: str, student: str):
     """EKD's term with its per-pair published settings (EKD_CIFAR100), as released ("ekd-code") or as the
-    paper's evidential terms ("ekd"); the presets elsewhere."""
+    paper's evidential terms ("ekd"); the presets elsewhere. As released for a pair of EKD_CAT_KD: EKD's
+    CAT_KD distiller, the evidential terms plus ``cat_kd_feats``."""
     setting = EKD_CIFAR100.get((teacher, student)) if dataset == "cifar100" else None
     if setting is None:
         return variant
     _, lamb, kd_weight, ekd_weight, warmup = setting
-    term = {"term": "ekd", "weight": 1.0, "variant": "code" if variant == "ekd-code" else "paper", "lamb": lamb,
+    cat = EKD_CAT_KD.get((teacher, student)) if variant == "ekd-code" else None
+    code = variant == "ekd-code" and cat is None
+    term = {"term": "ekd", "weight": 1.0, "variant": "code" if code else "paper", "lamb": lamb,
             "temperature": 1.0, "kd_weight": kd_weight, "ekd_weight": ekd_weight}
-    if variant == "ekd":
-        term["warmup"] = warmup
-    return [term]
+    if not code:
+        term["dirichlet_warmup"] = warmup
+    if cat is None:
+        return [term]
+    weight, pool, normalize = cat
+    return [term, {"term": "cat_kd_feats", "weight": weight, "pool_size": pool, "normalize": normalize}]
 
 
 def _objective_for(variant: str, dataset: str, teacher: str, student: str):
@@ -335,8 +369,10 @@ def _objective_for(variant: str, dataset: str, teacher: str, student: str):
         return dkd_objective(dataset, teacher, student)
     if variant in ("ekd", "ekd-code"):
         return ekd_objective(variant, dataset, teacher, student)
-    if variant == "at" and (teacher, student) in AT_STAGES_FIRST:
+    if variant == "at" and (teacher, student) in INDEX_PAIRED:
         return [dict(CE), {"term": "at", "weight": 1000.0, "p": 2.0, "stages": "first"}]
+    if variant == "fitnet" and (teacher, student) in INDEX_PAIRED:
+        return [dict(CE), {"term": "fitnet", "weight": 100.0, "hint_layer": 2}]  # = preset fitnet, index-paired
     return variant
 
 
@@ -377,17 +413,20 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
                 f"ReviewKD with the weight {weight:g} of dvlab-research/ReviewKD CIFAR-100/script/reviewKD.sh for "
                 f"this pair's {cifar} (ce 1, warm-up 20 epochs as mdistiller" + recipe + ")")
     if variant == "cat_kd":
+        bias_free = ("; the student's classifier bias-free, as CAT-KD's converted student (tools/train.py with "
+                     "if_test: the *_test model's conv_test; the term's student_classifier_bias: false)")
         if pair not in CAT_KD_PAIRS:
             return "cat_kd", ("CAT-KD (preset: the resnet32x4 -> resnet8x4 config of GzyAftermath/CAT-KD; this pair "
-                              "has none of its own)")
+                              f"has none of its own{bias_free})")
         file, weight, pool, normalize = CAT_KD_PAIRS[pair]
         return ([dict(CE), {"term": "cat_kd", "weight": weight, "pool_size": pool, "normalize": normalize}],
                 f"CAT-KD with GzyAftermath/CAT-KD configs/cifar100/CAT_KD/{file} ({cifar}: ce 1 + cat_kd "
                 f"{weight:g}, CAMs pooled to {pool}x{pool}, {'' if normalize else 'not '}normalised; its cfg.py "
-                "defaults, weight 400, 2x2, normalised, differ)")
+                f"defaults, weight 400, 2x2, normalised, differ{bias_free})")
     if variant == "diffkd":
-        return "diffkd", ("DiffKD (no official CIFAR config: derived from hunto/image_classification_sota's ImageNet "
-                          "config diffkd_b1.yaml, ce 1 + diffkd 1, tau 1, autoencoder to half the teacher's width, "
+        return "diffkd", ("DiffKD (no official CIFAR config: the official defaults, those of its wrapper "
+                          "hunto/image_classification_sota lib/models/losses/kd_loss.py:77-79 and of diffkd_b1.yaml: "
+                          "ce 1 + diffkd 1, tau 1, autoencoder 1024 channels wide whatever the teacher's width, "
                           "5 denoising steps; docs/method.md lists each choice)")
     return None
 
@@ -395,9 +434,17 @@ def feature_variant(variant: str, dataset: str, teacher: str, student: str) -> t
 def own_recipe(variant: str, dataset: str, teacher: str, student: str) -> tuple[dict, str] | None:
     """A baseline's own published recipe where it differs from FiGKD's: (config fields, header line), else None.
 
-    MLKD on CIFAR-100 (MLKD_RECIPE_CIFAR100). KD and DKD follow mdistiller's CIFAR-100 recipe, which is
-    FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240 epochs); DKD's per-pair beta is in its objective.
+    MLKD on CIFAR-100 (MLKD_RECIPE_CIFAR100); LDRLD (LDRLD_RECIPE: FiGKD's with its learning-rate warm-up). KD
+    and DKD follow mdistiller's CIFAR-100 recipe, which is FiGKD's (lr 0.05, 0.01 for ShuffleNet/MobileNetV2, 240
+    epochs); DKD's per-pair beta is in its objective.
     """
+    if variant == "ldrld" and dataset == "cifar100":
+        lr = default_lr(student)
+        line = (f"Recipe: LDRLD's own ({LDRLD_SOURCE}): {_recipe_text(lr, RunConfig().epochs)} (FiGKD's, its "
+                f"defaults; lr: {student}'s default_lr, as its 0.01 rule for MobileNetV2/ShuffleV1/V2), with its "
+                "learning-rate warm-up: epochs 1-19 at lr x e/20, then lr x 19/20 until epoch 150, as "
+                "adjust_learning_rate_wram_up never sets lr back (lr_warmup_epochs 20, lr_warmup_hold true).")
+        return dict(LDRLD_RECIPE), line
     if variant != "mlkd" or dataset != "cifar100" or (teacher, student) not in MLKD_RECIPE_CIFAR100:
         return None
     file, lr, epochs = MLKD_RECIPE_CIFAR100[(teacher, student)]
@@ -438,7 +485,8 @@ def feature_note(variant: str, dataset: str, teacher: str, student: str) -> str:
 
 def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
     """[(variant, recipe fields, recipe line, note)] of one method variant: on its own recipe where
-    published (plus a ``-figkd-recipe`` copy on FiGKD's), else on FiGKD's."""
+    published (plus a ``-figkd-recipe`` copy on FiGKD's for the methods of FIGKD_RECIPE_COPIES), else on
+    FiGKD's."""
     own = own_recipe(variant, dataset, teacher, student)
     figkd_line = figkd_recipe_line(student)
     if own is None:
@@ -446,6 +494,8 @@ def baseline_variants(variant: str, dataset: str, teacher: str, student: str):
                 "FiGKD's recipe here)"
                 if variant == "mlkd" and dataset != "cifar100" else "")
         return [(variant, None, figkd_line, note)]
+    if variant not in FIGKD_RECIPE_COPIES:
+        return [(variant, own[0], own[1], "")]
     return [(variant, own[0], own[1], ""),
             (variant + FIGKD_RECIPE_SUFFIX, None, figkd_line,
              f" on FiGKD's recipe, for a same-recipe comparison (the paper's {variant.upper()} column is "
@@ -456,9 +506,8 @@ _VARIANT_NOTE = {
     "rld": "RLD (zju-SWJ/RLD CFG.RLD and README: ce 1 + rld (alpha 1, beta 8, T 4, confidence T 4), warm-up 20)",
     "tekap": "TeKAP, logit level (mdimtiazh/TeKAP README: ce 0.1 + 0.9 x (KD + 0.8 x KD to 3 perturbed teachers), "
              "T 4)",
-    "ldrld": "LDRLD (yema-web/LDRLD README: ce 1 + ldrld (alpha 10.5, beta 7, k 7, T 4)). Its training script also "
-             "warms the learning rate up over 20 epochs (--wram_up 20), which figkd's recipe does not do: "
-             "docs/method.md",
+    "ldrld": "LDRLD (yema-web/LDRLD README: ce 1 + ldrld (alpha 10.5, beta 7, k 7, T 4)), on its training script's "
+             "recipe with its learning-rate warm-up (below; docs/method.md)",
     "ekd-code": "EKD as released (KD4eModel's effective loss: evidential CE + KD at T 1 + MSE between logits), "
                 "which produced the published numbers",
     "ekd": "EKD's evidential terms (the paper's formulation: evidential CE + first-order KL + Dirichlet KL), which "
@@ -476,6 +525,11 @@ def dml_header(cell: str, teacher: str, student: str) -> list[str]:
             f"Variant: DML (Zhang et al. CVPR 2018; preset dml: ce 1 + the KL to the other peer at T 1): {teacher} and "
             f"{student} trained together from scratch as peers (no pre-trained teacher), one forward each per step; "
             f"the cell is the {student} peer's accuracy.",
+            "Substituted (no official setting exists for CIFAR-100 or these models): the official code, "
+            "YingZhangDUT/Deep-Mutual-Learning (TensorFlow), has only a Market-1501 person re-identification setting "
+            "(two MobileNets, scripts/train_dml_mobilenet_on_market.sh); here the loss is the paper's Eq. 10 for two "
+            "peers and the recipe FiGKD's, and both peers' forwards are computed once per step instead of "
+            "Algorithm 1's peer-by-peer update (docs/method.md, DML).",
             figkd_recipe_line(student) + f" The {teacher} peer: lr {default_lr(teacher):g} (its default_lr)."]
 
 
@@ -485,15 +539,25 @@ def takd_files(where: str, cell: str, dataset: str, teacher: str, student: str) 
     assistant, why = TAKD_ASSISTANTS[(teacher, student)]
     a_path = f"{where}/{TAKD_ASSISTANT_VARIANT}.yaml"
     kd = "mdistiller's KD: ce 0.1 + kd 0.9, T 4"
+    a_run = distill_out(dataset, teacher, assistant, "kd")
+    other = distill_out(dataset, teacher, "A", "kd")
+    substituted = ("Substituted (TAKD publishes no setting for these pairs: imirzadeh/Teacher-Assistant-Knowledge-"
+                   "Distillation searches T and lambda per pair with NNI and trains ResNets and plain CNNs): "
+                   f"{kd} at both steps, FiGKD's recipe, and the assistant chosen by a size rule (TAKD_ASSISTANTS in "
+                   "figkd.experiments.paper_configs).")
+    override = (f"Another assistant A: in {TAKD_ASSISTANT_VARIANT}.yaml set student: A and out: {other}; in "
+                f"{TAKD_VARIANT}.yaml set teacher: A and teacher_ckpt: {other} (or --set the same on the command "
+                "line; and the student's out, if a run from the default assistant is there). figkd sweep runs the "
+                "assistant first (the teacher_ckpt link); figkd report puts the student's run in this TAKD cell, "
+                "flagged with its assistant.")
     a_header = [f"{cell}; this config: its teacher assistant (step 1 of 2)",
                 f"Variant: TAKD step 1: the assistant {assistant} distilled from {teacher} ({kd}). Assistant: {why}.",
-                figkd_recipe_line(assistant)]
+                substituted, override, figkd_recipe_line(assistant)]
     s_header = [cell,
                 f"Variant: TAKD step 2: {student} distilled from the assistant {assistant} ({kd}), which "
-                f"configs/paper/{a_path} trains from {teacher} (assistant: {why}). TAKD's own code searches T and "
-                "lambda per pair (NNI) and publishes none for these pairs: mdistiller's KD at both steps.",
-                figkd_recipe_line(student)]
-    a_out = (distill_out(dataset, teacher, assistant, "kd"), distill_out(dataset, teacher, assistant, "kd", fp32=True))
+                f"configs/paper/{a_path} trains from {teacher} into {a_run} (assistant: {why}).",
+                substituted, override, figkd_recipe_line(student)]
+    a_out = (a_run, distill_out(dataset, teacher, assistant, "kd", fp32=True))
     return {a_path: distill_yaml(dataset, teacher, assistant, "kd", "kd", a_header),
             f"{where}/{TAKD_VARIANT}.yaml": distill_yaml(
                 dataset, assistant, student, TAKD_VARIANT, "kd", s_header,
@@ -507,6 +571,7 @@ def generate(rows: list[dict] | None = None) -> dict[str, str]:
     installed with figkd), whose cells get a config per implemented method.
     """
     rows = read_reported_top1() if rows is None else rows
+    copied = copied_cells(rows)  # cells whose printed number is another pair's (a copy error of the paper)
     files: dict[str, str] = {}
     reported = {(r["table"], r["dataset"], r["teacher"], r["student"], r["method"]): r["top1"] for r in rows}
     tables_datasets: dict[str, set] = defaultdict(set)
@@ -558,17 +623,39 @@ def generate(rows: list[dict] | None = None) -> dict[str, str]:
                 if base_variant == "dkd" and not isinstance(objective, str):
                     note = f"DKD with mdistiller's per-pair beta {objective[1]['beta']} (preset beta: 8)"
                 if base_variant == "at" and not isinstance(objective, str):
-                    note = ("AT (mdistiller's setting: ce 1 + at 1000, p 2) with stages 'first': the teacher has "
-                            "fewer stages than the student, paired from the first as mdistiller's zip does")
+                    note = ("AT (mdistiller's setting: ce 1 + at 1000, p 2) with stages 'first': mdistiller's pairing, "
+                            "its zip of feats[1:], which here pairs maps of different resolutions (ResNet18's 56, 28 "
+                            "and 14 px stages with MobileNetV1's 28, 14 and 7 px; ResNet18's 7 px stage unused), "
+                            "because mdistiller's MobileNetV1 lists no stem and ResNet18 does. Kept as the published "
+                            "numbers were most likely produced with it (INDEX_PAIRED in "
+                            "figkd.experiments.paper_configs); by resolution: stages 'last'")
+                if base_variant == "fitnet" and not isinstance(objective, str):
+                    note = ("FitNet (mdistiller's setting: ce 1 + fitnet 100, ConvReg connector) with hint layer 2 on "
+                            "both sides, as mdistiller indexes them: ResNet18's 128 x 28 x 28 stage against "
+                            "MobileNetV1's 512 x 14 x 14 (a stride-2 connector), because mdistiller's MobileNetV1 "
+                            "lists no stem and ResNet18 does. Kept as the published numbers were most likely "
+                            "produced with it (INDEX_PAIRED in figkd.experiments.paper_configs); by resolution: "
+                            "teacher_hint_layer 1 (256 x 28 x 28)")
                 if base_variant in ("fitnet", "at") and dataset != "cifar100":
                     note += ". mdistiller publishes this setting for CIFAR-100 only; it is used here unchanged"
                 if base_variant in ("ekd", "ekd-code") and not isinstance(objective, str):
                     file, lamb, kd_w, ekd_w, warmup = EKD_CIFAR100[(teacher, student)]
+                    cat = EKD_CAT_KD.get((teacher, student)) if base_variant == "ekd-code" else None
+                    if cat is not None:
+                        note = ("EKD as released for this pair, which produced the published number: the pair's config "
+                                "selects EKD's CAT_KD distiller "
+                                "(mdistiller/distillers/CAT_KD.py), whose loss is the evidential terms as the paper "
+                                "writes them (evidential CE + first-order KL + Dirichlet KL, nothing overwritten) "
+                                f"plus {cat[0]:g} x CAT-KD's loss on the last stage's maps (feats[-1] of the "
+                                f"unconverted models, not CAMs), pooled to {cat[1]}x{cat[1]}, "
+                                f"{'' if cat[2] else 'not '}normalised (term cat_kd_feats)")
                     note += (f"; this pair's setting ({EKD_SOURCE.format(file)}): lamb {lamb}, T 1, KD weight {kd_w}, "
-                             f"EKD weight {ekd_w}" + (f", Dirichlet warm-up {warmup} epochs" if base_variant == "ekd"
-                                                      else ""))
+                             f"EKD weight {ekd_w}" + (f", Dirichlet warm-up {warmup} epochs"
+                                                      if base_variant == "ekd" or cat is not None else ""))
                 cell = (f"Paper Table {table_number(table)} ({dataset}), {teacher} -> {student}, {method}: "
                         f"reported top-1 {_fmt(top1)}")
+                if (table, dataset, teacher, student, method) in copied:
+                    cell += f" - but {copied[(table, dataset, teacher, student, method)].note()}"
                 where = pair_dir(table, dataset, teacher, student, multi)
                 if base_variant in PEER_VARIANTS:
                     files[f"{where}/{base_variant}.yaml"] = peers_yaml(dataset, teacher, student, base_variant,

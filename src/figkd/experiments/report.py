@@ -13,7 +13,9 @@ which are the paper's; MLKD's CIFAR-100 cells have two rows, its own published r
 each run lands in the row of its recipe), when its objective
 differs from the cell's config in ``configs/paper`` (it reached the row through the method's name
 only), or when a seed appears twice. Unfinished runs are not averaged; they are counted in the cell
-(``+k unfinished``).
+(``+k unfinished``). A paper number known to be wrong (six cells of Table 1 repeat another pair's number:
+`figkd.paper.copied_cells`) is marked ``‡k`` and explained under the table, with the originally published
+value where a primary source states it (CSV: the ``paper_note`` column).
 
 Layouts: Tables 1-9 (rows = teacher, student, then the methods grouped Features / Logits / Ours,
 columns = teacher-student pairs, and Avg.), the ablations 10-13 and 16 (rows = settings), Table 14
@@ -29,6 +31,7 @@ import csv
 import io
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,7 @@ class Cell:
     paper: float | None = None
     flags: list[str] = field(default_factory=list)
     unfinished: int = 0
+    paper_note: str | None = None  # the paper's number is known to be wrong (``‡k`` under the table)
 
     @property
     def n(self) -> int:
@@ -79,8 +83,25 @@ def recipe_differences(cfg: dict[str, Any], expected: dict[str, Any] | None = No
     return [f"{key} {ours[key]} (paper {theirs[key]})" for key in RECIPE_FIELDS if ours[key] != theirs[key]]
 
 
+def _recipe(r: RunRecord) -> dict[str, Any]:
+    """:func:`recipe_of` the run's config. A config without a learning rate (``lr: null``) stands for its
+    model's default, which only the model's registration knows: for a model not registered in this
+    process (a plugin's, or another version's) that is a ConfigError naming the run and the fix."""
+    try:
+        return recipe_of(r.cfg)
+    except ValueError:  # figkd.models.default_lr of a name unknown here
+        raise ConfigError(
+            f"{r.run_dir}: its model {r.student!r} is not registered in this process and its config.yaml records "
+            "no learning rate (lr: null), whose default only the model's registration knows: load the plugin that "
+            "registers it (FIGKD_PLUGINS=module_or_file.py figkd report ...), or write the learning rate it used "
+            "into its config.yaml") from None
+
+
 def _fill(cell: Cell, runs: list[RunRecord], metric: str, expected: str | None,
-          recipe: dict[str, Any] | None = None) -> None:
+          recipe: dict[str, Any] | None = None, *, compare_recipe: bool = True) -> None:
+    """Add ``runs`` to ``cell``; flag recipes that differ from ``recipe`` (the paper's when None) unless
+    ``compare_recipe`` is False (runs of no paper table), objectives other than ``expected``, repeated
+    seeds."""
     for r in runs:
         value = r.top1(metric)
         if value is None:
@@ -88,7 +109,7 @@ def _fill(cell: Cell, runs: list[RunRecord], metric: str, expected: str | None,
             continue
         cell.values.append(value)
         cell.seeds.append(r.seed)
-        for d in recipe_differences(r.cfg, recipe):
+        for d in recipe_differences(r.cfg, recipe) if compare_recipe else ():
             if d not in cell.flags:
                 cell.flags.append(d)
         if expected is not None and r.method != expected:
@@ -112,35 +133,67 @@ class Table:
     seeds: bool = True  # cells average seeds (False: single measurements, no n shown)
     header: str | None = None  # the line under the title (default: what a top-1 cell shows)
 
-    def line(self, i: int, marks: dict[tuple[int, int], str]) -> list[str]:
+    def line(self, i: int, marks: dict[tuple[int, int], str], paper_marks: dict[tuple[int, int], str]) -> list[str]:
         """The texts of row ``i``, the Avg. cell last."""
         cells = self.cells[i] + ([_avg(self.cells[i])] if self.avg else [])
-        return [_cell_text(c, marks.get((i, j), ""), self.seeds) for j, c in enumerate(cells)]
+        return [_cell_text(c, marks.get((i, j), ""), self.seeds, paper_marks.get((i, j), ""))
+                for j, c in enumerate(cells)]
 
 
-def _runs_of(row: Row, column: Column, runs: list[RunRecord]) -> list[RunRecord]:
+def chain_teachers(runs: list[RunRecord]) -> dict[int, str]:
+    """``id(run)`` -> the teacher of the distilled run it distils from, for the distill runs whose
+    ``teacher_ckpt`` is (or lies inside) the directory of another collected distill run whose student is their
+    teacher: a chain's first teacher (TAKD: the teacher of the assistant)."""
+    by_dir = {os.path.abspath(r.run_dir): r for r in runs if r.command == "distill"}
+    out: dict[int, str] = {}
+    for r in runs:
+        ckpt = r.cfg.get("teacher_ckpt")
+        if r.command != "distill" or not isinstance(ckpt, str):
+            continue
+        path = Path(os.path.abspath(os.path.expanduser(ckpt)))
+        for candidate in (path, *path.parents):
+            source = by_dir.get(str(candidate))
+            if source is not None and source is not r and source.student == r.teacher and source.teacher:
+                out[id(r)] = source.teacher
+                break
+    return out
+
+
+def _runs_of(row: Row, column: Column, runs: list[RunRecord], chains: dict[int, str] | None = None) -> list[RunRecord]:
     if row.role in ("teacher", "student"):
         model = column.teacher if row.role == "teacher" else column.student
         return [r for r in runs if r.command == "train" and r.dataset == column.dataset and r.student == model]
     teacher = row.teachers.get(column, column.teacher)  # TAKD's runs distil from the assistant
+
+    def teacher_fits(r: RunRecord) -> bool:
+        if r.teacher == teacher:
+            return True
+        # TAKD with another assistant than its config's: a run distilled from a run distilled from the column's teacher
+        return (column in row.teachers and r.teacher != column.teacher
+                and (chains or {}).get(id(r)) == column.teacher)
+
     return [r for r in runs if r.command == "distill" and r.dataset == column.dataset
-            and r.teacher == teacher and r.student == column.student
-            and row.matches(column, r.method, recipe_of(r.cfg))]
+            and teacher_fits(r) and r.student == column.student
+            and row.matches(column, r.method, _recipe(r))]
 
 
 def build_table(spec: TableSpec, runs: list[RunRecord], metric: str) -> tuple[Table, set[int]]:
     """Table ``spec`` filled from ``runs``; also returns the indices of the runs it used."""
     used: set[int] = set()
     index = {id(r): i for i, r in enumerate(runs)}
+    chains = chain_teachers(runs)
     rows = [(row.group, row.label) for row in spec.rows]
     cells = []
     for row in spec.rows:
         line = []
         for column in spec.columns:
-            members = _runs_of(row, column, runs)
+            members = _runs_of(row, column, runs, chains)
             used.update(index[id(r)] for r in members)
-            cell = Cell(paper=row.paper.get(column))
+            cell = Cell(paper=row.paper.get(column), paper_note=row.paper_notes.get(column))
             _fill(cell, members, metric, row.expected.get(column), row.recipes.get(column))
+            assistant = row.teachers.get(column)
+            for other in sorted({r.teacher for r in members if assistant and r.teacher != assistant}):
+                cell.flags.append(f"assistant {other} (paper config: {assistant})")
             line.append(cell)
         cells.append(line)
     # Methods of no row (a preset the paper's table does not list): their own rows, group "Other".
@@ -205,28 +258,35 @@ def _ours_text(cell: Cell, seeds: bool) -> str:
     return text
 
 
-def _cell_text(cell: Cell, note: str, seeds: bool = True) -> str:
+def _cell_text(cell: Cell, note: str, seeds: bool = True, paper_mark: str = "") -> str:
     if cell.paper is None and cell.mean is None and not cell.unfinished:
         return MISSING
     text = _ours_text(cell, seeds)
     if cell.paper is not None:
-        text += f" / {cell.paper:.2f}"
+        text += f" / {cell.paper:.2f}{paper_mark}"
         if cell.diff is not None:
             text += f" ({cell.diff:+.2f})"
     return text + note
 
 
-def _notes(table: Table) -> tuple[dict[tuple[int, int], str], list[str]]:
-    """A mark per flagged cell, and the notes (one per distinct set of flags)."""
+def _notes(table: Table) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], str], list[str]]:
+    """A mark per flagged cell (``†k``: our runs), a mark per cell whose paper number is known to be wrong
+    (``‡k``, after that number), and the notes (one per distinct text)."""
     marks: dict[tuple[int, int], str] = {}
+    paper_marks: dict[tuple[int, int], str] = {}
     texts: dict[str, int] = {}
+    paper_texts: dict[str, int] = {}
     for i, line in enumerate(table.cells):
         for j, cell in enumerate(line):
             if cell.flags:
                 text = "; ".join(cell.flags)
                 k = texts.setdefault(text, len(texts) + 1)
                 marks[(i, j)] = f" †{k}"
-    return marks, [f"†{k}: {text}" for text, k in texts.items()]
+            if cell.paper_note:
+                k = paper_texts.setdefault(cell.paper_note, len(paper_texts) + 1)
+                paper_marks[(i, j)] = f"‡{k}"
+    return marks, paper_marks, ([f"†{k}: {text}" for text, k in texts.items()]
+                                + [f"‡{k}: {text}" for text, k in paper_texts.items()])
 
 
 def _header(table: Table, metric: str) -> str:
@@ -238,13 +298,13 @@ def _header(table: Table, metric: str) -> str:
 
 
 def render_md(table: Table, metric: str) -> str:
-    marks, notes = _notes(table)
+    marks, paper_marks, notes = _notes(table)
     cols = table.columns + (["Avg."] if table.avg else [])
     out = [f"### {table.title}", "", _header(table, metric), "", "| | | " + " | ".join(cols) + " |",
            "|---|---|" + "---|" * len(cols)]
     last_group = None
     for i, (group, label) in enumerate(table.rows):
-        texts = table.line(i, marks)
+        texts = table.line(i, marks, paper_marks)
         shown = group if group != last_group else ""
         last_group = group
         out.append(f"| {shown} | {label} | " + " | ".join(texts) + " |")
@@ -254,13 +314,13 @@ def render_md(table: Table, metric: str) -> str:
 
 def _tex(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("—", "--"), ("†", r"$^\dagger$"), ("->", r"$\to$")):
+                 ("±", r"$\pm$"), ("—", "--"), ("†", r"$^\dagger$"), ("‡", r"$^\ddagger$"), ("->", r"$\to$")):
         text = text.replace(a, b)
     return text
 
 
 def render_latex(table: Table, metric: str) -> str:
-    marks, notes = _notes(table)
+    marks, paper_marks, notes = _notes(table)
     cols = table.columns + (["Avg."] if table.avg else [])
     out = [f"% {table.title}; {_header(table, metric)}", r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
            " & & " + " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule"]
@@ -268,7 +328,7 @@ def render_latex(table: Table, metric: str) -> str:
     for i, (group, label) in enumerate(table.rows):
         if last_group is not None and group != last_group:
             out.append(r"\midrule")
-        texts = table.line(i, marks)
+        texts = table.line(i, marks, paper_marks)
         out.append(f"{_tex(group if group != last_group else '')} & {_tex(label)} & "
                    + " & ".join(_tex(t) for t in texts) + r" \\")
         last_group = group
@@ -277,7 +337,7 @@ def render_latex(table: Table, metric: str) -> str:
 
 
 CSV_FIELDS = ("table", "group", "row", "column", "metric", "n", "mean", "std", "seeds", "paper", "diff", "flags",
-              "unfinished")
+              "unfinished", "paper_note")
 
 
 def csv_rows(table: Table, metric: str) -> list[dict[str, Any]]:
@@ -293,7 +353,7 @@ def csv_rows(table: Table, metric: str) -> list[dict[str, Any]]:
                         "n": "" if avg or not table.seeds else cell.n, "mean": _num(cell.mean),
                         "std": _num(cell.std), "seeds": " ".join(map(str, cell.seeds)), "paper": _num(cell.paper),
                         "diff": _num(cell.diff), "flags": cell.coverage if avg else "; ".join(cell.flags),
-                        "unfinished": cell.unfinished or ""})
+                        "unfinished": cell.unfinished or "", "paper_note": cell.paper_note or ""})
     return out
 
 
@@ -323,7 +383,7 @@ def other_table(runs: list[RunRecord], metric: str) -> Table:
     flagged with their number."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        recipe = json.dumps(recipe_of(r.cfg), sort_keys=True)
+        recipe = json.dumps(_recipe(r), sort_keys=True)
         groups.setdefault((r.dataset, r.teacher or MISSING, r.student, r.method, recipe), []).append(r)
     siblings: dict[tuple, list[tuple]] = {}
     for key in groups:
@@ -340,8 +400,7 @@ def other_table(runs: list[RunRecord], metric: str) -> Table:
             label += "".join(f", {f} {mine[f]}" for f in differ)
         rows.append((dataset, label + ")"))
         cell = Cell()
-        _fill(cell, members, metric, None)
-        cell.flags = [f for f in cell.flags if f.startswith("a seed")]  # not paper cells: recipe not compared
+        _fill(cell, members, metric, None, compare_recipe=False)  # not paper cells: no paper recipe
         checkpoints = {str(r.cfg.get("teacher_ckpt")) for r in members if r.cfg.get("teacher_ckpt")}
         if len(checkpoints) > 1:
             cell.flags.append(f"its runs distil from {len(checkpoints)} different teacher checkpoints")

@@ -333,8 +333,10 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
 
     ``threads``: CPU threads of each run (None: :func:`threads_per_run`'s share). ``progress``: a tqdm
     bar over runs (None: only on a terminal). ``echo`` receives one line per
-    finished, skipped or failed run. Ctrl-C stops the running processes (they resume next time) and
-    returns what happened so far, the rest marked ``interrupted``.
+    finished, skipped or failed run. Ctrl-C or SIGTERM (a ``KeyboardInterrupt``, the command line's
+    ``Terminated`` for SIGTERM) stops the running processes (they resume next time) and is raised again,
+    the same exception, with what happened so far as its ``outcomes`` (the runs it stopped or never
+    started marked ``interrupted``), so the command line exits as for any stopped run (130 or 143).
     """
     from tqdm import tqdm
 
@@ -398,7 +400,7 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
                                       f"exit {code}; {_last_line(log_path)} (log: {log_path})"))
             if running or any(o is None for o in outcomes):
                 time.sleep(poll_s)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         for proc, *_ in running.values():
             proc.terminate()
         for i, (proc, log, _slot, start) in running.items():
@@ -413,6 +415,8 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
         for i, r in enumerate(runs):
             if outcomes[i] is None:
                 outcomes[i] = Outcome(r, "interrupted", message="not started")
+        stop.outcomes = [o for o in outcomes if o is not None]
+        raise
     finally:
         bar.close()
     return [o for o in outcomes if o is not None]

@@ -17,6 +17,7 @@ outside the package is one module named in ``FIGKD_PLUGINS`` (`figkd.plugins`).
 # ruff: noqa: F401 - the names imported here are re-exported; __all__ is derived from the registry below.
 
 from . import registry as _registry
+from ._common import full_precision
 from .context import BuildContext, FeatureShapes, probe_features
 from .description import Description, describe
 from .inputs import VOCABULARY, Needs
@@ -42,7 +43,7 @@ from .vid import VID, vid_loss
 from .crd import CRD, crd_loss
 from .ofd import OFD, ofd_loss
 from .reviewkd import ReviewKD, hcl_loss
-from .catkd import CATKD, cat_kd_loss
+from .catkd import CATKD, CATKDFeats, cat_kd_feats_loss, cat_kd_loss
 from .diffkd import DiffKD, diffkd_loss
 from .rld import RLDLoss, rld_loss
 from .tekap import TeKAPLoss, tekap_loss
@@ -53,7 +54,8 @@ from .dml import DMLLoss, dml_loss
 
 __all__ = sorted({
     "BuildContext", "Description", "FeatureShapes", "Needs", "Objective", "TermSpec", "VOCABULARY",
-    "build_objective", "describe", "list_presets", "list_terms", "preset_spec", "probe_features", "register_term",
+    "build_objective", "describe", "full_precision", "list_presets", "list_terms", "preset_spec", "probe_features",
+    "register_term",
     "standardize_logits", "term_defaults", "term_spec",
     *_registry.public_names(),  # each registered term's module and pure function
 })

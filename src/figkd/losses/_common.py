@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -88,6 +88,45 @@ def check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
                 f"{name}: student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
                 f"{tuple(teacher_logits.shape)}"
             )
+
+
+def check_class_count(num_classes: int | None, minimum: int, term: str, why: str, fix: str = "") -> None:
+    """A term's class-count constraint, checked when the term is built from its context (``num_classes``
+    None: unknown there, checked by the loss at the call). ValueError ``<term> needs at least <minimum>
+    classes (<why>), but there are <num_classes>[: <fix>]``."""
+    if num_classes is not None and num_classes < minimum:
+        have = "there is 1" if num_classes == 1 else f"there are {num_classes}"
+        raise ValueError(f"{term} needs at least {minimum} classes ({why}), but {have}" + (f": {fix}" if fix else ""))
+
+
+def stage_list(value: Any, name: str, arg: str, unit: str = "stage") -> list[torch.Tensor]:
+    """The stages (or other ``unit``: a peer) given as ``arg`` to the pure function ``name``: a list or
+    tuple as it is; one tensor as one stage (``[value]``: iterating a tensor would take the samples of
+    its batch for stages). Anything else is a TypeError naming the argument."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise TypeError(f"{name}: {arg} must be a list of tensors (one per {unit}) or one tensor (one {unit}), got "
+                    f"{describe_value(value)}")
+
+
+def check_maps(name: str, /, **inputs: Any) -> None:
+    """Each named list holds (B, C, H, W) maps: ValueError naming the input, its index and its shape."""
+    for arg, maps in inputs.items():
+        for i, x in enumerate(maps):
+            if x.ndim != 4:
+                raise ValueError(f"{name}: {arg}[{i}] must be a (B, C, H, W) map, got shape {tuple(x.shape)}")
+
+
+def require_stage_lists(name: str, /, **inputs: Any) -> None:
+    """A term module's inputs that hold the whole list of a model's stages (the stem first), which it
+    indexes (``feats[1:]``, ``feats[-1]``): each must be a list or tuple, since indexing a tensor there
+    would pick samples of its batch. TypeError naming the input otherwise."""
+    for arg, value in inputs.items():
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"{name}: {arg} must be the list of a model's stage tensors, the stem first (what "
+                            f"model(x, return_features=True) returns under its key), got {describe_value(value)}")
 
 
 def check_features(student, teacher, *, name: str = "loss",

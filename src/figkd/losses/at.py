@@ -1,7 +1,8 @@
 """Attention transfer (Zagoruyko and Komodakis, ICLR 2017), as in mdistiller.
 
-mdistiller (``mdistiller/distillers/AT.py``, ``at_loss`` / ``single_stage_at_loss``): for each stage
-after the stem, the spatial attention map of a (B, C, H, W) feature is ``a = normalize(mean_c f^p)``
+mdistiller (``mdistiller/distillers/AT.py``, ``at_loss`` / ``single_stage_at_loss``): for each entry of the
+feature lists after the first (``feats[1:]``: the stages after the stem, for the models whose list starts with
+their stem), the spatial attention map of a (B, C, H, W) feature is ``a = normalize(mean_c f^p)``
 flattened to (B, H W) and L2-normalised per sample; the loss of a stage is the mean over batch and
 positions of the squared difference of the two maps, and the stage losses are summed:
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_features, check_positive, full_precision
+from ._common import check_features, check_maps, check_positive, full_precision, require_stage_lists, stage_list
 from .registry import register_term
 
 
@@ -44,13 +45,17 @@ def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
 
     Args:
         student_feats, teacher_feats: equally long lists of (B, C_i, H_i, W_i) maps (channels may
-            differ between student and teacher; the teacher is detached).
+            differ between student and teacher; the teacher is detached); a tensor is one stage.
         p: exponent of the attention map (mdistiller ``CFG.AT.P = 2``).
 
-    Raises ValueError for lists of different lengths, no stage or an empty batch. Computed in float32
-    or wider.
+    Raises ValueError for lists of different lengths, no stage, a map that is not 4-D or an empty batch,
+    TypeError for an argument that is neither a list of tensors nor a tensor. Computed in float32 or
+    wider.
     """
-    check_features(student_feats, teacher_feats, name="at_loss")
+    student_feats = stage_list(student_feats, "at_loss", "student_feats")
+    teacher_feats = stage_list(teacher_feats, "at_loss", "teacher_feats")
+    check_features(student_feats, teacher_feats, name="at_loss", inputs=("student_feats", "teacher_feats"))
+    check_maps("at_loss", student_feats=student_feats, teacher_feats=teacher_feats)
     p = check_positive(p, "at_loss: p")
     losses = [_stage_loss(s, t, p) for s, t in zip(student_feats, teacher_feats, strict=True)]
     total = losses[0]
@@ -75,11 +80,13 @@ STAGE_PAIRINGS = ("same", "first", "last")
 class AT(nn.Module):
     """The AT term: ``at_loss`` over the stages after the stem (``feats[1:]``, as mdistiller).
 
-    ``stages`` says how the stages are paired: ``"same"`` (default) needs as many stages on both sides
-    (checked at build time when the context knows both models' shapes); ``"first"`` pairs them from the
-    first and drops the deeper extra ones, which is what mdistiller's ``zip`` does silently (e.g. a
-    MobileNetV1 teacher with 3 stages after its stem and a ResNet18 student with 4); ``"last"`` pairs
-    the deepest stages and drops the shallow extra ones.
+    ``stages`` says how the entries of ``feats[1:]`` are paired: ``"same"`` (default) needs as many on both
+    sides (checked at build time when the context knows both models' shapes); ``"first"`` pairs them from the
+    first and drops the deeper extra ones, which is what mdistiller's ``zip`` does silently; ``"last"`` pairs
+    the deepest ones and drops the shallow extra ones. Example, ImageNet-style MobileNetV1 -> ResNet18 at
+    224x224: MobileNetV1's list (mdistiller's) has no stem entry, so its ``feats[1:]`` holds three of its four
+    stages (28, 14, 7 px) against ResNet18's four (56, 28, 14, 7 px): ``"first"`` pairs 56-28, 28-14, 14-7 (the
+    larger map pooled), as mdistiller; ``"last"`` pairs them by resolution, 28-28, 14-14, 7-7.
     """
 
     @classmethod
@@ -100,6 +107,7 @@ class AT(nn.Module):
         self.stages = stages
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("AT", student_feats=student_feats, teacher_feats=teacher_feats)
         s, t = student_feats[1:], teacher_feats[1:]
         n = min(len(s), len(t))
         if self.stages == "first":

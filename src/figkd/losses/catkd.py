@@ -14,9 +14,21 @@ values differ from their ``mdistiller/engine/cfg.py`` defaults (weight 400, 2x2,
 ``cat_kd`` preset is the resnet32x4 -> resnet8x4 config (``res32x4_res8x4.yaml``): CAT weight 15, 2x2,
 no normalisation, CE weight 1; `CIFAR100_PAIRS` holds every pair's.
 
-Where figkd differs: CAT-KD converts the *student* too, so its classifier has no bias and its logits
-are the pooled CAMs; a figkd student keeps its ``nn.Linear`` (with bias; its CAMs are taken without
-it). The teacher's bias is dropped by the conversion in CAT-KD and absent from its CAMs here alike.
+The student's classifier is bias-free, as in CAT-KD: its ``tools/train.py`` (with ``if_test: True``, set by
+every ``configs/cifar100/CAT_KD/*.yaml``) builds the *student* as the converted ``<name>_test`` model, whose
+classifier is the bias-free 1x1 ``conv_test`` before the pooling (``mdistiller/models/cifar/*.py``), so its
+logits are the pooled CAMs, ``W mean(f)``, without a bias. The term's option ``student_classifier_bias``
+(default false: CAT-KD's setting) does the same to a figkd student when the Learner is built
+(:meth:`CATKD.prepare_student`): the bias of its ``nn.Linear`` is set to zero and frozen (no gradient, not
+given to the optimizer), so its logits equal a bias-free linear layer's at every step while its weights keep
+the model's parameter names (the exported weights load into the plain model). ``student_classifier_bias:
+true`` keeps the trained bias (figkd's behaviour before issue 22). The teacher's bias is dropped by the
+conversion in CAT-KD and absent from its CAMs here alike.
+
+`CATKDFeats` (``cat_kd_feats``) is the same loss on the last stage's maps instead of CAMs: what
+lyxiang-casia/EKD's ``CAT_KD`` distiller computes (``mdistiller/distillers/CAT_KD.py``, commit fb65a7e), with
+mdistiller's unconverted models, whose ``feats[-1]`` is the last stage's output, for the EKD cell
+vgg13 -> vgg8 (``configs/cifar100/ekd/model/vgg13_vgg8.yaml``: weight 4.5, 2x2, not normalised).
 """
 
 from __future__ import annotations
@@ -81,7 +93,7 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, pool_siz
 
 @register_term("cat_kd", inputs=("student_cams", "teacher_cams"), function=cat_kd_loss,
                source="Guo et al. CVPR 2023; GzyAftermath/CAT-KD mdistiller/distillers/CAT_KD.py (defaults: "
-                      "configs/cifar100/CAT_KD/res32x4_res8x4.yaml)",
+                      "configs/cifar100/CAT_KD/res32x4_res8x4.yaml; bias-free student: tools/train.py if_test)",
                help="class attention transfer: MSE between the pooled class activation maps",
                presets={
                    # CAT-KD, resnet32x4 -> resnet8x4: GzyAftermath/CAT-KD configs/cifar100/CAT_KD/res32x4_res8x4.yaml
@@ -91,7 +103,76 @@ def cat_kd_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, pool_siz
                })
 class CATKD(nn.Module):
     """The CAT-KD term: ``cat_kd_loss(student_cams, teacher_cams, pool_size, normalize)``. It has no
-    trainable part: the student's CAMs come from its own classifier (the vocabulary's ``student_cams``)."""
+    trainable part: the student's CAMs come from its own classifier (the vocabulary's ``student_cams``).
+
+    ``student_classifier_bias``: false (CAT-KD's converted student) makes the student's classifier bias-free
+    when the Learner is built (:meth:`prepare_student`); true leaves it as the model has it.
+    """
+
+    def __init__(self, pool_size: int = 2, normalize: bool = False, student_classifier_bias: bool = False) -> None:
+        super().__init__()
+        _check(pool_size, normalize)
+        if not isinstance(student_classifier_bias, bool):
+            raise ValueError(f"CAT-KD: student_classifier_bias must be true or false, got {student_classifier_bias!r}")
+        self.pool_size = pool_size
+        self.normalize = normalize
+        self.student_classifier_bias = student_classifier_bias
+
+    def prepare_student(self, model: nn.Module) -> None:
+        """Called once by the engine with the student before training (`figkd.engine.learner.build_learner`):
+        without ``student_classifier_bias``, the bias of the student's classifier (``model.get_classifier()``)
+        is set to zero and frozen, so that the logits are ``pooled @ W.T`` as with CAT-KD's bias-free
+        ``conv_test``. Raises ValueError for a model without ``get_classifier``."""
+        if self.student_classifier_bias:
+            return
+        get_classifier = getattr(model, "get_classifier", None)
+        if get_classifier is None:
+            raise ValueError(f"CAT-KD makes the student's classifier bias-free (student_classifier_bias: false), but "
+                             f"{type(model).__name__} has no get_classifier(); set student_classifier_bias: true")
+        bias = get_classifier().bias
+        if bias is not None:
+            with torch.no_grad():
+                bias.zero_()
+            bias.requires_grad_(False)
+
+    def forward(self, student_cams: torch.Tensor, teacher_cams: torch.Tensor) -> torch.Tensor:
+        return cat_kd_loss(student_cams, teacher_cams, self.pool_size, self.normalize)
+
+    def extra_repr(self) -> str:
+        return (f"pool_size={self.pool_size}, normalize={self.normalize}, "
+                f"student_classifier_bias={self.student_classifier_bias}")
+
+
+def cat_kd_feats_loss(student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor], pool_size: int = 2,
+                      normalize: bool = False) -> torch.Tensor:
+    """CAT-KD's loss on the last stage's maps, as EKD's vgg13 -> vgg8 distiller computes it:
+    ``cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size, normalize)``.
+
+    Args:
+        student_feats, teacher_feats: the stage lists (each ``(B, C, H, W)``; the last stages need the same C).
+        pool_size, normalize: as `cat_kd_loss` (lyxiang-casia/EKD configs/cifar100/ekd/model/vgg13_vgg8.yaml:
+            CAM_RESOLUTION 2, IF_NORMALIZE False).
+    """
+    return cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size, normalize)
+
+
+@register_term("cat_kd_feats", inputs=("student_feats", "teacher_feats"), function=cat_kd_feats_loss,
+               source="lyxiang-casia/EKD mdistiller/distillers/CAT_KD.py, commit fb65a7e (CAT_loss on feats[-1] of "
+                      "the unconverted models; defaults: configs/cifar100/ekd/model/vgg13_vgg8.yaml)",
+               help="CAT-KD's loss on the last stage's maps (not CAMs): EKD's vgg13 -> vgg8 distiller")
+class CATKDFeats(nn.Module):
+    """CAT-KD's loss on the last stage's maps: ``cat_kd_loss(student_feats[-1], teacher_feats[-1], pool_size,
+    normalize)`` (see the module docstring). Both last stages need the same number of channels (checked at
+    build time when the context knows both models)."""
+
+    @classmethod
+    def from_context(cls, context, pool_size: int = 2, normalize: bool = False) -> CATKDFeats:
+        if context.student is not None and context.teacher is not None:
+            s, t = context.student.feats[-1][0], context.teacher.feats[-1][0]
+            if s != t:
+                raise ValueError(f"cat_kd_feats compares the last stages channel by channel, but the student's has "
+                                 f"{s} channels and the teacher's {t}")
+        return cls(pool_size, normalize)
 
     def __init__(self, pool_size: int = 2, normalize: bool = False) -> None:
         super().__init__()
@@ -99,8 +180,8 @@ class CATKD(nn.Module):
         self.pool_size = pool_size
         self.normalize = normalize
 
-    def forward(self, student_cams: torch.Tensor, teacher_cams: torch.Tensor) -> torch.Tensor:
-        return cat_kd_loss(student_cams, teacher_cams, self.pool_size, self.normalize)
+    def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        return cat_kd_feats_loss(student_feats, teacher_feats, self.pool_size, self.normalize)
 
     def extra_repr(self) -> str:
         return f"pool_size={self.pool_size}, normalize={self.normalize}"

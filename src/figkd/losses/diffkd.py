@@ -29,12 +29,16 @@ code, so that ``--resume``, DDP and the captured step repeat it exactly.
 The schedule's coefficients are computed in float32 from float32 ``alphas_cumprod``, as diffusers'
 scheduler that the official code copies stores them, so that float64 runs agree with it to rounding.
 
-CIFAR-100 setting (the official code has none; derived from its ImageNet config
-``configs/strategies/distill/diffkd/diffkd_b1.yaml`` and documented in docs/method.md): CE weight 1,
-DiffKD weight 1 (``ori_loss_weight``, ``kd_loss_weight``), ``tau`` 1, 5 inference steps, 1000 training
-timesteps, the autoencoder on with ``ae_channels`` = half the teacher's width (the ``DiffKD`` class's
-own default; the ImageNet config's 1024 is that for ResNet50's 2048 channels). Where the two maps
-differ in size (resnet32x4 -> ShuffleNetV1: 8x8 and 4x4), the teacher's is average-pooled to the
+CIFAR-100 setting: the official code publishes none (its configs are ImageNet's), so every option is the
+official default, the one its wrapper applies when a config does not set it (``lib/models/losses/kd_loss.py``
+at hunto/DiffKD's submodule commit 6cb1441, lines 77-79: ``ae_channels`` 1024, ``use_ae`` True, ``tau`` 1;
+the ImageNet config ``configs/strategies/distill/diffkd/diffkd_b1.yaml``, ResNet34 -> ResNet18, sets the
+same three), with CE weight 1 and DiffKD weight 1 (``ori_loss_weight``, ``kd_loss_weight`` of that config),
+5 inference steps and 1000 training timesteps (the ``DiffKD`` class's defaults). The autoencoder's width is
+thus 1024 whatever the teacher's width (256 for resnet32x4: the "autoencoder" widens the map, as the
+official wrapper would on these models); ``ae_channels: null`` gives the ``DiffKD`` class's own default,
+half the teacher's width (``diffkd.py`` lines 24-25), which the official wrapper never reaches. Where the
+two maps differ in size (resnet32x4 -> ShuffleNetV1: 8x8 and 4x4), the teacher's is average-pooled to the
 student's (the official code never meets this case).
 """
 
@@ -245,13 +249,14 @@ class DiffKDBranch(nn.Module):
 @register_term("diffkd", inputs=("student_prepool", "teacher_prepool", "student_logits", "teacher_logits",
                                  "index", "epoch"), function=diffkd_loss,
                source="Huang et al. NeurIPS 2023; hunto/image_classification_sota lib/models/losses/diffkd/ and "
-                      "kd_loss.py (defaults: configs/strategies/distill/diffkd/diffkd_b1.yaml; CIFAR setting derived)",
+                      "kd_loss.py (defaults: its wrapper's, kd_loss.py:77-79, and configs/strategies/distill/diffkd/"
+                      "diffkd_b1.yaml; no CIFAR setting is published)",
                help="DiffKD: the student's feature and logits denoised by trained diffusion models, matched to "
                     "the teacher's",
                presets={
                    # DiffKD: ori_loss_weight 1, kd_loss_weight 1, tau 1, use_ae (hunto/image_classification_sota
-                   # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet; the term's defaults); CIFAR
-                   # derivation in figkd.losses.diffkd.
+                   # configs/strategies/distill/diffkd/diffkd_b1.yaml, ImageNet; the term's defaults, the
+                   # autoencoder width the official wrapper's default 1024); no CIFAR setting is published.
                    "diffkd": [{"term": "ce"}, {"term": "diffkd"}],
                })
 class DiffKD(nn.Module):
@@ -260,19 +265,20 @@ class DiffKD(nn.Module):
     ``logits`` and ``logits_ddim``.
 
     Options: ``inference_steps`` (5), ``num_train_timesteps`` (1000), ``use_ae`` (True), ``ae_channels``
-    (None: half the teacher's width), ``temperature`` (the logits branch's tau, 1).
+    (1024, the official wrapper's default; None: half the teacher's width, the ``DiffKD`` class's), ``temperature``
+    (the logits branch's tau, 1).
     """
 
     @classmethod
     def from_context(cls, context, inference_steps: int = 5, num_train_timesteps: int = 1000, use_ae: bool = True,
-                     ae_channels: int | None = None, temperature: float = 1.0) -> DiffKD:
+                     ae_channels: int | None = 1024, temperature: float = 1.0) -> DiffKD:
         student, teacher = context.require("diffkd", "student", "teacher")
         return cls(student.prepool, teacher.prepool, student.logits, teacher.logits, context.seed,
                    inference_steps, num_train_timesteps, use_ae, ae_channels, temperature)
 
     def __init__(self, student_prepool, teacher_prepool, student_classes: int, teacher_classes: int, seed: int = 0,
                  inference_steps: int = 5, num_train_timesteps: int = 1000, use_ae: bool = True,
-                 ae_channels: int | None = None, temperature: float = 1.0) -> None:
+                 ae_channels: int | None = 1024, temperature: float = 1.0) -> None:
         super().__init__()
         for name, value in (("inference_steps", inference_steps), ("num_train_timesteps", num_train_timesteps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_logits, check_positive, check_real, check_target, full_precision
+from ._common import check_class_count, check_logits, check_positive, check_real, check_target, full_precision
 from .registry import register_term
 from .standardize import check_flag, maybe_standardize
 
@@ -104,6 +104,14 @@ def dkd_loss(
                })
 class DKDLoss(nn.Module):
     """`dkd_loss` as a module: `DKDLoss(alpha=1.0, beta=8.0, temperature=4.0)(s, t, target)`."""
+
+    @classmethod
+    def from_context(cls, context, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+                     standardize: bool = False) -> DKDLoss:
+        """The ``dkd`` objective term; a class count below 2 (known from the context) is refused here, at
+        build time, rather than by `dkd_loss` at the first step."""
+        check_class_count(context.num_classes, 2, "dkd", "NCKD is over the non-target classes")
+        return cls(alpha, beta, temperature, standardize)
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
                  standardize: bool = False) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_batch, check_logits, check_positive, full_precision
+from ._common import check_batch, check_logits, check_positive, full_precision, stage_list
 from .registry import register_term
 
 
@@ -40,11 +40,12 @@ def dml_loss(student_logits: torch.Tensor, peer_logits: Sequence[torch.Tensor],
 
     Args:
         student_logits: (B, C) logits of this peer (differentiated).
-        peer_logits: the other peers' (B, C) logits, at least one (detached here).
+        peer_logits: the other peers' (B, C) logits, at least one (detached here); a tensor is one peer.
         temperature: T = 1 (the DML paper's softmax).
-    Raises ValueError without peers or for logits of another shape.
+    Raises ValueError without peers or for logits of another shape, TypeError for ``peer_logits`` that
+    is neither a list of tensors nor a tensor.
     """
-    peers = list(peer_logits)
+    peers = stage_list(peer_logits, "dml_loss", "peer_logits", "peer")
     if not peers:
         raise ValueError("dml_loss: needs the logits of at least one other peer (a DML run has 2 or more peers: "
                          "figkd distill --peers A B)")

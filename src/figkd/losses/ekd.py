@@ -28,9 +28,13 @@ and the evidential terms above, as the code computes them before overwriting the
 (the ``ekd`` term's default; ``variant: code`` for the published numbers). Other quirks of the released
 code: ``EKD.LOSS.CE_WEIGHT`` is read but never applied to ``ce`` (several configs set it to 5.0, without
 effect; ``ce_weight`` here does apply, default 1 = the code's effective weight); the warm-up only ever
-applied to the overwritten Dirichlet term; ``configs/cifar100/ekd/model/vgg13_vgg8.yaml`` selects the
-``CAT_KD`` distiller, not ``KD4eModel`` (its EKD section is unused); the code's ``lamb`` is a float32
-tensor (the float64 reference values of the tests use a float64 one).
+applied to the overwritten Dirichlet term; the code's ``lamb`` is a float32 tensor (the float64 reference
+values of the tests use a float64 one).
+
+One pair differs: ``configs/cifar100/ekd/model/vgg13_vgg8.yaml`` selects the repository's ``CAT_KD`` distiller
+(``mdistiller/distillers/CAT_KD.py``), not ``KD4eModel``. It reads the same EKD section (LAMB -0.60, KD and
+EKD weights 4.5, WARMUP 30) and does not overwrite the evidential terms: its loss is ``variant: paper`` plus
+4.5 x CAT-KD's loss on the last stage's maps (`figkd.losses.catkd.CATKDFeats`, the ``cat_kd_feats`` term).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def ekd_loss(
     ce_weight: float = 1.0,
     kd_weight: float = 4.5,
     ekd_weight: float = 4.5,
-    warmup: int = 30,
+    dirichlet_warmup: int = 30,
 ) -> dict[str, torch.Tensor]:
     """EKD's weighted parts (see the module docstring): ``{"ce", "kd", "dirichlet"}`` (variant "paper")
     or ``{"ce", "kd", "mse"}`` (variant "code"); their sum is the loss.
@@ -99,9 +103,11 @@ def ekd_loss(
         epoch: the 1-based epoch (a number or a 0-dim tensor) of the Dirichlet term's warm-up; None:
             no warm-up (factor 1).
         variant: "paper" (the evidential terms) or "code" (the released code's effective loss).
-        lamb, temperature, kd_weight, ekd_weight, warmup: lyxiang-casia/EKD
+        lamb, temperature, kd_weight, ekd_weight, dirichlet_warmup: lyxiang-casia/EKD
             ``configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml`` (LAMB -1.22, TEMPERATURE 1,
-            KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30).
+            KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30). ``dirichlet_warmup`` ramps the Dirichlet term only, as
+            the code's ``min(epoch / WARMUP, 1)``; it is not an objective entry's ``warmup``, which would ramp
+            the whole term (CE and KD included).
         ce_weight: weight of the evidential CE (the code applies none: 1).
     """
     check_logits(student_logits, teacher_logits, name="ekd_loss")
@@ -130,7 +136,7 @@ def ekd_loss(
     out["kd"] = w_kd * (t * t) * F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1).mean()
     second_s = torch.log1p(F.softplus(s / t)) + prior
     second_t = torch.log1p(F.softplus(tl / t)) + prior
-    ramp = _ramp(epoch, warmup, s)
+    ramp = _ramp(epoch, dirichlet_warmup, s)
     out["dirichlet"] = ramp * w_ekd * (t * t) * dirichlet_kl(second_t, second_s).mean()
     return out
 
@@ -152,11 +158,10 @@ def _ramp(epoch: float | torch.Tensor | None, warmup: int, like: torch.Tensor) -
                presets={
                    # EKD: lyxiang-casia/EKD configs/cifar100/ekd/model/resnet32x4_resnet8x4.yaml (LAMB -1.22,
                    # TEMPERATURE 1, KD_WEIGHT 4.5, EKD_WEIGHT 4.5, WARMUP 30: the term's defaults); the term holds
-                   # its evidential CE. "ekd": the evidential terms (the paper's); "ekd-code": the released code's
-                   # effective loss (KD + MSE), which produced its numbers. Note: an entry's "warmup" key is the
-                   # objective's warm-up, so "ekd" ramps the whole term over 30 epochs; the term's own option
-                   # named warmup (the Dirichlet term's, default 30) cannot be set from an entry.
-                   "ekd": [{"term": "ekd", "warmup": 30}],
+                   # its evidential CE. "ekd": the evidential terms (the paper's), the Dirichlet term ramped over
+                   # WARMUP 30 epochs (the term's dirichlet_warmup, its default); "ekd-code": the released code's
+                   # effective loss (KD + MSE), which produced its numbers.
+                   "ekd": [{"term": "ekd"}],
                    "ekd-code": [{"term": "ekd", "variant": "code"}],
                })
 class EKDLoss(nn.Module):
@@ -167,7 +172,8 @@ class EKDLoss(nn.Module):
     """
 
     def __init__(self, variant: str = "paper", lamb: float = -1.22, temperature: float = 1.0,
-                 ce_weight: float = 1.0, kd_weight: float = 4.5, ekd_weight: float = 4.5, warmup: int = 30) -> None:
+                 ce_weight: float = 1.0, kd_weight: float = 4.5, ekd_weight: float = 4.5,
+                 dirichlet_warmup: int = 30) -> None:
         super().__init__()
         self.variant = _check_variant(variant)
         self.lamb = check_real(lamb, "EKDLoss: lamb")
@@ -175,16 +181,17 @@ class EKDLoss(nn.Module):
         self.ce_weight = check_real(ce_weight, "EKDLoss: ce_weight")
         self.kd_weight = check_real(kd_weight, "EKDLoss: kd_weight")
         self.ekd_weight = check_real(ekd_weight, "EKDLoss: ekd_weight")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"EKDLoss: warmup must be an integer number of epochs >= 0, got {warmup!r}")
-        self.warmup = warmup
+        if isinstance(dirichlet_warmup, bool) or not isinstance(dirichlet_warmup, int) or dirichlet_warmup < 0:
+            raise ValueError(f"EKDLoss: dirichlet_warmup must be an integer number of epochs >= 0, got "
+                             f"{dirichlet_warmup!r}")
+        self.dirichlet_warmup = dirichlet_warmup
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
                 epoch: torch.Tensor) -> dict[str, torch.Tensor]:
         return ekd_loss(student_logits, teacher_logits, target, epoch, self.variant, self.lamb, self.temperature,
-                        self.ce_weight, self.kd_weight, self.ekd_weight, self.warmup)
+                        self.ce_weight, self.kd_weight, self.ekd_weight, self.dirichlet_warmup)
 
     def extra_repr(self) -> str:
         return (f"variant={self.variant!r}, lamb={self.lamb}, temperature={self.temperature}, "
                 f"ce_weight={self.ce_weight}, kd_weight={self.kd_weight}, ekd_weight={self.ekd_weight}, "
-                f"warmup={self.warmup}")
+                f"dirichlet_warmup={self.dirichlet_warmup}")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -282,6 +283,52 @@ def _plan(num_classes: int, wavelet: str, level: int, mode: str, dims: int, grid
     return shape
 
 
+#: Class counts at which the paper's default detail term (MSE, ``mean_per_band``, Eq. 7's weight 2) failed in
+#: measurements (benchmarks/figkd_scale.py, docs/method.md §8): the student diverged, collapsed or ended at
+#: least a point below the student alone at every measured count up to 25 (synthetic task: 2-25; digits:
+#: 2, 3, 5, 10; Fashion-MNIST: 10), and within a point of it or above from 32 on.
+FEW_CLASSES = 25
+#: Up to 4 classes the grid is at most 2 x 2 and each detail subband holds one coefficient: the KL criterion
+#: is then identically 0, and the MSE collapsed or diverged with either reduction (2-4 classes, measured).
+ONE_COEFFICIENT_CLASSES = 4
+
+
+class FewClassesWarning(UserWarning):
+    """FiGKD with so few classes that its detail term, as configured, failed in measurements (see
+    `warn_if_few_classes`)."""
+
+
+_WARNED: set[int] = set()
+
+
+def warn_if_few_classes(num_classes: int, opts: dict[str, Any]) -> None:
+    """Warn (:class:`FewClassesWarning`), once per process and class count, when the 2D detail term at
+    ``num_classes`` is one that failed in the measurements of docs/method.md §8: any option at
+    ``ONE_COEFFICIENT_CLASSES`` or fewer; the default MSE reductions (``mean_per_band``, and
+    ``sum_per_sample``, larger still) on raw logits up to ``FEW_CLASSES``. The message names the options
+    that worked there."""
+    if opts["dims"] != 2 or num_classes in _WARNED:
+        return
+    shape = _grid.grid_shape(num_classes, opts["grid"])
+    if num_classes <= ONE_COEFFICIENT_CLASSES:
+        text = (f"FiGKD with {num_classes} classes: their {shape[0]} x {shape[1]} logit grid gives detail subbands of "
+                "one coefficient each, so criterion kl distils nothing (identically 0), and with the MSE the "
+                "students collapsed or diverged in every measurement at 2-4 classes (docs/method.md §8); FiGKD is "
+                "not meant for so few classes: distil with kd instead")
+    elif (opts["criterion"] == "mse" and opts["reduction"] != "mean_all" and not opts["standardize"]
+          and num_classes <= FEW_CLASSES):
+        text = (f"FiGKD with {num_classes} classes: the default detail term (criterion mse, reduction "
+                f"{opts['reduction']}, on the {shape[0]} x {shape[1]} grid) outweighs the cross-entropy, and with "
+                "Eq. 7's weight 2 the students diverged or fell below the student alone at every class count "
+                f"measured up to {FEW_CLASSES} (docs/method.md §8); set criterion: kl (or reduction: mean_all), e.g. "
+                "--set 'objective=[{term: ce}, {term: figkd, weight: 2.0, criterion: kl}]' (Python: "
+                "FiGKDLoss(C, criterion=\"kl\"))")
+    else:
+        return
+    _WARNED.add(num_classes)
+    warnings.warn(text, FewClassesWarning, stacklevel=3)
+
+
 @register_term("figkd", inputs=("student_logits", "teacher_logits"), defaults=DEFAULTS, function=figkd_loss,
                source="FiGKD (Kim, ESWA 2026) Eq. 6; defaults: paper Section 3.3 and docs/method.md §3",
                help="FiGKD: the logits on a grid, matched on their high-frequency wavelet subbands (Eq. 6)",
@@ -326,6 +373,7 @@ class FiGKDLoss(nn.Module):
         self._shapes: dict[int, tuple[int, int] | None] = {}
         if num_classes is not None:
             self._shapes[num_classes] = _grid_shape(num_classes, self.options)  # checks level/grid now
+            warn_if_few_classes(num_classes, self.options)
         self.generator = generator
 
     @property
@@ -343,6 +391,7 @@ class FiGKDLoss(nn.Module):
             )
         if c not in self._shapes:
             self._shapes[c] = _grid_shape(c, self.options)
+            warn_if_few_classes(c, self.options)
         return _detail_loss(student_logits, teacher_logits, self._shapes[c], self.options, self.generator)
 
     def extra_repr(self) -> str:

@@ -22,8 +22,9 @@ published gamma = 1 this changes nothing; figkd implements the intent (CE weight
 term of the objective; the ``ldrld`` preset: ce 1 + ldrld 1). The code removes the unselected classes by
 subtracting 1000 from their scaled logits; here they are excluded exactly (same values in float64).
 Its training script also warms the *learning rate* up linearly over the first 20 epochs
-(``--wram_up 20``, ``adjust_learning_rate_wram_up``): a recipe setting, not part of the loss, which
-figkd's recipe does not reproduce (docs/method.md).
+(``--wram_up 20``, ``adjust_learning_rate_wram_up``, which then keeps 19/20 of the rate until epoch 150): a
+recipe setting, not part of the loss, which the LDRLD configs of ``configs/paper`` reproduce with the
+``lr_warmup_epochs`` and ``lr_warmup_hold`` fields (docs/engine.md, "Learning-rate warm-up").
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_logits, check_positive, check_real, full_precision
+from ._common import check_class_count, check_logits, check_positive, check_real, full_precision
 from .registry import register_term
 from .standardize import check_flag, maybe_standardize
 
@@ -86,6 +87,17 @@ def ldrld_loss(
                   alpha, beta, k, temperature, standardize)
 
 
+def _check_classes(num_classes: int | None, k: int) -> None:
+    """LDRLD needs more than ``k`` classes: the remaining-class term is over the classes outside the top k."""
+    if num_classes is None or num_classes > k:
+        return
+    why = "the remaining-class term is over the classes outside the student's top k"
+    if num_classes < 3:  # k >= 2: no k fits
+        check_class_count(num_classes, 3, "ldrld", why, "LDRLD cannot distil so few classes; use another method")
+    raise ValueError(f"ldrld: k = {k} needs more than {k} classes ({why}), but there are {num_classes}: set k below "
+                     f"{num_classes}, e.g. {{term: ldrld, k: {num_classes - 1}}}")
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ValueError(f"ldrld: k must be an integer >= 2, got {k!r}")
@@ -100,8 +112,7 @@ def _ldrld(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     that the step creates no tensor from host data)."""
     check_logits(student_logits, teacher_logits, name="ldrld_loss")
     if student_logits.shape[1] <= k:
-        raise ValueError(f"ldrld_loss: k = {k} needs more than k classes (the remaining-class term is over the "
-                         f"others), got {student_logits.shape[1]}")
+        _check_classes(student_logits.shape[1], k)
     a = check_real(alpha, "ldrld_loss: alpha")
     b = check_real(beta, "ldrld_loss: beta")
     t = check_positive(temperature, "ldrld_loss: temperature")
@@ -138,6 +149,15 @@ def _ldrld(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                })
 class LDRLDLoss(nn.Module):
     """`ldrld_loss` as a module: ``LDRLDLoss(alpha=10.5, beta=7, k=7, temperature=4)(s, t)``."""
+
+    @classmethod
+    def from_context(cls, context, alpha: float = 10.5, beta: float = 7.0, k: int = 7, temperature: float = 4.0,
+                     decay: float = ADW_GAMMA, standardize: bool = False) -> LDRLDLoss:
+        """The ``ldrld`` objective term; a class count of at most ``k`` (known from the context) is refused
+        here, at build time, naming the ``k`` that fits, rather than by `ldrld_loss` at the first step."""
+        term = cls(alpha, beta, k, temperature, decay, standardize)
+        _check_classes(context.num_classes, term.k)
+        return term
 
     def __init__(self, alpha: float = 10.5, beta: float = 7.0, k: int = 7, temperature: float = 4.0,
                  decay: float = ADW_GAMMA, standardize: bool = False) -> None:

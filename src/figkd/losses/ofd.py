@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_batch, check_features, full_precision
+from ._common import check_batch, check_features, check_maps, full_precision, require_stage_lists, stage_list
 from .registry import register_term
 
 #: ``Phi(-beta / |gamma|)`` at or below which the margin is ``-3 |gamma|`` (overhaul-distillation).
@@ -85,14 +85,20 @@ def ofd_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torc
             to the student's spatial size when it differs).
         margins: n (C_i,) margins (`ofd_margins`).
 
-    Returns a scalar: the stage losses weighted ``1 / 2^(n - 1 - i)``. Raises ValueError for lists of
-    different lengths or channel counts, or an empty batch. Computed in float32 or wider.
+    A tensor given for the three lists is one stage. Returns a scalar: the stage losses weighted
+    ``1 / 2^(n - 1 - i)``. Raises ValueError for lists of different lengths or channel counts, a map that
+    is not 4-D or an empty batch, TypeError for an argument that is neither a list of tensors nor a
+    tensor. Computed in float32 or wider.
     """
+    student_feats = stage_list(student_feats, "ofd_loss", "student_feats")
+    teacher_feats = stage_list(teacher_feats, "ofd_loss", "teacher_feats")
+    margins = stage_list(margins, "ofd_loss", "margins")
     n = len(student_feats)
     if n == 0 or len(teacher_feats) != n or len(margins) != n:
         raise ValueError(f"ofd_loss: needs as many student features, teacher features and margins, got {n}, "
                          f"{len(teacher_feats)} and {len(margins)}")
     check_features(student_feats, teacher_feats, name="ofd_loss", inputs=("student_feats", "teacher_feats"))
+    check_maps("ofd_loss", student_feats=student_feats, teacher_feats=teacher_feats)
     total = None
     for i, (s, t, m) in enumerate(zip(student_feats, teacher_feats, margins, strict=True)):
         if s.shape[1] != t.shape[1] or m.shape != (s.shape[1],):
@@ -165,6 +171,7 @@ class OFD(nn.Module):
 
     def forward(self, student_preact_feats: list[torch.Tensor],
                 teacher_preact_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("OFD", student_preact_feats=student_preact_feats, teacher_preact_feats=teacher_preact_feats)
         check_batch("OFD", student_preact_feats=student_preact_feats, teacher_preact_feats=teacher_preact_feats)
         n = self.num_stages
         s = [c(f) for c, f in zip(self.connectors, student_preact_feats[len(student_preact_feats) - n:],

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_batch, check_features, full_precision
+from ._common import check_batch, check_features, check_maps, full_precision, require_stage_lists, stage_list
 from .registry import register_term
 
 #: The pyramid sizes of HCL, each kept when smaller than the level's height (official ``hcl``).
@@ -58,16 +58,20 @@ def hcl_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torc
     """ReviewKD's hierarchical context loss, summed over levels (see the module docstring).
 
     Args:
-        student_feats: (B, C_i, H_i, W_i) fused student maps (the ABF outputs).
-        teacher_feats: the teacher maps of the same shapes (detached here).
+        student_feats: (B, C_i, H_i, W_i) fused student maps (the ABF outputs); a tensor is one level.
+        teacher_feats: the teacher maps of the same shapes (detached here); a tensor is one level.
 
-    Raises ValueError for lists of different lengths, no level, shapes that differ, or an empty batch.
+    Raises ValueError for lists of different lengths, no level, shapes that differ, a map that is not 4-D
+    or an empty batch, TypeError for an argument that is neither a list of tensors nor a tensor.
     Computed in float32 or wider.
     """
+    student_feats = stage_list(student_feats, "hcl_loss", "student_feats")
+    teacher_feats = stage_list(teacher_feats, "hcl_loss", "teacher_feats")
     if len(student_feats) != len(teacher_feats) or not student_feats:
         raise ValueError(f"hcl_loss: needs equally long, non-empty lists, got {len(student_feats)} (student) and "
                          f"{len(teacher_feats)} (teacher)")
     check_features(student_feats, teacher_feats, name="hcl_loss", inputs=("student_feats", "teacher_feats"))
+    check_maps("hcl_loss", student_feats=student_feats, teacher_feats=teacher_feats)
     total = None
     for i, (s, t) in enumerate(zip(student_feats, teacher_feats, strict=True)):
         if s.shape != t.shape:
@@ -165,6 +169,8 @@ class ReviewKD(nn.Module):
 
     def forward(self, student_feats, student_preact_feats, student_pooled, teacher_preact_feats, teacher_pooled):
         feats = student_preact_feats if self.student_preact else student_feats
+        require_stage_lists("ReviewKD", **{"student_preact_feats" if self.student_preact else "student_feats": feats},
+                            teacher_preact_feats=teacher_preact_feats)
         check_batch("ReviewKD", **{"student_preact_feats" if self.student_preact else "student_feats": feats},
                     student_pooled=student_pooled, teacher_preact_feats=teacher_preact_feats,
                     teacher_pooled=teacher_pooled)

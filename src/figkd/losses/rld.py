@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_logits, check_positive, check_real, check_target, full_precision
+from ._common import check_class_count, check_logits, check_positive, check_real, check_target, full_precision
 from .registry import register_term
 from .standardize import check_flag, maybe_standardize
 
@@ -112,6 +112,15 @@ def rld_loss(
                })
 class RLDLoss(nn.Module):
     """`rld_loss` as a module: ``RLDLoss(alpha=1, beta=8, temperature=4, alpha_temperature=4)(s, t, y)``."""
+
+    @classmethod
+    def from_context(cls, context, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+                     alpha_temperature: float = 4.0, standardize: bool = False) -> RLDLoss:
+        """The ``rld`` objective term; a class count below 2 (known from the context) is refused here, at
+        build time, rather than by `rld_loss` at the first step."""
+        check_class_count(context.num_classes, 2, "rld", "its non-target term is over the classes the teacher "
+                                                         "ranks below the true one")
+        return cls(alpha, beta, temperature, alpha_temperature, standardize)
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
                  alpha_temperature: float = 4.0, standardize: bool = False) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_features, full_precision
+from ._common import check_features, full_precision, require_stage_lists, stage_list
 from .registry import register_term
 
 
@@ -43,12 +43,15 @@ def sp_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
 
     Args:
         student_feats, teacher_feats: equally long, non-empty lists of (B, ...) maps (the teacher is
-            detached); each pair may differ in channels and spatial size.
+            detached); each pair may differ in channels and spatial size; a tensor is one stage.
 
     Returns a 0-dim tensor in float32 or wider (unweighted; mdistiller multiplies it by 3000). Raises
     ValueError for lists of different lengths, an empty list, maps of different batch sizes or an empty
-    batch. Mixes the samples of the batch (B x B matrices).
+    batch, TypeError for an argument that is neither a list of tensors nor a tensor. Mixes the samples of
+    the batch (B x B matrices).
     """
+    student_feats = stage_list(student_feats, "sp_loss", "student_feats")
+    teacher_feats = stage_list(teacher_feats, "sp_loss", "teacher_feats")
     check_features(student_feats, teacher_feats, name="sp_loss", inputs=("student_feats", "teacher_feats"))
     losses = [_stage_loss(s, t) for s, t in zip(student_feats, teacher_feats, strict=True)]
     total = losses[0]
@@ -70,4 +73,5 @@ class SP(nn.Module):
     """The SP term on the last stage's maps, as mdistiller: ``sp_loss([student_feats[-1]], [teacher_feats[-1]])``."""
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("SP", student_feats=student_feats, teacher_feats=teacher_feats)
         return sp_loss([student_feats[-1]], [teacher_feats[-1]])

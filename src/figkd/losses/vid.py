@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_batch, check_features, check_positive, full_precision
+from ._common import check_batch, check_features, check_positive, full_precision, require_stage_lists
 from .at import STAGE_PAIRINGS
 from .registry import register_term
 
@@ -136,6 +136,7 @@ class VID(nn.Module):
                                         for s, t in zip(student_channels, teacher_channels, strict=True))
 
     def forward(self, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        require_stage_lists("VID", student_feats=student_feats, teacher_feats=teacher_feats)
         # the deepest stage of each side (the stem, unused, may be absent): a batch is empty in all of them or none
         check_batch("VID", **{f"student_feats[{len(student_feats) - 1}]": student_feats[-1],
                               f"teacher_feats[{len(teacher_feats) - 1}]": teacher_feats[-1]})

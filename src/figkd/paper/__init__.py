@@ -3,8 +3,10 @@
 2026, arXiv 2505.11897):
 
 - the reported top-1 accuracies (:mod:`figkd.paper.top1`): Tables 1-9 (``reported_top1.csv``, installed with
-  the package: :func:`read_reported_top1`), Table 10 (:data:`TABLE10`), Tables 11-13 and 16
-  (:data:`ABLATIONS`), and which figkd objective reproduces which method column (:data:`METHODS`);
+  the package: :func:`read_reported_top1`; the six cells of Table 1 that repeat another pair's number, with
+  the originally published values: :data:`COPIED_CELLS`, :func:`copied_cells`), Table 10 (:data:`TABLE10`),
+  Tables 11-13 and 16 (:data:`ABLATIONS`), and which figkd objective reproduces which method column
+  (:data:`METHODS`);
 - below: Table 14 (training overhead) and Table 15 (teacher and student size).
 
 The configs of ``configs/paper/`` are generated from this data (:mod:`figkd.experiments.paper_configs`) and
@@ -13,10 +15,20 @@ The configs of ``configs/paper/`` are generated from this data (:mod:`figkd.expe
 
 from __future__ import annotations
 
-from .top1 import ABLATIONS, METHODS, REPORTED_TOP1_FILE, TABLE10, read_reported_top1
+from .top1 import (
+    ABLATIONS,
+    COPIED_CELLS,
+    METHODS,
+    REPORTED_TOP1_FILE,
+    TABLE10,
+    CopiedCell,
+    copied_cells,
+    read_reported_top1,
+)
 
-__all__ = ["ABLATIONS", "METHODS", "REPORTED_TOP1_FILE", "TABLE10", "TABLE14", "TABLE15", "TABLE15_INPUT_SIZE",
-           "TABLE15_NUM_CLASSES", "TABLE15_PAIRS", "read_reported_top1"]
+__all__ = ["ABLATIONS", "COPIED_CELLS", "METHODS", "REPORTED_TOP1_FILE", "TABLE10", "TABLE14", "TABLE15",
+           "TABLE15_INPUT_SIZE", "TABLE15_NUM_CLASSES", "TABLE15_PAIRS", "CopiedCell", "copied_cells",
+           "read_reported_top1"]
 
 #: Paper Table 14 (Section 5.3): seconds per batch and overhead in percent over KD, per objective;
 #: ResNet32x4 -> ResNet8x4, CIFAR-100, batch 64, one RTX 3090.

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["ABLATIONS", "METHODS", "REPORTED_TOP1_FILE", "TABLE10", "read_reported_top1"]
+__all__ = ["ABLATIONS", "COPIED_CELLS", "METHODS", "REPORTED_TOP1_FILE", "TABLE10", "CopiedCell", "copied_cells",
+           "read_reported_top1"]
 
 #: The file of Tables 1-9's reported top-1 (columns table, dataset, teacher, student, method, top1; ``method``
 #: is a column name of the paper's tables, or ``teacher`` / ``student`` for the models trained alone).
@@ -40,6 +42,66 @@ def read_reported_top1(folder: str | Path | None = None) -> list[dict]:
                               "paper's numbers are installed with figkd: leave --paper-dir out to use them)")
         text = path.read_text(encoding="utf-8")
     return [{**r, "top1": float(r["top1"])} for r in csv.DictReader(io.StringIO(text, newline=""))]
+
+
+@dataclass(frozen=True)
+class CopiedCell:
+    """A cell of Tables 1-9 where the paper prints another pair's number (a copy error of the paper).
+
+    ``copied_from``: the (teacher, student) of the same table and method whose number the cell repeats;
+    ``published``: the number the method's own source publishes for the cell's pair, None where no primary
+    source available to figkd states it; ``source``: that source (file and line, or paper and table), or why
+    no number is given.
+    """
+
+    copied_from: tuple[str, str]
+    published: float | None
+    source: str
+
+    def note(self) -> str:
+        """One line for a table's footnote."""
+        teacher, student = self.copied_from
+        text = f"the paper prints {teacher} -> {student}'s number here (a copy error of its Table 1)"
+        if self.published is None:
+            return f"{text}; the originally published value: {self.source}"
+        return f"{text}; published for this pair: {self.published:.2f} ({self.source})"
+
+
+_REPDISTILLER = "HobbitLong/RepDistiller README.md:{}, commit b84f547, the WRN-40-2 -> WRN-40-1 column"
+#: Table 1, the WRN-40-2 -> WRN-40-1 column: FitNet, PKT, CRD, AT, VID and OFD repeat the ResNet32x4 -> ResNet8x4
+#: column's numbers (73.50, 73.64, 75.51, 73.44, 73.09, 74.95), while the column's other RepDistiller methods (RKD
+#: 72.22, SP 72.43) are RepDistiller's numbers for the pair (issue 22). Key: (table, dataset, teacher, student,
+#: method) as in ``reported_top1.csv``.
+COPIED_CELLS: dict[tuple[str, str, str, str, str], CopiedCell] = {
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "FitNet"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), 72.24, _REPDISTILLER.format(81)),
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "AT"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), 72.77, _REPDISTILLER.format(82)),
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "VID"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), 73.30, _REPDISTILLER.format(85)),
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "PKT"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), 73.45, _REPDISTILLER.format(87)),
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "CRD"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), 74.14, _REPDISTILLER.format(92)),
+    ("table1", "cifar100", "wrn_40_2", "wrn_40_1", "OFD"): CopiedCell(
+        ("resnet32x4", "resnet8x4"), None,
+        "not stated: it is to be read in ReviewKD's (Chen et al., CVPR 2021) or DKD's (Zhao et al., CVPR 2022) "
+        "CIFAR-100 table, whose text was not available to check a number against"),
+}
+
+
+def copied_cells(rows: list[dict]) -> dict[tuple[str, str, str, str, str], CopiedCell]:
+    """The cells of ``rows`` (:func:`read_reported_top1`) that show a copy error of :data:`COPIED_CELLS`: those
+    whose number equals the number of the pair it was copied from (same table, dataset and method), keyed like
+    :data:`COPIED_CELLS`. A copy of the file with the cell corrected (``--paper-dir``) has none of them."""
+    top1 = {(r["table"], r["dataset"], r["teacher"], r["student"], r["method"]): r["top1"] for r in rows}
+    out = {}
+    for key, cell in COPIED_CELLS.items():
+        table, dataset, _, _, method = key
+        source = top1.get((table, dataset, *cell.copied_from, method))
+        if key in top1 and source is not None and top1[key] == source:
+            out[key] = cell
+    return out
 
 
 #: Methods of Tables 1-9 this project implements: the paper's column name -> the config variants (objectives of
