@@ -294,3 +294,25 @@ def test_without_optuna_the_command_names_the_pip_command(monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "optuna", None)  # what an environment without the tune extra imports
     code, _, err = _main("tune", "--report", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "pip install 'figkd[tune]'" in err
+
+
+def test_an_interrupted_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) in a trial: the trial is failed, a copy with its parameters queued (what the next run
+    of the command continues), and the interrupt goes on to the command line."""
+    from figkd.tune.study import StudyFolder, counted_trials, open_study, work
+
+    engine_run = importlib.import_module("figkd.engine.run")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main("tune", str(_write(tmp_path / "c.yaml", TRIAL)), "--param", "lr=float:0.01:0.1",
+                         "--trials", "2", "--study", "s", "--slurm", "s.sh")
+    assert code == 0, err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_run, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        work(StudyFolder("s"), 2, log=lambda *a: None)
+    trials = open_study(StudyFolder("s"))[0].get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].params == trials[1].params
+    assert [t.number for t in counted_trials(trials)] == [1]

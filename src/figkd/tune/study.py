@@ -298,8 +298,6 @@ def run_trial(trial, folder: StudyFolder, definition: Definition, space: list[Pa
     try:
         summary = run([cfg], definition.command, resume=True, on_epoch_end=on_epoch_end,
                       log=lambda *a, **k: log(prefix + " ".join(map(str, a))))[0]
-    except KeyboardInterrupt as interrupt:
-        raise _Stopped(interrupt) from None
     except (UserError, NonFiniteLossError) as error:
         trial.set_user_attr("error", " ".join(str(error).split()))
         raise
@@ -349,7 +347,10 @@ def work(folder: StudyFolder, trials: int, *, worker: int = 0, threads: int | No
     def objective(trial):
         lock.release()  # the trial is taken: the next worker may count
         current["number"] = trial.number
-        return run_trial(trial, folder, definition, space, threads=threads, log=trial_log or log)
+        try:
+            return run_trial(trial, folder, definition, space, threads=threads, log=trial_log or log)
+        except KeyboardInterrupt as interrupt:  # through Optuna (which fails the trial) as an Exception
+            raise _Stopped(interrupt) from None
 
     while True:
         current.clear()
@@ -367,9 +368,9 @@ def work(folder: StudyFolder, trials: int, *, worker: int = 0, threads: int | No
                 continue
             else:
                 return ran
-        except _Stopped as stopped:
+        except (_Stopped, KeyboardInterrupt) as stopped:
             _queue_again(study, current.get("number"))
-            raise stopped.interrupt from None
+            raise (stopped.interrupt if isinstance(stopped, _Stopped) else stopped) from None
         finally:
             lock.release()
         finished = next((t for t in study.get_trials(deepcopy=False) if t.number == current.get("number")), None)
