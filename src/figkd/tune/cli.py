@@ -73,7 +73,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--metric", choices=METRICS, default="last",
                    help="validation top-1 of the last epoch (default) or of the best epoch")
     p.add_argument("--workers", type=int, default=1, metavar="K",
-                   help="worker processes (default 1: trials run in this process); with --slurm: array tasks")
+                   help="worker processes (default 1: trials run in this process, unless --gpus); with --slurm: "
+                        "array tasks")
     p.add_argument("--gpus", type=_gpus, default=None, metavar="0,1,...",
                    help="GPUs to use; each worker sees one (CUDA_VISIBLE_DEVICES), as figkd sweep --gpus")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -208,7 +209,7 @@ def _search(args: argparse.Namespace, folder, trials: int) -> int:
         print(f"figkd tune: study {folder.path} holds its {trials} trials: nothing to run", flush=True)
         return 0
     print(f"figkd tune: study {folder.path}: {trials} trials, {args.workers} worker(s)", flush=True)
-    if args.workers == 1:
+    if args.workers == 1 and not args.gpus:  # in this process (a pinned GPU needs a process of its own)
         try:
             work(folder, trials, threads=args.threads, heartbeat=args.heartbeat, log=print,
                  trial_log=lambda line: print(line, flush=True))
