@@ -214,9 +214,8 @@ def _search(args: argparse.Namespace, folder, trials: int) -> int:
             work(folder, trials, threads=args.threads, heartbeat=args.heartbeat, log=print,
                  trial_log=lambda line: print(line, flush=True))
         except KeyboardInterrupt as interrupt:
-            what = "terminated (SIGTERM)" if type(interrupt).__name__ == "Terminated" else "interrupted"
-            raise type(interrupt)(f"{what}; the running trial was queued again: run the same command to continue "
-                                  "the study") from None
+            raise type(interrupt)(f"{_stopped_how(interrupt)}; the running trial was queued again: run the same "
+                                  "command to continue the study") from None
         return 0
     return _processes(args, folder, trials)
 
@@ -260,8 +259,8 @@ def _processes(args: argparse.Namespace, folder, trials: int) -> int:
                 p.kill()
                 p.wait()
             log.close()
-        raise type(interrupt)("interrupted; the workers stopped and queued their trials again: run the same "
-                              "command to continue the study") from None
+        raise type(interrupt)(f"{_stopped_how(interrupt)}; the workers stopped and queued their trials again: run "
+                              "the same command to continue the study") from None
     status = 0
     for i, (p, log) in enumerate(procs):
         log.close()
@@ -272,6 +271,11 @@ def _processes(args: argparse.Namespace, folder, trials: int) -> int:
                   flush=True)
             status = max(status, 2 if p.returncode == 2 else 1)
     return status
+
+
+def _stopped_how(interrupt: KeyboardInterrupt) -> str:
+    """How the command was stopped, as the command line says it (figkd.cli: Terminated is SIGTERM)."""
+    return "terminated (SIGTERM)" if type(interrupt).__name__ == "Terminated" else "interrupted"
 
 
 def _slurm(args: argparse.Namespace, folder, trials: int) -> int:

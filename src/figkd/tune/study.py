@@ -25,9 +25,10 @@ come back to the queue.
 A trial (:func:`run_trial`) is the base configuration with the trial's parameters
 (`figkd.tune.space.apply_params`), its ``out`` the trial's run directory, trained by the engine
 (`figkd.engine.run.run`) with ``resume``: the validation top-1 of every epoch is reported to Optuna and the
-pruner asked (the engine's ``on_epoch_end``); a pruned trial's run directory says so (``stopped`` in its
-summary) and the trial is PRUNED, not failed. A queued copy of a killed trial continues the killed trial's
-run directory: the epochs it had checkpointed are reported again, then training resumes.
+pruner asked after every epoch but the last (the engine's ``on_epoch_end``; a trial that has trained all its
+epochs is complete: stopping it then would save nothing); a pruned trial's run directory says so
+(``stopped`` in its summary) and the trial is PRUNED, not failed. A queued copy of a killed trial continues
+the killed trial's run directory: the epochs it had checkpointed are reported again, then training resumes.
 """
 
 from __future__ import annotations
@@ -290,7 +291,7 @@ def run_trial(trial, folder: StudyFolder, definition: Definition, space: list[Pa
         if value is None:
             return None
         trial.report(float(value), epoch)
-        if trial.should_prune():
+        if epoch < cfg.epochs and trial.should_prune():  # after the last epoch nothing is left to save
             return f"pruned by Optuna's {definition.pruner} pruner (val top-1 {value:.2f} at epoch {epoch})"
         return None
 
