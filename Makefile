@@ -13,15 +13,16 @@
 #                    cache named by pip's find-links, as on this project's CI machine); also what is used,
 #                    with a note, when the CPU index cannot be reached. On a GPU machine install the build
 #                    for your CUDA version instead: https://pytorch.org/get-started/locally/
-#   TEST_EXTRAS      the extras `make test` installs (default dev,hf,deploy: hf is transformers, for the
-#                    Hugging Face model tests; deploy is ONNX and onnxruntime, for figkd export/bench);
-#                    optional extras that tests use are added here as they join pyproject.toml
+#   TEST_EXTRAS      the extras `make test` installs (default dev,hf,deploy,tune: hf is transformers, for the
+#                    Hugging Face model tests; deploy is ONNX and onnxruntime, for figkd export/bench; tune
+#                    is Optuna, for figkd tune); optional extras that tests use are added here as they join
+#                    pyproject.toml
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
-TEST_EXTRAS ?= dev,hf,deploy
+TEST_EXTRAS ?= dev,hf,deploy,tune
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train on the first N training images only (written as IDX files under --workdir); "
                    "the test split stays whole")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--data-only", action="store_true",
+                   help="write the IDX files of --train-images under --workdir, print their folder and stop (the data "
+                        "of docs/tuning.md's study)")
     p.add_argument("--teacher-only", action="store_true",
                    help="train (or reuse) the teacher and stop: then several processes can each run some --seeds "
                    "on the same --workdir, and a last run of all the seeds reuses their runs for the table")
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     work = Path(args.workdir)
     root = subset(args.root, args.train_images, work / f"data-{args.train_images}") if args.train_images else args.root
+    if args.data_only:
+        print(root)
+        return 0
     # evaluated once, after the last epoch (the test split is 10,000 images per student)
     common = dict(dataset=args.dataset, data_root=root, batch_size=args.batch_size, lr=args.lr,
                   device=args.device, progress="off", tensorboard=False, eval_every=10**6)

@@ -63,10 +63,10 @@ def measure(args, device, mode: str, objectives: list[str], workdir: Path) -> di
     step_ms = [1000.0 * s for s in time_steps(trainer, first, args.repeats)]
     eval_ms = []
     model = trainer.members[0].model
-    evaluate(model, trainer.test_loader, device, trainer.amp_dtype, trainer.channels_last)  # warm-up
+    evaluate(model, trainer.eval_loader, device, trainer.amp_dtype, trainer.channels_last)  # warm-up
     for _ in range(args.repeats):
         start = time.perf_counter()
-        evaluate(model, trainer.test_loader, device, trainer.amp_dtype, trainer.channels_last)
+        evaluate(model, trainer.eval_loader, device, trainer.amp_dtype, trainer.channels_last)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         eval_ms.append(1000.0 * (time.perf_counter() - start) / args.eval_samples)

@@ -111,7 +111,8 @@ def test_state_file_loads_without_unpickling_objects(tmp_path):
 
 
 def test_metrics_truncation(tmp_path):
+    run_dir = RunDir(tmp_path)  # the run directory's owner writes metrics.jsonl
     for e in (1, 2, 3):
-        RunDir(tmp_path).append_metrics({"epoch": e})
-    RunDir(tmp_path).truncate_metrics(2)
+        run_dir.append_metrics({"epoch": e})
+    run_dir.truncate_metrics(2)
     assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]

@@ -64,7 +64,7 @@ class Check:
 
 
 def _num(x: float) -> str:
-    if isinstance(x, int) and x >= 2**32:
+    if isinstance(x, int) and x >= 2**20:
         return f"2**{x.bit_length()} - 1" if x == 2**x.bit_length() - 1 else str(x)
     return f"{x:g}"
 

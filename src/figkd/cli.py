@@ -1,4 +1,5 @@
-"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze, export, bench.
+"""The ``figkd`` command line: train, distill, eval, demo, models, sweep, report, analyze, export, bench,
+tune.
 
 Exit statuses and what is printed (docs/engine.md, "Errors and their fixes"):
 
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_parser(sub)
     from .deploy.cli import add_parsers as add_deploy_parsers
     add_deploy_parsers(sub)
+    from .tune.cli import add_parser as add_tune_parser
+    add_tune_parser(sub)
     return parser
 
 

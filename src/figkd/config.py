@@ -123,8 +123,17 @@ class RunConfig:
                          "no compile), on (fail if impossible), off",
                          check=Choice(("auto", "on", "off"), on_off=True))
     eval_batch_size: int = _f(512, "batch size of evaluation", check=Int(min=1))
-    eval_every: int = _f(1, "evaluate on the test split every N epochs (and always after the last)",
-                         check=Int(min=1))
+    eval_every: int = _f(1, "evaluate every N epochs (and always after the last) on the test split, or on the "
+                         "validation split when val_fraction > 0", check=Int(min=1))
+    # Model selection (figkd tune; docs/tuning.md).
+    val_fraction: float = _f(0.0, "fraction of the training split held out as a validation split (stratified, "
+                             "seeded by val_seed, recorded in the run directory): the run trains on the rest and "
+                             "evaluates on it (val/top1), never reading the test split; 0: no validation split",
+                             check=Float(min=0, max=1, max_open=True))
+    val_seed: int = _f(0, "seed of the validation split (val_fraction > 0)", check=Int(min=0, max=2**32 - 1))
+    test_at_end: bool = _f(False, "with val_fraction > 0: evaluate the final weights on the test split once, "
+                           "after the last epoch (the summary's last_top1); the test split is otherwise not read",
+                           check=Bool())
     num_workers: int | None = _f(None, "decoding worker processes for JPEG datasets (default min(8, cpus))",
                                   check=Optional(Int(min=0)))
     cache_dir: str | None = _f(None, "folder for pre-resized uint8 caches of JPEG datasets", check=Optional(Str()))

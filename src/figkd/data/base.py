@@ -7,8 +7,9 @@ Two kinds of dataset objects exist:
   the fine-grained sets, image folders). ``ds[i]`` returns the image at its native size.
 
 Both expose ``name``, ``root``, ``train``, ``classes`` (class names, index = label), ``num_classes``,
-``targets`` (``list[int]``), ``len(ds)``, ``ds[i] -> (uint8 tensor (3, H, W), int)`` and
-``ds.subset(indices)`` (the same kind of dataset holding those samples, e.g. int8 calibration images).
+``targets`` (``list[int]``), ``len(ds)`` and ``ds[i] -> (uint8 tensor (3, H, W), int)``, and
+``ds.subset(indices)``: some of the samples as a dataset of the same class (the training and validation
+parts of a split, `figkd.data.split`; int8 calibration images, `figkd.deploy`), which every loader accepts.
 """
 
 from __future__ import annotations
@@ -102,10 +103,25 @@ class _Base(torch.utils.data.Dataset):
     classes: list[str]
     targets: list[int]
     skipped: list[tuple[str, str]]
+    #: For a view made by ``subset``: the dataset it was taken from and the positions it holds, else None.
+    parent: _Base | None = None
+    parent_indices: list[int] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def _as_view_of(self, parent: _Base, indices: list[int]):
+        self.parent, self.parent_indices = parent, indices
+        self.skipped = []  # reported with the whole split
+        return self
+
+    @staticmethod
+    def _positions(indices: Sequence[int], n: int) -> list[int]:
+        out = [int(i) for i in indices]
+        if out and not (0 <= min(out) and max(out) < n):
+            raise IndexError(f"subset indices must lie in [0, {n}), got [{min(out)}, {max(out)}]")
+        return out
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"
@@ -146,10 +162,13 @@ class ArrayDataset(_Base):
         return torch.from_numpy(self.images[i]), self.targets[i]
 
     def subset(self, indices: Sequence[int]) -> ArrayDataset:
-        """The samples ``indices`` (in that order) as a dataset of the same name, split and classes."""
-        rows = np.asarray(indices, dtype=np.int64)
-        return ArrayDataset(self.name, self.root, self.train, self.images[rows], [self.targets[i] for i in rows],
+        """The samples at ``indices`` (in that order) as an ArrayDataset of the same name, split and classes
+        (a copy of their images), with ``parent`` and ``parent_indices`` naming where they came from;
+        IndexError for an index outside the dataset. (A validation split: `figkd.data.split`.)"""
+        idx = self._positions(indices, len(self))
+        view = ArrayDataset(self.name, self.root, self.train, self.images[idx], [self.targets[i] for i in idx],
                             self.classes)
+        return view._as_view_of(self, idx)
 
 
 class FileDataset(_Base):
@@ -194,14 +213,19 @@ class FileDataset(_Base):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int]) -> FileDataset:
-        """The samples ``indices`` (in that order) as a dataset of the same name, split and classes."""
-        return FileDataset(self.name, self.root, self.train, [self.paths[i] for i in indices],
-                           [self.targets[i] for i in indices], self.classes)
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         arr = decode_image(self.paths[i])
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.targets[i]
+
+    def subset(self, indices: Sequence[int]) -> FileDataset:
+        """The samples at ``indices`` (in that order) as a FileDataset of the same name, root, split and
+        classes, with ``parent`` and ``parent_indices`` naming where they came from (the resident loaders
+        then decode the whole split once, through its cache, and take these rows); IndexError for an index
+        outside the dataset. (A validation split: `figkd.data.split`.)"""
+        idx = self._positions(indices, len(self))
+        view = FileDataset(self.name, self.root, self.train, [self.paths[i] for i in idx],
+                           [self.targets[i] for i in idx], self.classes)
+        return view._as_view_of(self, idx)
 
     def fingerprint(self) -> str:
         """A digest of the file list (relative to root) and labels: the key of derived caches."""

@@ -79,6 +79,10 @@ def resident_arrays(
     32x32: exact, no interpolation)."""
     if fit not in ("resize", "pad"):
         raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
+    if isinstance(ds, FileDataset) and ds.parent is not None:  # a view (subset): the whole split's arrays, once
+        images, targets = resident_arrays(ds.parent, size, cache_dir=cache_dir, threads=threads, fit=fit)
+        rows = np.asarray(ds.parent_indices, dtype=np.int64)
+        return images[rows], targets[rows]
     targets = np.asarray(ds.targets, dtype=np.int64)
     if isinstance(ds, ArrayDataset):
         h, w = ds.images.shape[-2:]

@@ -181,12 +181,46 @@ def _load_teacher(cfg: RunConfig, num_classes: int, log) -> torch.nn.Module:
     return teacher
 
 
-def _datasets(cfg: RunConfig):
-    """The train and test splits (read once; the loaders are built on them)."""
+@dataclass(frozen=True)
+class _Splits:
+    """What a run reads: the samples it trains on, those it evaluates on every epoch (the test split, or
+    with ``val_fraction`` the validation split held out of the training split) and that split's record."""
+
+    train: Any
+    eval: Any
+    eval_name: str  # "test" or "val"
+    validation: Any = None  # figkd.data.split.ValidationSplit
+
+
+def _build_split(cfg: RunConfig, train: bool, log):
+    """The training (``train``) or test split of the run's dataset; the log names unreadable images skipped."""
     from ..data import build_dataset, check_dataset_name
     check_dataset_name(cfg.dataset)
-    return (build_dataset(cfg.dataset, cfg.data_root, train=True, skip_corrupt=cfg.skip_corrupt),
-            build_dataset(cfg.dataset, cfg.data_root, train=False, skip_corrupt=cfg.skip_corrupt))
+    split = build_dataset(cfg.dataset, cfg.data_root, train=train, skip_corrupt=cfg.skip_corrupt)
+    if getattr(split, "skipped", None):
+        log(f"skipped {len(split.skipped)} unreadable images of the {'train' if train else 'test'} split "
+            f"(skip_corrupt), e.g. {split.skipped[0]}")
+    return split
+
+
+def _datasets(cfg: RunConfig, entries: list[_Entry], overwrite: bool, log) -> _Splits:
+    """The splits of the run (each read once; the loaders are built on them). With ``val_fraction`` the
+    test split is not read: the validation split is the one recorded in a member's run directory (kept on
+    resume, `RunDir.validation`), else drawn now (`figkd.data.split`)."""
+    train = _build_split(cfg, True, log)
+    if not cfg.val_fraction:
+        return _Splits(train, _build_split(cfg, False, log), "test")
+    from ..data.split import ValidationSplit, split_dataset
+
+    stored = [] if overwrite else [e.run_dir.validation() for e in entries if e.run_dir.path.is_dir()]
+    split = next((v for v in stored if v is not None and v.fits(cfg.val_fraction, cfg.val_seed, len(train))), None)
+    if split is None:
+        split = ValidationSplit.draw(train.targets, cfg.val_fraction, cfg.val_seed, name=cfg.dataset)
+    kept, held = split_dataset(train, split)
+    log(f"validation split: {len(held)} of the {len(train)} training images (val_fraction {cfg.val_fraction:g}, "
+        f"stratified, val_seed {cfg.val_seed}; sha256 {split.sha256[:12]}{', as recorded' if split in stored else ''})"
+        f"; training on the other {len(kept)}; the test split is not read")
+    return _Splits(kept, held, "val", split)
 
 
 def _input_size(cfg: RunConfig) -> tuple[int, int]:
@@ -195,16 +229,22 @@ def _input_size(cfg: RunConfig) -> tuple[int, int]:
     return (size, size)
 
 
-def _loaders(cfg: RunConfig, splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo,
+def _loaders(cfg: RunConfig, splits: _Splits, device: torch.device, strong_view: bool, info: dist_utils.DistInfo,
              norm=None):
+    """The training loader and the loader of the split evaluated every epoch."""
+    train = build_loader_of(cfg, splits.train, True, device, info, norm, strong_view=strong_view)
+    return train, build_loader_of(cfg, splits.eval, False, device, info, norm)
+
+
+def build_loader_of(cfg: RunConfig, dataset, train: bool, device: torch.device, info: dist_utils.DistInfo, norm,
+                    *, strong_view: bool = False):
+    """A loader of ``dataset`` (a split, or part of one) with the run's recipe and normalisation."""
     from ..data import build_loader
-    common = dict(device=device, seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-                  num_workers=cfg.num_workers, cache_dir=cfg.cache_dir,
-                  mean=norm.mean if norm else None, std=norm.std if norm else None)
-    train = build_loader(cfg.dataset, cfg.data_root, True, cfg.batch_size, strong_view=strong_view,
-                         dataset=splits[0], max_steps=cfg.steps_per_epoch, **common)
-    test = build_loader(cfg.dataset, cfg.data_root, False, cfg.eval_batch_size, dataset=splits[1], **common)
-    return train, test
+    return build_loader(cfg.dataset, cfg.data_root, train, cfg.batch_size if train else cfg.eval_batch_size,
+                        strong_view=strong_view, dataset=dataset, device=device, seed=cfg.seed, rank=info.rank,
+                        world_size=info.world_size, num_workers=cfg.num_workers, cache_dir=cfg.cache_dir,
+                        mean=norm.mean if norm else None, std=norm.std if norm else None,
+                        max_steps=cfg.steps_per_epoch if train else None)
 
 
 def _check_shared(configs: list[RunConfig]) -> None:
@@ -217,12 +257,18 @@ def _check_shared(configs: list[RunConfig]) -> None:
 
 
 def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = False,
-        overwrite: bool = False, log=print) -> list[dict[str, Any]]:
+        overwrite: bool = False, log=print, on_epoch_end=None) -> list[dict[str, Any]]:
     """Train (``command="train"``) or distil (``"distill"``) every configuration in one run.
 
     Several configurations (differing only in student, objective, lr or out) share one teacher
     forward per step and the same batches. Returns one summary dict per member; a member whose
     run directory holds the same finished run is skipped and its stored summary returned.
+
+    ``on_epoch_end(member, epoch, record) -> str | None``: called after each epoch has been recorded, for
+    each member (`figkd.engine.member.Member`; ``record``: the epoch's metrics, as ``metrics.jsonl`` holds
+    them); a string stops the run after this epoch, with that reason in every member's summary
+    (``stopped``: `RunDir.stopped`). ``figkd tune`` prunes trials with it. Under DDP it runs on rank 0 and
+    its decision is given to every rank.
     """
     if isinstance(configs, RunConfig):
         configs = [configs]
@@ -236,7 +282,7 @@ def run(configs: list[RunConfig] | RunConfig, command: str, *, resume: bool = Fa
     resolve_cuda_graph(cfg, device, info)  # refuses an impossible cuda_graph=on before any run directory
     dist_utils.init(info, device)
     try:
-        return _run(configs, command, cfg, info, device, resume, overwrite, log)
+        return _run(configs, command, cfg, info, device, resume, overwrite, log, on_epoch_end)
     finally:
         dist_utils.shutdown()
 
@@ -260,25 +306,21 @@ class _Entry:
     peer: int | None = None
 
 
-def _run(configs, command, cfg, info, device, resume, overwrite, log):
+def _run(configs, command, cfg, info, device, resume, overwrite, log, on_epoch_end=None):
     if cfg.cache_dir and info.enabled:  # one process fills the cache, the others wait and read it
         from ..data import prepare_cache
         if info.is_main:
-            for train in (True, False):
+            for train in (True, False) if not cfg.val_fraction else (True,):
                 prepare_cache(cfg.dataset, cfg.data_root, train, cfg.cache_dir)
         dist_utils.barrier()
-    splits = _datasets(cfg)
-    for split, name in zip(splits, ("train", "test"), strict=True):
-        skipped = getattr(split, "skipped", None)
-        if skipped:
-            log(f"skipped {len(skipped)} unreadable images of the {name} split (skip_corrupt), e.g. {skipped[0]}")
     entries = _entries(configs, command)
+    splits = _datasets(cfg, entries, overwrite, log)
     from ..data import normalization  # mean/std of the config (auto: computed once, kept in the run directory)
     stored = [] if overwrite else [e.run_dir.stored_normalization() for e in entries if e.run_dir.path.is_dir()]
-    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits[0], stored=stored,
+    norm = normalization.resolve(cfg.mean, cfg.std, cfg.dataset, splits.train, stored=stored,
                                  cache_dir=cfg.cache_dir, log=log)
-    teacher = _load_teacher(cfg, splits[0].num_classes, log) if command == "distill" and cfg.teacher else None
-    learners = [_learner(e, i, command, teacher, splits[0], log) for i, e in enumerate(entries)]
+    teacher = _load_teacher(cfg, splits.train.num_classes, log) if command == "distill" and cfg.teacher else None
+    learners = [_learner(e, i, command, teacher, splits.train, log) for i, e in enumerate(entries)]
     teacher_mode = None
     if teacher is not None:
         teacher_mode = resolve_teacher_mode(cfg.teacher_mode, [learner.objective for learner in learners])
@@ -287,27 +329,28 @@ def _run(configs, command, cfg, info, device, resume, overwrite, log):
     # The loaders before any run directory is touched: a data problem (a batch larger than the split, an
     # image that cannot be decoded) is reported with nothing written.
     strong = any(learner.needs.strong() for learner in learners)
-    train_loader, test_loader = _loaders(cfg, splits, device, strong, info, norm)
+    train_loader, eval_loader = _loaders(cfg, splits, device, strong, info, norm)
     from ..models import set_input_normalization  # what the loader normalises with (a Hugging Face model converts)
     for model in [teacher, *(learner.model for learner in learners)]:
         if model is not None:
             set_input_normalization(model, train_loader.recipe.mean, train_loader.recipe.std)
     try:  # each run directory is locked from its start (RunDir.prepare) to here
         return _train(entries, learners, command, cfg, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
-                      classes=splits[0].classes, device=device, info=info, loaders=(train_loader, test_loader),
-                      resume=resume, overwrite=overwrite, log=log)
+                      splits=splits, device=device, info=info, loaders=(train_loader, eval_loader), resume=resume,
+                      overwrite=overwrite, on_epoch_end=on_epoch_end, log=log)
     finally:
         for entry in entries:
             entry.run_dir.unlock()
 
 
-def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, classes, device, info, loaders, resume,
-           overwrite, log):
+def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, splits: _Splits, device, info, loaders,
+           resume, overwrite, on_epoch_end, log):
     """Start every entry's member (`_start`) and train those not finished yet; the summaries, in order."""
     members, done = [], []
     for entry, learner in zip(entries, learners, strict=True):
         member = _start(entry, learner, command, teacher=teacher, teacher_mode=teacher_mode, norm=norm,
-                        classes=classes, device=device, info=info, resume=resume, overwrite=overwrite, log=log)
+                        classes=splits.train.classes, validation=splits.validation, device=device, info=info,
+                        resume=resume, overwrite=overwrite, log=log)
         (done if isinstance(member, dict) else members).append(member)
     if not members:
         return done
@@ -322,12 +365,33 @@ def _train(entries, learners, command, cfg, *, teacher, teacher_mode, norm, clas
     if schedule.steps < schedule.full_steps:
         log(f"steps_per_epoch {cfg.steps_per_epoch}: each epoch trains the first {schedule.steps} of its "
             f"{schedule.full_steps} steps (a trial, not a full run)")
-    trainer = Trainer(cfg, members, *loaders, teacher=teacher, device=device, info=info, log=log)
+    trainer = Trainer(cfg, members, *loaders, teacher=teacher, device=device, info=info, log=log,
+                      eval_split=splits.eval_name, on_epoch_end=on_epoch_end)
     try:
-        return done + trainer.fit()
+        summaries = trainer.fit()
     except NonFiniteLossError as error:  # the members that finished are kept, and said
         error.summaries = done + error.summaries
         raise
+    if splits.validation is not None and cfg.test_at_end:
+        summaries = _test_at_end(cfg, trainer, summaries, norm, log)
+    return done + summaries
+
+
+def _test_at_end(cfg: RunConfig, trainer: Trainer, summaries: list[dict[str, Any]], norm, log) -> list[dict[str, Any]]:
+    """``test_at_end``: the final weights of each member that trained to its last epoch evaluated on the test
+    split, once (the summary's ``last_top1``/``last_top5``/``last_loss``, rewritten)."""
+    finished = [(m, s) for m, s in zip(trainer.members, summaries, strict=True) if not s.get("stopped")]
+    if not finished:
+        return summaries
+    test = _build_split(cfg, False, log)
+    loader = build_loader_of(cfg, test, False, trainer.device, trainer.info, norm)
+    for m, summary in finished:
+        ev = trainer.evaluate(m, loader)
+        summary.update(last_top1=ev["test/top1"], last_top5=ev["test/top5"], last_loss=ev["test/loss"])
+        log(f"[{m.name}] test top-1 of the final weights (test_at_end): {ev['test/top1']:.2f}")
+        if trainer.info.is_main:
+            m.run_dir.write_summary(summary)
+    return summaries
 
 
 def _entries(configs: list[RunConfig], command: str) -> list[_Entry]:
@@ -372,8 +436,8 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split, log)
     return learner
 
 
-def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm, classes, device, info, resume: bool,
-           overwrite: bool, log):
+def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm, classes, validation, device, info,
+           resume: bool, overwrite: bool, log):
     """Prepare the entry's run directory (`RunDir.prepare`) and build its member; the stored summary instead
     when the directory already holds this finished run. ``classes``: the dataset's class names, kept in the
     run directory (``classes.json``) for what is made of the run later (`figkd.deploy`'s ONNX metadata)."""
@@ -395,6 +459,7 @@ def _start(entry: _Entry, learner, command: str, *, teacher, teacher_mode, norm,
         run_dir.write_config(rec)
         run_dir.write_normalization(norm)
         run_dir.write_classes(classes)  # the class names of the model's outputs (figkd export's metadata)
+        run_dir.write_validation(validation)
     return build_member(entry.name, entry.architecture, objective_name(entry.cfg.objective), learner, run_dir,
                         entry.cfg, device=device, info=info, channels_last=resolve_channels_last(entry.cfg, device),
                         teacher=teacher, resume=status == "resume", log=log)

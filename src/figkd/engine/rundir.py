@@ -6,11 +6,12 @@ architecture this directory trained, the peer index of a deep-mutual-learning pe
 the global batch), ``metrics.jsonl`` (one JSON object per epoch), ``summary.json`` (written when the run
 has finished; its presence marks the run as done), TensorBoard events under ``tb/``, ``checkpoints/``
 (`figkd.engine.checkpoint`), ``classes.json`` (the dataset's class names, in label order) and, where
-used, ``normalization.json`` (``mean``/``std: auto``), ``analysis/`` (``figkd analyze``), ``deploy/``
-(``figkd export`` / ``figkd bench``), ``sweep.log`` (``figkd sweep``; kept when the directory is
-cleared), ``error.log`` (why the run stopped: a member that diverged, or an unexpected error with its
-full traceback; removed when the run starts again) and ``run.lock`` (the lock of the process writing the
-directory, :meth:`RunDir.lock`; kept). Nothing else: a folder holding anything else is not a figkd run
+used, ``normalization.json`` (``mean``/``std: auto``), ``validation.json`` (``val_fraction > 0``: the
+held-out indices, `figkd.data.split`), ``analysis/`` (``figkd analyze``), ``deploy/`` (``figkd export``
+/ ``figkd bench``), ``sweep.log`` (``figkd sweep``; kept when the directory is cleared), ``error.log``
+(why the run stopped: a member that diverged, or an unexpected error with its full traceback; removed
+when the run starts again) and ``run.lock`` (the lock of the process writing the directory,
+:meth:`RunDir.lock`; kept). Nothing else: a folder holding anything else is not a figkd run
 directory, and figkd neither writes into it nor removes it.
 
 :class:`RunDir` is the one owner of these files: the engine (start, resume, record, finish), the sweep
@@ -25,7 +26,8 @@ decision without side effects (what ``figkd sweep`` asks):
 - a run directory without a finished epoch (a start that failed or was stopped in epoch 1): nothing can
   be lost, so it is cleared and the run starts afresh, whatever its configuration was;
 - the same finished run: skipped (``"done"``); the same unfinished run: continued with ``--resume``,
-  refused without it;
+  refused without it; a run *stopped early* by its caller (a pruned trial of ``figkd tune``: its summary
+  says ``stopped``, :meth:`RunDir.stopped`) is unfinished - ``--resume`` trains it to its last epoch;
 - a run that differs only in ``epochs``, with ``--resume``: extended (or shortened, not below the epochs
   it has already trained) - the learning rate is a function of the epoch alone, so the result is the
   run that had the new number of epochs from the start;
@@ -39,6 +41,7 @@ decision without side effects (what ``figkd sweep`` asks):
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -61,6 +64,7 @@ RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "summary.json", "tb", "checkpoint
                "normalization.json",  # mean/std: auto (figkd.data.normalization)
                "classes.json",  # the dataset's class names (RunDir.write_classes)
                "deploy",  # figkd export's and figkd bench's default output folder (figkd.deploy)
+               "validation.json",  # val_fraction > 0: the held-out indices (figkd.data.split)
                "analysis",  # figkd analyze's default output folder (figkd.analysis.common.output_dir)
                "sweep.log",  # figkd sweep's log of the run's processes (figkd.experiments.sweep)
                "error.log",  # why the run stopped (RunDir.write_error_log)
@@ -72,6 +76,8 @@ KEPT_ON_CLEAR = ("sweep.log", "run.lock")
 ERROR_LOG = "error.log"
 #: The lock file of the process writing a run directory (RunDir.lock).
 LOCK_FILE = "run.lock"
+#: The record of a run's validation split (`RunDir.write_validation`).
+VALIDATION_FILE = "validation.json"
 #: Fields that may differ between a run and its resumption without changing its results.
 RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "cache_dir", "eval_batch_size",
                   "cuda_graph")  # a captured step replays the eager step's kernels
@@ -79,8 +85,6 @@ RUNTIME_FIELDS = ("device", "progress", "num_workers", "tensorboard", "out", "ca
 PATH_FIELDS = ("data_root", "teacher_ckpt", "init")
 #: Model fields whose ``hf:<folder>`` values are recorded with the folder's absolute path.
 MODEL_FIELDS = ("model", "teacher", "student")
-#: Every RunConfig field's default: what a record written before the field existed is read as.
-_DEFAULTS = RunConfig().to_dict()
 
 
 # ------------------------------------------------------------------------------------------ names
@@ -146,12 +150,18 @@ def resolved_terms(spec: Any) -> list[dict[str, Any]]:
     return _plain(describe(spec).resolved)
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    """Every RunConfig field's default: what a record written before the field existed is read as."""
+    return _plain(RunConfig().to_dict())
+
+
 def normalized(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg`` with relative paths made absolute, a null ``lr`` replaced by the paper's default, and every
     `RunConfig` field it lacks set to its default (what runs recorded before config.yaml held the values used,
-    or before a field existed - a new field's default keeps the old behaviour; comparing them to a new run's
-    stays fair)."""
-    out = {**_DEFAULTS, **cfg}
+    or before a field existed - a new field's default keeps the old behaviour, e.g. ``val_fraction`` 0;
+    comparing them to a new run's stays fair)."""
+    out = {**copy.deepcopy(_defaults()), **cfg}
     for key in PATH_FIELDS:
         if isinstance(out.get(key), str):
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
@@ -298,12 +308,13 @@ class RunDir:
 
     Reading: :meth:`config` (the record), :attr:`architecture`, :meth:`model_details` (a model from outside
     the zoo: its source, input size, normalisation, hooks), :attr:`dataset`, :attr:`input_size`,
-    :attr:`world_size`, :meth:`summary`, :meth:`metrics`, :meth:`weights`, :meth:`weights_record`,
-    :meth:`normalization`, :meth:`classes`, :attr:`checkpoints`.
+    :attr:`world_size`, :meth:`summary`, :meth:`stopped`, :meth:`metrics`, :meth:`weights`,
+    :meth:`weights_record`, :meth:`normalization`, :meth:`classes`, :meth:`validation`, :attr:`checkpoints`.
     Deciding: :meth:`state` (no side effects) and :meth:`prepare` (the engine's start: may clear).
     Writing: :meth:`write_config`, :meth:`append_metrics`, :meth:`truncate_metrics`, :meth:`write_summary`,
-    :meth:`write_normalization`, :meth:`write_classes`, :meth:`write_error_log`; :meth:`prepare` takes the
-    directory's lock (`figkd.engine.runlock`), :meth:`unlock` releases it. A damaged file is a
+    :meth:`write_normalization`, :meth:`write_classes`, :meth:`write_validation`, :meth:`write_error_log`;
+    :meth:`prepare` takes the directory's lock (`figkd.engine.runlock`), :meth:`unlock` releases it. A
+    damaged file is a
     :class:`~figkd.errors.RunFileError` naming it.
     """
 
@@ -454,6 +465,15 @@ class RunDir:
             raise RunFileError(path, "is not a JSON object")
         return summary
 
+    def stopped(self) -> dict[str, Any] | None:
+        """``{"epoch": E, "reason": ...}`` when the run was stopped after epoch E by its caller (the
+        ``on_epoch_end`` callback of `figkd.engine.run.run`: a trial pruned by ``figkd tune``), else None
+        (unfinished, or trained to its last epoch). The run directory of a stopped run is not a failed one:
+        its summary holds the epochs it trained."""
+        summary = self.summary()
+        stopped = summary.get("stopped") if summary else None
+        return dict(stopped) if isinstance(stopped, Mapping) else None
+
     def metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``, one per epoch (a torn last line is dropped)."""
         path = self.path / "metrics.jsonl"
@@ -524,6 +544,19 @@ class RunDir:
             raise RunFileError(path, "is not a JSON list of class names")
         return names
 
+    def validation(self):
+        """The validation split recorded here (`figkd.data.split.ValidationSplit`), None when there is
+        none; RunFileError when ``validation.json`` is damaged."""
+        from ..data.split import ValidationSplit
+
+        path = self.path / VALIDATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return ValidationSplit.from_dict(read_json(path))
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunFileError(path, f"is not a validation split figkd wrote ({error})") from None
+
     def foreign_entries(self) -> list[str]:
         """Entries of the folder that figkd does not write (sorted)."""
         return sorted(p.name for p in self.path.iterdir() if not _is_figkd_entry(p.name))
@@ -547,9 +580,8 @@ class RunDir:
             raise RunFileError(self.config_path, "is missing but the run has checkpoints")
         diffs = differences(self.config(), new)
         if not diffs:
-            if finished:
-                self.summary()  # a damaged summary is named now, not after the decision
-                return "done"
+            if finished:  # a damaged summary is named now, not after the decision
+                return "resume" if self.stopped() else "done"
             return "resume"
         return "resume" if _only_epochs(diffs) else "different"
 
@@ -606,9 +638,14 @@ class RunDir:
             return self._extend(new)
         if state == "done":
             return "done"
+        stopped = self.stopped()
         if not resume:
-            raise ConfigError(f"{self.path} holds an unfinished run of this configuration (last checkpoint: epoch "
-                              f"{self.last_epoch()}): add --resume to continue it or --overwrite to start it again")
+            what = (f"a run of this configuration stopped after epoch {stopped['epoch']} ({stopped['reason']})"
+                    if stopped else "an unfinished run of this configuration")
+            raise ConfigError(f"{self.path} holds {what} (last checkpoint: epoch {self.last_epoch()}): add --resume "
+                              "to continue it or --overwrite to start it again")
+        if stopped:
+            (self.path / "summary.json").unlink()  # trained on to its last epoch: unfinished until then
         return "resume"
 
     def world_size_note(self, new: Mapping[str, Any]) -> str | None:
@@ -736,6 +773,12 @@ class RunDir:
         """Write ``classes.json`` (atomic): the dataset's class names, index = label."""
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "classes.json", json.dumps([str(n) for n in names]) + "\n")
+
+    def write_validation(self, split) -> None:
+        """Write ``validation.json`` (atomic): the validation split of the run (`figkd.data.split.ValidationSplit`;
+        None: nothing to write)."""
+        if split is not None:
+            atomic_write_text(self.path / VALIDATION_FILE, json.dumps(split.to_dict()) + "\n")
 
     def append_metrics(self, rec: Mapping[str, Any]) -> None:
         path = self.path / "metrics.jsonl"

@@ -13,6 +13,10 @@ lives behind a named piece:
   alone, its run directory saying why (`figkd.engine.nonfinite`);
 - an unexpected error: one line naming the epoch, step, student and term, the traceback in each run
   directory's ``error.log`` (`figkd.engine.failure`);
+- evaluation on the split the run selects on: the test split, or the validation split held out of the
+  training split (``val_fraction``; metrics ``val/top1`` ..., the test split then unread);
+- the caller's say after each epoch (``on_epoch_end``): a reason to stop early (a pruned trial of
+  ``figkd tune``), kept in the summary;
 - the recording: metrics, TensorBoard, checkpoints, summary (`figkd.engine.recording.Recorder`);
 - what the user sees meanwhile: a bar, or lines when output is not a terminal (`figkd.engine.progress`).
 """
@@ -41,14 +45,18 @@ from .teacher import TeacherForward, resolve_teacher_mode
 
 
 class Trainer:
-    """Trains ``members`` (optionally distilled from ``teacher``) on ``train_loader``; see the module
-    docstring. ``graph_backend``: the capture backend (tests pass the CPU recording backend)."""
+    """Trains ``members`` (optionally distilled from ``teacher``) on ``train_loader`` and evaluates them on
+    ``eval_loader``, the split named ``eval_split`` (``"test"``, or ``"val"``: a validation split); see the
+    module docstring. ``on_epoch_end``: see `figkd.engine.run.run`. ``graph_backend``: the capture backend
+    (tests pass the CPU recording backend)."""
 
-    def __init__(self, cfg: RunConfig, members: list[Member], train_loader, test_loader, *,
+    def __init__(self, cfg: RunConfig, members: list[Member], train_loader, eval_loader, *,
                  teacher: nn.Module | None, device: torch.device, info: dist_utils.DistInfo, log=print,
-                 graph_backend=None, record_step_losses: bool = False):
+                 graph_backend=None, record_step_losses: bool = False, eval_split: str = "test",
+                 on_epoch_end=None):
         self.cfg, self.members, self.info, self.device = cfg, members, info, device
-        self.train_loader, self.test_loader = train_loader, test_loader
+        self.train_loader, self.eval_loader, self.eval_split = train_loader, eval_loader, eval_split
+        self.on_epoch_end = on_epoch_end
         self.log = log if info.is_main else (lambda *a, **k: None)
         self.amp_dtype = resolve_amp(cfg, device)
         self.channels_last = resolve_channels_last(cfg, device)
@@ -64,18 +72,18 @@ class Trainer:
         check_members(self.step, members)
         self.graph = self._graph(graph_backend)
         self.recorder = Recorder(members, main=info.is_main, tensorboard=cfg.tensorboard, device=device,
-                                 dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed,
+                                 dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed, split=eval_split,
                                  teacher=teacher if self.teacher_mode == "train" else None)
         self.fault = fault_point()
         self.at_step: int | None = None  # the step in progress (for the message of an unexpected error)
         self.stopped: list[str] = []  # why each student that diverged stopped
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train from the members' start epoch to ``cfg.epochs``; returns each member's summary. A student
-        whose loss diverged stops alone (`figkd.engine.nonfinite`): the others finish, then
-        NonFiniteLossError names it (``summaries``: the others'); an unexpected error is a TrainingError
-        (`figkd.engine.failure`)."""
-        epoch = self.members[0].start_epoch
+        """Train from the members' start epoch to ``cfg.epochs`` (or until ``on_epoch_end`` stops the run);
+        returns each member's summary. A student whose loss diverged stops alone (`figkd.engine.nonfinite`):
+        the others finish, then NonFiniteLossError names it (``summaries``: the others'); an unexpected
+        error is a TrainingError (`figkd.engine.failure`)."""
+        epoch, stopped = self.members[0].start_epoch, None
         try:
             for epoch in range(self.members[0].start_epoch, self.cfg.epochs + 1):
                 results = self.train_epoch(epoch)
@@ -85,14 +93,19 @@ class Trainer:
                     if evaluate_now:
                         record.update(self.evaluate(m))
                     self.recorder.end_epoch(m, epoch, {"epoch": epoch, **record})
-                self.log(epoch_line(self.members, epoch, self.cfg.epochs))
+                self.log(epoch_line(self.members, epoch, self.cfg.epochs, self.eval_split))
+                reason = self._stop_reason(epoch)
+                if reason:
+                    stopped = {"epoch": epoch, "reason": reason}
+                    self.log(f"stopped after epoch {epoch}: {reason}")
+                    break
         except Exception as exc:
             if expected(exc):
                 raise
             raise training_error(exc, self.members, epoch=epoch, step=self.at_step, main=self.info.is_main) from exc
         finally:
             self.recorder.close()
-        summaries = [self.recorder.finish(m) for m in self.members]
+        summaries = [self.recorder.finish(m, stopped=stopped) for m in self.members]
         if self.stopped:
             raise NonFiniteLossError("; ".join(self.stopped) + f"; {len(summaries)} other student(s) finished",
                                      summaries)
@@ -128,12 +141,28 @@ class Trainer:
                             "cuda_graph": int(self.graph is not None and self.graph.captured)})
         return results
 
-    def evaluate(self, m: Member) -> dict[str, float]:
-        """Test top-1/top-5/loss of a member and the time it took."""
+    def evaluate(self, m: Member, loader=None) -> dict[str, float]:
+        """Top-1/top-5/loss of a member on the evaluation split (``<split>/top1`` ...; ``loader`` given: on the
+        test split, ``test/top1`` ...) and the time it took."""
+        split = self.eval_split if loader is None else "test"
         start = time.perf_counter()
-        ev = evaluate(m.model, self.test_loader, self.device, self.amp_dtype, self.channels_last)
-        return {"test/top1": ev["top1"], "test/top5": ev["top5"], "test/loss": ev["loss"],
+        ev = evaluate(m.model, loader or self.eval_loader, self.device, self.amp_dtype, self.channels_last)
+        return {f"{split}/top1": ev["top1"], f"{split}/top5": ev["top5"], f"{split}/loss": ev["loss"],
                 "eval_time_s": time.perf_counter() - start}
+
+    def _stop_reason(self, epoch: int) -> str | None:
+        """The first reason ``on_epoch_end`` gives to stop after ``epoch`` (decided on rank 0), else None."""
+        if self.on_epoch_end is None:
+            return None
+
+        def decide() -> str | None:
+            for m in self.members:
+                reason = self.on_epoch_end(m, epoch, m.history[-1])
+                if reason:
+                    return str(reason)
+            return None
+
+        return dist_utils.decide_on_main(decide)
 
     # -- named helpers -----------------------------------------------------------------------
     def _graph(self, backend) -> StepGraph | None:

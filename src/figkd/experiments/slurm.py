@@ -1,4 +1,5 @@
-"""``figkd sweep --slurm FILE``: the runs of a sweep as a Slurm job-array script.
+"""``figkd sweep --slurm FILE``: the runs of a sweep as a Slurm job-array script (and the job array of
+``figkd tune --slurm FILE``: identical workers of one study, :func:`worker_array_script`).
 
 One array task per run, grouped in *waves* by teacher dependencies: wave 0 holds the runs that load no
 checkpoint of the sweep (teachers, students alone, distillations from existing checkpoints), wave k
@@ -38,6 +39,36 @@ def waves(runs: list[Run]) -> list[list[int]]:
     return grouped
 
 
+def _sbatch_lines(job_name: str, array: str, log_dir: str, options: list[str] | None) -> list[str]:
+    """The ``#SBATCH`` lines of a job array: its name, tasks (``0-N%throttle``), log files and ``options``."""
+    return [f"#SBATCH --job-name={job_name}", f"#SBATCH --array={array}", f"#SBATCH --output={log_dir}/%x-%A_%a.out",
+            *[f"#SBATCH {o}" for o in options or []]]
+
+
+def worker_array_script(command: list[str], tasks: int, *, job_name: str, log_dir: str | Path,
+                        options: list[str] | None = None, workdir: str | Path | None = None,
+                        command_line: str = "") -> str:
+    """A job array of ``tasks`` identical workers (``figkd tune``'s): each task runs
+    ``$FIGKD_PYTHON -m figkd <command>`` with ``{task}`` in ``command`` replaced by its index
+    (``SLURM_ARRAY_TASK_ID``); ``sbatch FILE`` submits it. Output: ``log_dir/<job>-<job id>_<task>.out``."""
+    if tasks < 1:
+        raise ValueError(f"a job array needs at least one task, got {tasks}")
+    workdir = os.path.abspath(workdir or os.getcwd())
+    line = shlex.join(["$PY", "-m", "figkd", *command]).replace("'$PY'", '"$PY"')
+    line = line.replace("{task}", '"$SLURM_ARRAY_TASK_ID"')
+    return "\n".join([
+        "#!/bin/bash",
+        f"# {job_name}: {tasks} worker(s) (written {datetime.now().isoformat(timespec='seconds')}); "
+        "submit: sbatch FILE",
+        f"# Written by: {command_line}" if command_line else f"# Written by figkd ({job_name}).",
+        *_sbatch_lines(job_name, f"0-{tasks - 1}", os.path.abspath(log_dir), options),
+        "set -euo pipefail",
+        f"cd {shlex.quote(workdir)}",
+        'PY="${FIGKD_PYTHON:-python}"',
+        line,
+    ]) + "\n"
+
+
 def _bash_array(name: str, items: list[str]) -> str:
     body = "\n".join(f"  {shlex.quote(x)}" for x in items)
     return f"{name}=(\n{body}\n)"
@@ -73,10 +104,7 @@ def slurm_script(runs: list[Run], path: str | Path, *, jobs: int | None = None, 
         f"# Written by: {command_line}" if command_line else "# Written by figkd sweep --slurm.",
         "# Submit every wave, each after the previous one:  bash " + shlex.quote(script),
         "# (sbatch on this file submits wave 0 only.) Each task appends its output to <run dir>/" + LOG_NAME + ".",
-        "#SBATCH --job-name=figkd-sweep",
-        f"#SBATCH --array=0-{sizes[0] - 1}{throttle}",
-        f"#SBATCH --output={log_dir}/%x-%A_%a.out",
-        *[f"#SBATCH {o}" for o in options or []],
+        *_sbatch_lines("figkd-sweep", f"0-{sizes[0] - 1}{throttle}", log_dir, options),
         "set -euo pipefail",
         f"cd {shlex.quote(workdir)}",
         f"SIZES=({' '.join(map(str, sizes))})",
@@ -109,6 +137,12 @@ def write_slurm_script(runs: list[Run], path: str | Path, **kwargs) -> Path:
     """Write :func:`slurm_script` to ``path`` (atomically, executable); returns the path."""
     path = Path(path)
     (Path(kwargs.get("workdir") or os.getcwd()) / "slurm-logs").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, slurm_script(runs, path, **kwargs))
+    return write_script(path, slurm_script(runs, path, **kwargs))
+
+
+def write_script(path: str | Path, text: str) -> Path:
+    """Write a job script (atomically, executable); returns its path."""
+    path = Path(path)
+    atomic_write_text(path, text)
     path.chmod(0o755)
     return path
