@@ -40,18 +40,19 @@ def _torchrun():
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     # digits at 32x32: at 16x16 the BatchNorm sums are short enough that their order shows at 1e-5
-    single, _ = _run([], tmp_path / "single", 64, dataset="digits")
+    cap = ("--set", "steps_per_epoch=10")  # 10 of the 23 steps of each epoch: the ranks cap together
+    single, _ = _run([], tmp_path / "single", 64, *cap, dataset="digits")
     torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    double, _ = _run(torchrun, tmp_path / "ddp", 32, dataset="digits")
+    double, _ = _run(torchrun, tmp_path / "ddp", 32, *cap, dataset="digits")
     for a, b in zip(single, double, strict=True):
-        # Float32 sums in another order: equal to ~1e-7 per step. A small learning rate keeps 44 steps
+        # Float32 sums in another order: equal to ~1e-7 per step. A small learning rate keeps 20 steps
         # of SGD from amplifying that (at lr 0.05 the trajectories drift apart by ~2e-4 in an epoch).
         assert a["train/loss/total"] == pytest.approx(b["train/loss/total"], rel=1e-5)
         assert a["train/top1"] == pytest.approx(b["train/top1"], abs=0.1)
         assert a["test/top1"] == pytest.approx(b["test/top1"], abs=0.3)
     wa = load_file(str(tmp_path / "single" / "checkpoints" / "epoch_0002.safetensors"))
     wb = load_file(str(tmp_path / "ddp" / "checkpoints" / "epoch_0002.safetensors"))
-    # Weights after 44 SGD steps: float rounding differences grow with training, so the bound is
+    # Weights after 20 SGD steps: float rounding differences grow with training, so the bound is
     # loose; BatchNorm running statistics (an average of batch statistics) are left out.
     for k in wa:
         if wa[k].is_floating_point() and "running_" not in k:
@@ -59,9 +60,9 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
 
     # Rank 0 decides about the run directory and tells the others: a finished run is skipped on
     # every rank, a different one refused on every rank.
-    _, out = _run(_torchrun(), tmp_path / "ddp", 32, dataset="digits")
+    _, out = _run(_torchrun(), tmp_path / "ddp", 32, *cap, dataset="digits")
     assert out.count("already holds this finished run") == 1  # logged by rank 0 only
-    _, out = _run(_torchrun(), tmp_path / "ddp", 32, "--set", "seed=1", expect=1, dataset="digits")
+    _, out = _run(_torchrun(), tmp_path / "ddp", 32, *cap, "--set", "seed=1", expect=1, dataset="digits")
     assert "different configuration" in out
 
 
@@ -105,7 +106,8 @@ def test_batch_coupled_terms_see_the_global_batch_under_ddp(tmp_path):
     command = ("distill", "--teacher", "resnet8", "--teacher-ckpt", str(teacher), "--student", "resnet8",
                "--objective", "dist", "mlkd")
     for launcher, run, batch in (([], "single", 64), (_torchrun(), "ddp", 32)):
-        _run(launcher, tmp_path / run, batch, "--lr", "0.000001", command=command, epochs=1,
+        _run(launcher, tmp_path / run, batch, "--lr", "0.000001", "--set", "steps_per_epoch=10", command=command,
+             epochs=1,
              metrics=tmp_path / run / "resnet8-dist" / "metrics.jsonl")
     for objective in ("dist", "mlkd"):
         [a], [b] = ([json.loads(x) for x in (tmp_path / run / f"resnet8-{objective}" / "metrics.jsonl").read_text()
