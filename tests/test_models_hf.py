@@ -126,3 +126,21 @@ def test_what_cannot_apply_is_a_one_line_error_with_nothing_written(folders, tea
     assert code == 2 and err.startswith("figkd: error: ") and err.count("\n") == 1, err
     assert message.format(root=folders) in err
     assert not out.exists()
+
+
+def test_an_hf_student_exports_to_onnx_under_its_short_name(folders, capsys):
+    """figkd export of a Hugging Face student: its normalisation converted as in training, the fp32 parity
+    check passed, the file named after the run (hf-vit.onnx: the name hf:<folder> made a folder path of it),
+    and figkd eval of the ONNX file equals the run's recorded top-1."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # the deploy extra (CI installs it)
+        pytest.importorskip(module)
+    out = folders / "vit-run"
+    assert main(["train", *COMMON, "--model", f"hf:{folders / 'vit'}", "--set", "steps_per_epoch=3",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out)]) == 0
+    assert "fp32 parity with PyTorch" in capsys.readouterr().out
+    assert [p.name for p in (out / "deploy").iterdir()] == ["hf-vit.onnx"]
+    assert main(["eval", str(out / "deploy" / "hf-vit.onnx")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["top1"] == pytest.approx(json.loads((out / "summary.json").read_text())["best_top1"])

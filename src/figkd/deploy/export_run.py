@@ -29,8 +29,16 @@ PARITY_IMAGES = 64
 
 
 def default_output(run_dir: str | os.PathLike, architecture: str) -> Path:
-    """``RUN_DIR/deploy/<architecture>.onnx``."""
-    return Path(run_dir) / "deploy" / f"{architecture}.onnx"
+    """``RUN_DIR/deploy/<architecture>.onnx``; a model named by a path (``hf:<folder>``) by its short name,
+    ``hf-<folder name>.onnx`` (`figkd.models.model_slug`, as its run directory is named)."""
+    from ..models import model_slug
+
+    try:
+        name = model_slug(architecture)
+    except ValueError:  # an hf: folder that no longer exists: loading the student has said so already
+        name = architecture
+    name = name.replace("/", "-").replace(":", "-").replace(os.sep, "-")
+    return Path(run_dir) / "deploy" / f"{name}.onnx"
 
 
 def int8_path(fp32: str | os.PathLike) -> Path:
