@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .device import resolve_cuda_graph
+
 #: Eager steps before the capture: PyTorch's CUDA-graphs notes ("whole network capture") warm up
 #: for 3 iterations on a side stream; the momentum buffers are created by the first.
 WARMUP_STEPS = 3
@@ -302,3 +304,19 @@ class StepGraph:
         """Raise :class:`GraphCaptureError` if a tensor the captured step uses has moved."""
         if self.guard is not None:
             self.guard.check(self.backend.stable(self.persistent()))
+
+
+def step_graph(step, cfg, device: torch.device, info, backend=None, *,
+               persistent: Callable[[], dict[str, torch.Tensor]], log=print) -> StepGraph | None:
+    """The training step ``step`` (`figkd.engine.step.TrainStep`) wrapped for capture in a CUDA graph where the
+    run's config allows it (on CUDA, one process, no compile: `figkd.engine.device.resolve_cuda_graph`), else
+    None, the log saying why on CUDA. ``backend``: the capture backend (tests pass `RecordingBackend`);
+    ``persistent``: every tensor the step reads or writes across steps, by name."""
+    use, why = resolve_cuda_graph(cfg, device, info, backend is not None)
+    if not use:
+        if device.type == "cuda":
+            log(f"CUDA graph: not used ({why}); training steps run eagerly")
+        return None
+    step.graphed = True
+    return StepGraph(step, backend or CudaGraphBackend(device), persistent=persistent,
+                     fallback=cfg.cuda_graph == "auto", log=log)

@@ -95,3 +95,26 @@ def term_with_nonfinite_gradient(step: TrainStep, m: Member, epoch: int, at: int
         if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
             return key
     return None
+
+
+def stop_diverged(step: TrainStep, epoch: int, train_loader, *, info, stopped: list[str],
+                  only_all: bool = False) -> list[str]:
+    """Stop the members of ``step`` whose loss or gradient was not finite in ``epoch`` so far: each one's
+    ``error.log`` says why (written by the main process), and they are dropped from the step; returns their
+    messages (empty when none diverged). Raises :class:`NonFiniteLossError` (with ``stopped``, the messages of
+    members stopped earlier) when none would be left, or the members are peers (each reads the others'
+    logits). ``only_all`` (mid-epoch): act only when the run stops; the others' epoch goes on undisturbed.
+    ``info``: the run's `figkd.engine.distributed.DistInfo`."""
+    found = diverged(step, distributed=info.enabled)
+    alone = bool(found) and len(found) < len(step.members) and not step.needs.peers
+    if not found or (only_all and alone):
+        return []
+    messages = [describe(step, m, what, at, epoch, train_loader, distributed=info.enabled, alone=alone)
+                for m, what, at in found]
+    if info.is_main:
+        for (m, _, _), message in zip(found, messages, strict=True):
+            m.run_dir.write_error_log(message)
+    if not alone:
+        raise NonFiniteLossError("; ".join(stopped + messages))
+    step.drop([m for m, _, _ in found])
+    return messages

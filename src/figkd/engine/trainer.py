@@ -31,13 +31,13 @@ from torch import nn
 
 from ..config import RunConfig
 from . import distributed as dist_utils
-from .device import resolve_amp, resolve_channels_last, resolve_cuda_graph
+from .device import resolve_amp, resolve_channels_last
 from .evaluate import evaluate
 from .failure import expected, training_error
 from .faults import fault_point, kill_now
-from .graph import CudaGraphBackend, StepGraph
+from .graph import StepGraph, step_graph
 from .member import Member
-from .nonfinite import NonFiniteLossError, describe, diverged
+from .nonfinite import NonFiniteLossError, stop_diverged
 from .progress import Progress
 from .recording import Recorder, epoch_line
 from .step import TrainStep, check_members
@@ -70,7 +70,8 @@ class Trainer:
         self.step = TrainStep(members, teacher_forward, device=device, amp_dtype=self.amp_dtype,
                               channels_last=self.channels_last, record_step_losses=record_step_losses)
         check_members(self.step, members)
-        self.graph = self._graph(graph_backend)
+        self.graph: StepGraph | None = step_graph(self.step, cfg, device, info, graph_backend, log=self.log,
+                                                  persistent=lambda: self.persistent)  # where it can be captured
         self.recorder = Recorder(members, main=info.is_main, tensorboard=cfg.tensorboard, device=device,
                                  dataset=cfg.dataset, epochs=cfg.epochs, seed=cfg.seed, split=eval_split,
                                  teacher=teacher if self.teacher_mode == "train" else None)
@@ -165,19 +166,6 @@ class Trainer:
         return dist_utils.decide_on_main(decide)
 
     # -- named helpers -----------------------------------------------------------------------
-    def _graph(self, backend) -> StepGraph | None:
-        """The step captured in a CUDA graph where it can be (on CUDA, one process, no compile), else None;
-        the log says why not."""
-        use, why = resolve_cuda_graph(self.cfg, self.device, self.info, backend is not None)
-        if not use:
-            if self.device.type == "cuda":
-                self.log(f"CUDA graph: not used ({why}); training steps run eagerly")
-            return None
-        self.step.graphed = True
-        graph = StepGraph(self.step, backend or CudaGraphBackend(self.device), persistent=lambda: self.persistent,
-                          fallback=self.cfg.cuda_graph == "auto", log=self.log)
-        return graph
-
     @property
     def persistent(self) -> dict[str, torch.Tensor]:
         """Every tensor the (captured) step reads or writes across steps, by name."""
@@ -198,25 +186,14 @@ class Trainer:
         return float(acc.loss_sum[-1]) / max(int(acc.count), 1)
 
     def _stop_diverged(self, epoch: int, only_all: bool = False) -> None:
-        """Stop the members whose loss or gradient was not finite (`figkd.engine.nonfinite`): each one's
-        ``error.log`` says why; the others go on (the step is captured again without them). When none is
-        left, or the members are peers (each reads the others' logits), NonFiniteLossError. ``only_all``
-        (mid-epoch): act only when the run stops; the others' epoch then goes on undisturbed."""
-        found = diverged(self.step, distributed=self.info.enabled)
-        alone = bool(found) and len(found) < len(self.members) and not self.step.needs.peers
-        if not found or (only_all and alone):
-            return
-        messages = [describe(self.step, m, what, at, epoch, self.train_loader, distributed=self.info.enabled,
-                             alone=alone) for m, what, at in found]
-        if self.info.is_main:
-            for (m, _, _), message in zip(found, messages, strict=True):
-                m.run_dir.write_error_log(message)
-        if not alone:
-            raise NonFiniteLossError("; ".join(self.stopped + messages))
+        """Stop the members whose loss or gradient was not finite (`figkd.engine.nonfinite.stop_diverged`); the
+        step is captured again without them."""
+        messages = stop_diverged(self.step, epoch, self.train_loader, info=self.info, stopped=self.stopped,
+                                 only_all=only_all)
         self.stopped += messages
         for message in messages:
             self.log(message)
-        self.step.drop([m for m, _, _ in found])
-        self.members = self.step.members
-        if self.graph is not None:
-            self.graph.restart()
+        if messages:
+            self.members = self.step.members
+            if self.graph is not None:
+                self.graph.restart()
