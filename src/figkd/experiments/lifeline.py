@@ -17,7 +17,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Sequence
 
 #: The environment variable holding the PID of the sweep that started a run.
 PARENT_ENV = "FIGKD_SWEEP_PID"
@@ -41,3 +43,17 @@ def die_with_parent() -> bool:
     if os.getppid() != int(parent):  # the sweep died before the signal was asked for
         os.kill(os.getpid(), signal.SIGTERM)
     return armed
+
+
+def stop_processes(procs: Sequence[subprocess.Popen], timeout_s: float) -> None:
+    """Stop the child processes ``procs`` of a sweep or a study: SIGTERM to each (a figkd run or tuning worker
+    then stops as on ``kill``: its checkpoint kept, its trial queued again), then wait for each, up to
+    ``timeout_s`` seconds, and SIGKILL those still running."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

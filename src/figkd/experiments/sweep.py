@@ -54,7 +54,7 @@ from ..engine import rundir
 from ..engine.run import default_run_dir, resolve
 from ..engine.rundir import RunDir
 from ..errors import ConfigError
-from .lifeline import PARENT_ENV
+from .lifeline import PARENT_ENV, stop_processes
 
 #: Name of the per-run log the sweep writes into each run directory.
 LOG_NAME = "sweep.log"
@@ -417,14 +417,8 @@ def execute(runs: list[Run], jobs: int = 1, gpus: list[str] | None = None, *, th
             if running or any(o is None for o in outcomes):
                 time.sleep(poll_s)
     except KeyboardInterrupt as stop:
-        for proc, *_ in running.values():
-            proc.terminate()
+        stop_processes([proc for proc, *_ in running.values()], timeout_s=30)
         for i, (proc, log, _slot, start) in running.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             log.close()
             outcomes[i] = Outcome(runs[i], "interrupted", proc.returncode, time.monotonic() - start,
                                   "stopped; it resumes from its last checkpoint next time")

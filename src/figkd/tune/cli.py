@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..experiments.lifeline import stop_processes
 
 EPILOG = """\
 --param KEY=SPEC (repeatable), KEY a config field or objective.TERM.OPTION (TERM: the term's name in the
@@ -250,14 +251,8 @@ def _processes(args: argparse.Namespace, folder, trials: int) -> int:
                 break
             time.sleep(1.0)
     except KeyboardInterrupt as interrupt:
-        for p, _ in procs:
-            p.terminate()  # each worker fails its trial and queues it again (SIGTERM: a clean stop)
-        for p, log in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes([p for p, _ in procs], timeout_s=60)  # each worker fails its trial and queues it again
+        for _, log in procs:
             log.close()
         raise type(interrupt)(f"{_stopped_how(interrupt)}; the workers stopped and queued their trials again: run "
                               "the same command to continue the study") from None
