@@ -44,7 +44,7 @@ def require_optuna() -> None:
 
 def add_parser(subparsers) -> None:
     from ..experiments.cli import _gpus
-    from .study import METRICS, PRUNERS, SAMPLERS
+    from .space import METRICS, PRUNERS, SAMPLERS
 
     p = subparsers.add_parser("tune", help="search hyperparameters on a validation split (Optuna; docs/tuning.md)",
                               description="Search a configuration's hyperparameters with Optuna, selecting on a "

@@ -33,11 +33,16 @@ from ..checks import _NUMBER
 from ..config import RunConfig, _check_key
 from ..errors import ConfigError
 
-__all__ = ["OWN_FIELDS", "Param", "apply_params", "parse_param", "parse_space"]
+__all__ = ["METRICS", "OWN_FIELDS", "PRUNERS", "SAMPLERS", "Param", "apply_params", "parse_param", "parse_space"]
 
 #: Fields figkd tune sets on every trial (a parameter may not name them).
 OWN_FIELDS = ("out", "val_fraction", "val_seed", "test_at_end")
 KINDS = ("float", "int", "categorical")
+#: Samplers, pruners and metrics by their --sampler / --pruner / --metric names (here, not in `figkd.tune.study`:
+#: the command line offers them without importing Optuna, the optional extra).
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+METRICS = ("last", "best")
 
 
 @dataclass(frozen=True)

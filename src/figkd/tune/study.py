@@ -59,10 +59,6 @@ from .storage import MAX_RETRY, StudyLock, fail_stale_trials, open_storage, quie
 
 __all__ = ["Definition", "StudyFolder", "counted_trials", "open_study", "run_trial", "work"]
 
-#: Samplers and pruners by their --sampler / --pruner names.
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
-METRICS = ("last", "best")
 #: The study's user attribute holding its definition.
 DEFINITION_ATTR = "figkd"
 #: Seconds between two looks at the study while waiting for other workers' trials.
