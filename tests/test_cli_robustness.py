@@ -474,3 +474,19 @@ def test_a_second_sigterm_does_not_cut_short_the_clean_stop():
         time.sleep(0.2)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_eval_names_the_runs_of_a_folder_of_runs_refuses_another_size_and_asks_only_for_what_is_missing(
+        finished_run, tmp_path, capsys):
+    # the --out of several students holds their run directories: evaluating it (the natural first try) named
+    # no run; --dataset of another image size evaluated the model at that size without a word
+    several = tmp_path / "several"
+    for member in ("resnet8-kd", "resnet8-figkd"):
+        shutil.copytree(finished_run, several / member)
+    code, _, err = _cli(capsys, "eval", str(several), "--device", "cpu")
+    _one_line(code, err, r"is not one run but holds 2 run directories \(the --out of several students, peers or a "
+                         r"sweep\): pass one of them: \S+resnet8-figkd, \S+resnet8-kd$")
+    code, _, err = _cli(capsys, "eval", str(finished_run), "--dataset", "digits_16", "--device", "cpu")
+    _one_line(code, err, r"was trained on imagefolder_32 \(32x32 images\) and --dataset digits_16 gives 16x16: ")
+    code, _, err = _cli(capsys, "eval", str(finished_run / "checkpoints" / "best.safetensors"), "--model", "resnet8")
+    _one_line(code, err, r"figkd eval of the file \S+ needs --dataset \(a run directory records them\)$")

@@ -51,8 +51,7 @@ def load_student(path: str | os.PathLike, which: str = "best") -> RunStudent:
 
     run_dir = RunDir(path)
     if not run_dir.path.is_dir() or not run_dir.has_config():
-        raise ConfigError(f"{path} is not a figkd run directory (no config.yaml): pass the folder of a finished run, "
-                          "e.g. runs/distill/<dataset>/<name>")
+        raise run_dir.missing_config("pass the folder of a finished run, e.g. runs/distill/<dataset>/<name>")
     architecture = run_dir.require_architecture()
     weights = run_dir.weights_record(which)
     dataset, data_root = run_dir.dataset, run_dir.data_root

@@ -340,6 +340,24 @@ class RunDir:
     def has_config(self) -> bool:
         return self.config_path.is_file()
 
+    def runs_below(self) -> list[Path]:
+        """The run directories one or two levels below this folder (sorted): the members of a run of several
+        students or of peers (``<out>/<student>-<objective>``, ``<out>/peer<i>-<arch>``), a sweep's tree."""
+        if not self.path.is_dir():
+            return []
+        found = sorted(p.parent for pattern in ("*/config.yaml", "*/*/config.yaml") for p in self.path.glob(pattern))
+        return [p for p in found if p != self.path]
+
+    def missing_config(self, fix: str = "pass a figkd run directory") -> ConfigError:
+        """The error for a folder that is not one run: naming the run directories below it where it holds
+        some (the ``--out`` of several students), else saying it has no ``config.yaml``; ``fix``: what to pass."""
+        inner = self.runs_below()
+        if inner:
+            shown = ", ".join(str(p) for p in inner[:4]) + (f" and {len(inner) - 4} more" if len(inner) > 4 else "")
+            return ConfigError(f"{self.path} is not one run but holds {len(inner)} run directories (the --out of "
+                               f"several students, peers or a sweep): pass one of them: {shown}")
+        return ConfigError(f"{self.path} is not a figkd run directory (no config.yaml): {fix}")
+
     def is_run(self) -> bool:
         """Whether the folder holds a run figkd started: ``config.yaml`` and at least one of
         ``summary.json`` (finished), ``metrics.jsonl`` or ``checkpoints/`` (started)."""
@@ -356,7 +374,7 @@ class RunDir:
         except OSError:
             st = None
         if st is None or not path.is_file():
-            raise ConfigError(f"{self.path} is not a figkd run directory (no config.yaml)")
+            raise self.missing_config()
         version = (st.st_ino, st.st_mtime_ns, st.st_size)
         if self._parsed is None or self._parsed[0] != version:
             try:
