@@ -490,3 +490,17 @@ def test_eval_names_the_runs_of_a_folder_of_runs_refuses_another_size_and_asks_o
     _one_line(code, err, r"was trained on imagefolder_32 \(32x32 images\) and --dataset digits_16 gives 16x16: ")
     code, _, err = _cli(capsys, "eval", str(finished_run / "checkpoints" / "best.safetensors"), "--model", "resnet8")
     _one_line(code, err, r"figkd eval of the file \S+ needs --dataset \(a run directory records them\)$")
+
+
+def test_a_teacher_checkpoint_that_cannot_name_its_architecture_says_why(finished_run, tmp_path, capsys):
+    # without --teacher, each of these said "figkd distill needs --teacher", naming neither the path nor why
+    base = ["distill", "--dataset", "digits", "--student", "resnet8", "--out", str(tmp_path / "s"), "--teacher-ckpt"]
+    for ckpt, pattern in ((tmp_path / "teacher", r"teacher does not exist \(yet\), so the teacher's architecture "
+                                                 r"cannot be read from it: .*a sweep that trains the teacher first"),
+                          (finished_run / "checkpoints", r"checkpoints is not a figkd run directory \(no config.yaml\)"
+                                                         r": pass the teacher's run directory"),
+                          (finished_run / "checkpoints" / "best.safetensors",
+                           r"is a weights file, which does not say its architecture: name it with --teacher ARCH")):
+        code, _, err = _cli(capsys, *base, str(ckpt))
+        _one_line(code, err, pattern)
+    assert not (tmp_path / "s").exists()

@@ -65,6 +65,8 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
         from ..models.hf import is_hf  # a Hugging Face teacher's weights may be its folder's (no --teacher-ckpt)
         missing = [f"--{k.replace('_', '-')}" for k in ("teacher", "teacher_ckpt", "student")
                    if not getattr(cfg, k) and not (k == "teacher_ckpt" and is_hf(cfg.teacher))]
+        if missing == ["--teacher"]:
+            raise _no_teacher_architecture(cfg.teacher_ckpt)
         if missing:
             raise ConfigError(f"figkd distill needs {', '.join(missing)}")
         if cfg.objective is None:
@@ -72,6 +74,21 @@ def resolve(cfg: RunConfig, command: str) -> RunConfig:
     else:
         raise ValueError(f"unknown command {command!r}")
     return cfg
+
+
+def _no_teacher_architecture(path: str) -> ConfigError:
+    """Why the teacher's architecture is not known from ``--teacher-ckpt`` alone (no ``--teacher``)."""
+    fix = "name it with --teacher ARCH (teacher: ARCH in a config file)"
+    target = Path(path)
+    if not target.exists():
+        return ConfigError(f"--teacher-ckpt {path} does not exist (yet), so the teacher's architecture cannot be read "
+                           f"from it: pass an existing run directory, or {fix} - a sweep that trains the teacher "
+                           "first needs it")
+    if target.is_dir():
+        return RunDir(target).missing_config(f"pass the teacher's run directory (the folder holding config.yaml), or "
+                                             f"its weights file and {fix}")
+    return ConfigError(f"--teacher-ckpt {path} is a weights file, which does not say its architecture: {fix}, or pass "
+                       "the teacher's run directory")
 
 
 def _teacher_from_run_dir(cfg: RunConfig) -> RunConfig:
