@@ -100,3 +100,18 @@ def test_figkd_train_init_fine_tunes_from_the_file(tmp_path, capsys):
     assert main(["train", "--model", "resnet8", "--init", str(tmp_path / "nothing.pth"), "--dataset", "digits_16",
                  "--device", "cpu", "--out", str(tmp_path / "other")]) == 2
     assert "--init" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_figkd_train_init_takes_a_run_directory_as_teacher_ckpt_does(tmp_path, capsys):
+    # "--init RUN_DIR" said "no such file" of an existing run directory
+    common = ["--dataset", "digits_16", "--epochs", "1", "--set", "lr_milestones=[]", "--device", "cpu", "--set",
+              "progress=off", "--set", "tensorboard=false", "--set", "steps_per_epoch=2"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--model", "resnet8", *common, "--out", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--model", "resnet8", "--init", str(first), *common, "--out", str(second)]) == 0
+    assert f"--init {first / 'checkpoints' / 'best.safetensors'}: loaded 56 of the model's 56 tensors" in \
+        capsys.readouterr().out
+    assert main(["train", "--model", "resnet8", "--init", str(first / "checkpoints" / "nope"), *common,
+                 "--out", str(tmp_path / "third")]) == 2
+    assert "--init" in capsys.readouterr().err and not (tmp_path / "third").exists()

@@ -166,15 +166,24 @@ def _build_model(name: str, num_classes: int, input_size: tuple[int, int], log) 
     return model
 
 
-def _teacher_path(path: str) -> str:
-    """The weights file of ``--teacher-ckpt``: the file itself, or a run directory's best weights."""
-    if Path(path).is_dir():
-        best = RunDir(path).checkpoints.dir / "best.safetensors"
-        if not best.is_file():
-            raise ConfigError(f"teacher checkpoint {path} is a folder without checkpoints/best.safetensors "
-                              "(a figkd run directory was expected)")
-        return str(best)
-    return path
+def _weights_file(path: str, flag: str) -> str:
+    """The weights file that ``flag`` (``--teacher-ckpt``, ``--init``) names: the file itself, or a figkd run
+    directory's best weights. ConfigError for a missing path, a folder that is not a run directory (naming
+    the runs below it), or a run without best weights yet."""
+    target = Path(path)
+    if target.is_file():
+        return path
+    if not target.exists():
+        raise ConfigError(f"{flag} {path}: no such file or folder (a figkd run directory, a safetensors file or a "
+                          "PyTorch state dict)")
+    run_dir = RunDir(target)
+    if not run_dir.has_config():
+        raise run_dir.missing_config("pass a run directory or a weights file")
+    best = run_dir.checkpoints.dir / "best.safetensors"
+    if not best.is_file():
+        raise ConfigError(f"{flag} {path}: the run directory has no checkpoints/best.safetensors yet (no epoch has "
+                          "finished): train it first, or pass a weights file")
+    return str(best)
 
 
 def _load_teacher(cfg: RunConfig, num_classes: int, log) -> torch.nn.Module:
@@ -189,7 +198,7 @@ def _load_teacher(cfg: RunConfig, num_classes: int, log) -> torch.nn.Module:
                               f"train --model {cfg.teacher} ...) and pass --teacher-ckpt RUN_DIR")
         return teacher
     try:
-        teacher = load_teacher(cfg.teacher, _teacher_path(cfg.teacher_ckpt), num_classes)
+        teacher = load_teacher(cfg.teacher, _weights_file(cfg.teacher_ckpt, '--teacher-ckpt'), num_classes)
         check_contract(teacher, _input_size(cfg), num_classes)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as exc:
         raise ConfigError(f"teacher {cfg.teacher} from {cfg.teacher_ckpt}: {exc}") from exc
@@ -439,9 +448,7 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split, log)
     model = _build_model(entry.architecture, num_classes, _input_size(c), partial(_tagged, log, entry.name))
     if c.init:
         from ..models import init_from
-        if not Path(c.init).is_file():
-            raise ConfigError(f"--init {c.init}: no such file (a safetensors file or a PyTorch state dict)")
-        log(f"[{entry.name}] {init_from(model, c.init).line()}")
+        log(f"[{entry.name}] {init_from(model, _weights_file(c.init, '--init')).line()}")
     learner = build_learner(model, c.objective, teacher=teacher,
                             num_classes=num_classes, input_size=_input_size(c), train_size=len(train_split),
                             train_targets=train_split.targets, seed=c.seed)
