@@ -321,8 +321,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def scaled_milestones(epochs: int) -> list[int]:
     """The paper's learning-rate milestones (150, 180, 210 of 240 epochs, Section 4.2) scaled to a run
-    of ``epochs`` epochs (each at least 1): ``[2, 3]`` for 3 epochs, ``[6, 7, 8]`` for 9."""
-    return sorted({max(1, round(epochs * f)) for f in (0.625, 0.75, 0.875)})
+    of ``epochs`` epochs, those before its last epoch (the rate drops after a milestone's epoch, so one at
+    or after the last does nothing): ``[2]`` for 3 epochs, ``[6, 7, 8]`` for 9, ``[]`` for 1."""
+    return sorted({m for m in (max(1, round(epochs * f)) for f in (0.625, 0.75, 0.875)) if m < epochs})
 
 
 def milestones_warning(cfg: RunConfig) -> str | None:

@@ -27,7 +27,8 @@ def resolve_device(spec: str, info: DistInfo) -> torch.device:
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False")
+            raise ConfigError("device cuda was asked for but torch.cuda.is_available() is False (no GPU, or a CPU "
+                              "build of PyTorch): use --device cpu, or --device auto to take a GPU where there is one")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device {device} was asked for but there are {torch.cuda.device_count()} "
                               "CUDA device(s): cuda:0 ... cuda:N-1")
@@ -35,7 +36,8 @@ def resolve_device(spec: str, info: DistInfo) -> torch.device:
             device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device mps was asked for but torch.backends.mps.is_available() is False")
+        raise ConfigError("device mps was asked for but torch.backends.mps.is_available() is False: use --device "
+                          "cpu, or --device auto")
     return device
 
 

@@ -449,14 +449,18 @@ def _learner(entry: _Entry, index: int, command: str, teacher, train_split, log)
     if c.init:
         from ..models import init_from
         log(f"[{entry.name}] {init_from(model, _weights_file(c.init, '--init')).line()}")
-    learner = build_learner(model, c.objective, teacher=teacher,
-                            num_classes=num_classes, input_size=_input_size(c), train_size=len(train_split),
-                            train_targets=train_split.targets, seed=c.seed)
+    with warnings.catch_warnings(record=True) as said:  # said once the objective is known to fit the command
+        warnings.simplefilter("always")
+        learner = build_learner(model, c.objective, teacher=teacher,
+                                num_classes=num_classes, input_size=_input_size(c), train_size=len(train_split),
+                                train_targets=train_split.targets, seed=c.seed)
     if command == "train" and learner.needs.teacher:
         raise ConfigError("figkd train trains a model alone: its objective must not need a teacher (use figkd distill)")
     if learner.needs.peers and not c.peers:
         raise ConfigError(f"objective {objective_name(c.objective)!r} reads the other peers' logits (deep mutual "
                           "learning): train the peers together with figkd distill --peers A B")
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return learner
 
 
