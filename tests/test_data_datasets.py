@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tarfile
 import warnings
 
@@ -20,6 +21,7 @@ from figkd.data import (
     list_datasets,
     recipe_for,
 )
+from figkd.errors import DataError
 from fixtures_data import (
     CIFAR_CLASSES,
     CUB_CLASSES,
@@ -332,6 +334,59 @@ def test_idx_malformed_files(tmp_path):
     os.remove(labels_path)
     with pytest.raises(SplitFileError, match="gzip"):
         build_dataset("mnist", root)
+
+
+def _md5(path: str, *, content: bool = False) -> str:
+    import gzip
+    import hashlib
+
+    with (gzip.open if content else open)(path, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def test_idx_another_sets_published_files_are_refused(tmp_path, monkeypatch):
+    # The fixture's files match no published MD5; list the .gz file's MD5 as Fashion-MNIST's.
+    from figkd.data import idx
+
+    root, _ = make_idx(str(tmp_path), gz=True)
+    images = os.path.join(root, "train-images-idx3-ubyte.gz")
+    monkeypatch.setattr(idx, "KNOWN_MD5", {"fashion_mnist": {"train-images-idx3-ubyte.gz": _md5(images)}})
+    with pytest.raises(DataError) as err:
+        build_dataset("mnist", root)
+    assert str(err.value) == (
+        f"mnist: the files in {root} are Fashion-MNIST's (train-images-idx3-ubyte.gz matches its published "
+        "MD5): use --dataset fashion_mnist (or fashion_mnist_32), or point --data-root at MNIST's files"
+    )
+    assert len(build_dataset("fashion_mnist", root)) == 20  # the set the files are
+    assert len(build_dataset("mnist", root, train=False)) == 10  # the test files match nothing listed
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_another_sets_decompressed_content_is_refused(tmp_path, monkeypatch, gz):
+    # A decompressed copy, or a re-compressed one (Debian's Fashion-MNIST), is known by its content's MD5.
+    from figkd.data import idx
+
+    root, _ = make_idx(str(tmp_path), gz=gz, sub="raw")
+    labels = os.path.join(root, "raw", "t10k-labels-idx1-ubyte" + (".gz" if gz else ""))
+    monkeypatch.setattr(idx, "KNOWN_MD5", {"kmnist": {"t10k-labels-idx1-ubyte": _md5(labels, content=gz)}})
+    how = ("the content of t10k-labels-idx1-ubyte.gz has the MD5 of KMNIST's t10k-labels-idx1-ubyte" if gz
+           else "t10k-labels-idx1-ubyte matches its published MD5")
+    with pytest.raises(DataError, match=re.escape(f"fashion_mnist: the files in {os.path.dirname(labels)} are "
+                                                  f"KMNIST's ({how}): use --dataset kmnist")):
+        build_dataset("fashion_mnist", root, train=False)
+    assert build_dataset("kmnist", root, train=False).classes[0] == "o"
+
+
+def test_idx_unknown_files_match_no_published_md5(tmp_path):
+    # Your own IDX files (here the fixture's, plain and gzipped) are read as any of the three sets.
+    from figkd.data.idx import _file_bytes, known_file
+
+    make_idx(str(tmp_path / "plain"))
+    make_idx(str(tmp_path / "gz"), gz=True)
+    for path in ("plain/train-images-idx3-ubyte", "gz/train-images-idx3-ubyte.gz", "gz/t10k-labels-idx1-ubyte.gz"):
+        assert known_file(*_file_bytes(str(tmp_path / path))) is None
+    for name in ("mnist", "fashion_mnist", "kmnist"):
+        assert len(build_dataset(name, str(tmp_path / "gz"))) == 20
 
 
 # ------------------------------------------------------------------------------------------ digits

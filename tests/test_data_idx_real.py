@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from figkd.data import ArrayDataset, build_dataset, build_loader, compute_mean_std, recipe_for
-from figkd.data.idx import idx_files
+from figkd.data.idx import FAMILIES, idx_files
 from figkd.engine.evaluate import evaluate
+from figkd.errors import DataError
 from figkd.models import build_model
 
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
@@ -27,8 +28,6 @@ def _root(name: str, env: str, default: str | None = None) -> str | None:
     root = os.environ.get(env, default)
     if root is None:
         return None
-    from figkd.data.idx import FAMILIES
-
     try:
         idx_files(FAMILIES[name], root, True)
         idx_files(FAMILIES[name], root, False)
@@ -122,3 +121,32 @@ def test_kmnist_real_files():
     tr, te = build_dataset("kmnist", KMNIST, True), build_dataset("kmnist_32", KMNIST, False)
     assert np.bincount(tr.targets).tolist() == [6000] * 10  # rois-codh/kmnist README: balanced
     assert np.bincount(te.targets).tolist() == [1000] * 10
+
+
+@needs_fashion
+def test_fashion_mnist_files_refused_as_mnist(capsys, tmp_path):
+    # The new-user trial's run: before, it trained on these files under MNIST's class names "0".."9".
+    from figkd.cli import main
+
+    out = tmp_path / "m"
+    code = main(["train", "--model", "resnet8", "--dataset", "mnist", "--data-root", FASHION, "--epochs", "1",
+                 "--set", "steps_per_epoch=3", "--device", "cpu", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"figkd: error: mnist: the files in {FASHION} are Fashion-MNIST's (") and (
+        "use --dataset fashion_mnist" in err[0]
+    ), err[0]
+    assert not out.exists()  # nothing half-written
+    with pytest.raises(DataError, match="are Fashion-MNIST's"):
+        build_dataset("kmnist_32", FASHION, train=False)
+
+
+@needs_fashion
+def test_fashion_mnist_files_are_known_by_their_content():
+    # Debian re-compresses the files (their .gz MD5 are not torchvision's); each is known by its content.
+    from figkd.data.idx import _file_bytes, known_file
+
+    for train in (True, False):
+        for path in idx_files(FAMILIES["fashion_mnist"], FASHION, train):
+            stem = os.path.basename(path).removesuffix(".gz")
+            assert known_file(*_file_bytes(path))[:2] == ("fashion_mnist", stem), path
