@@ -215,3 +215,13 @@ def test_register_model_states_its_rules(monkeypatch):
     with pytest.raises(ValueError, match=r"model 'raises': its builder \(.*\) raised ZeroDivisionError: division by"):
         build_model("raises", 10)
     assert "raises" in registry.list_models(style="custom")
+
+
+def test_its_run_without_the_plugin_names_the_plugin_file(own):
+    # without FIGKD_PLUGINS, eval/export/analyze of the run said "unknown model 'tinycnn'" and listed the zoo
+    result = _cli("eval", str(own / "full" / "tinycnn-fitnet"), "--device", "cpu", env={"FIGKD_PLUGINS": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"figkd: error: {own / 'full' / 'tinycnn-fitnet'} trained tinycnn, a model registered by a plugin "
+        f"(figkd_plugin_mynets_{result.stderr.split('figkd_plugin_mynets_')[1][:8]}.TinyCNN, from a file mynets.py) "
+        "that is not loaded now: set FIGKD_PLUGINS=path/to/mynets.py as when it was trained"], result.stderr

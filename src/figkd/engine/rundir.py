@@ -423,9 +423,23 @@ class RunDir:
         return dict(entry) if isinstance(entry, Mapping) else None
 
     def require_architecture(self) -> str:
+        """The architecture this directory trained, to be built again. ConfigError when the record names none,
+        or when it is a model a plugin registered (``register_model``) and no plugin loaded now registers it:
+        the message names the plugin file's name, read from the recorded class (`figkd.plugins`)."""
         arch = self.architecture
         if not arch:
             raise ConfigError(f"{self.config_path} names no model, student or peer: not a run figkd can load")
+        details = self.model_details() or {}
+        module = str(details.get("class", "")).rpartition(".")[0]
+        if module.startswith("figkd_plugin_"):
+            from ..models import canonical_name
+            try:
+                canonical_name(arch)
+            except ValueError:
+                stem = module[len("figkd_plugin_"):].rpartition("_")[0]
+                raise ConfigError(f"{self.path} trained {arch}, a model registered by a plugin ({details['class']}, "
+                                  f"from a file {stem}.py) that is not loaded now: set FIGKD_PLUGINS=path/to/{stem}.py "
+                                  "as when it was trained") from None
         return arch
 
     @property
