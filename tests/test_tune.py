@@ -251,6 +251,30 @@ def test_running_the_command_again_repeats_nothing_and_another_space_is_refused(
     assert code == 2 and err.count("\n") == 1 and "was made with another search (--param: lr=float:0.02:0.2:log" in err
 
 
+def test_a_report_of_equal_trials_has_no_importances_and_says_why(tmp_path):
+    """Three complete trials with the same value (a tiny budget's 10.07 each): fANOVA's total variance is zero
+    (Optuna raised "Encountered zero total variance in all trees" from the report): the report is written
+    without importances, saying why in one line; one complete trial, the same."""
+    from figkd.tune.results import write_report
+    from figkd.tune.study import Definition, StudyFolder
+
+    definition = Definition("train", dict(TRIAL), ("lr=float:0.01:0.1",))
+    lr = optuna.distributions.FloatDistribution(0.01, 0.1)
+    for values, says in (([10.07] * 3, "all 3 complete trials scored the same (val top-1 10.07), so parameter "
+                                       "importances are undefined"),
+                         ([10.07], "need at least 2 complete trials; the study has 1")):
+        study = optuna.create_study(direction="maximize", study_name="s")
+        for i, value in enumerate(values):
+            study.add_trial(optuna.trial.create_trial(params={"lr": 0.01 * (i + 1)}, distributions={"lr": lr},
+                                                      value=value))
+        folder = StudyFolder(tmp_path / f"s{len(values)}")
+        text = write_report(folder, study, definition)
+        assert text.count(says) == 1 and "parameter importances (fANOVA" not in text, text
+        assert not (folder.report_dir / "importances.json").exists()
+        assert not (folder.report_dir / "importances.png").exists()
+        assert (folder.report_dir / "best.yaml").is_file() and (folder.report_dir / "history.png").is_file()
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     config = _write(tmp_path / "c.yaml", TRIAL)
     no_val = _write(tmp_path / "n.yaml", {**TRIAL, "val_fraction": 0.0})
