@@ -92,6 +92,28 @@ def test_param_syntax_sets_config_keys_and_term_options():
             parse_space([bad], base)
 
 
+def test_every_choice_and_end_of_a_term_option_is_built_before_any_trial(tmp_path):
+    """A choice or range end the term itself refuses when built (KD's temperature 0) is one line naming the
+    --param and the value, exit 2, nothing run - it was found by the trial that drew it; a term built from the
+    models (FitNet) is left to its trial."""
+    base = RunConfig(dataset="digits_16", student="resnet8", teacher="resnet8", teacher_ckpt="t", objective="kd")
+    assert parse_param("objective.kd.temperature=float:1:8:step=3").extremes() == [1.0, 7.0]
+    for spec, value in (("categorical:4,0", "0"), ("float:0:4:step=4", "0.0"), ("int:-3:1:step=2", "-3")):
+        with pytest.raises(ConfigError, match=rf"^--param objective.kd.temperature={spec}: the value {value} is "
+                                              r"refused \(objective term 'kd': KDLoss: temperature must be > 0"):
+            parse_space([f"objective.kd.temperature={spec}"], base)
+    assert parse_space(["objective.kd.temperature=categorical:1,4"], base)[0].choices == (1, 4)
+    fitnet = base.replace(objective=[{"term": "ce"}, {"term": "fitnet", "weight": 100}])
+    assert parse_space(["objective.fitnet.weight=float:50:200"], fitnet)
+    config = _write(tmp_path / "c.yaml", {**TRIAL, "model": None, "student": "resnet8", "teacher": "resnet8",
+                                          "teacher_ckpt": str(tmp_path / "t.pt"), "objective": "kd"})
+    code, _, err = _main("tune", str(config), "--param", "objective.kd.temperature=categorical:0,4", "--sampler",
+                           "grid", "--study", str(tmp_path / "s"))
+    assert code == 2 and err.count("\n") == 1 and "--param objective.kd.temperature=categorical:0,4: the value 0 " \
+        "is refused (objective term 'kd'" in err, err
+    assert not (tmp_path / "s").exists()
+
+
 # ------------------------------------------------------------------------------------------------ the split
 def test_validation_split_is_stratified_deterministic_and_disjoint():
     train = build_dataset("digits_16", None, train=True)
