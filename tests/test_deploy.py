@@ -19,6 +19,7 @@ from figkd.config import RunConfig
 from figkd.data import recipe_for
 from figkd.deploy import ExportError, ModelCard, bench, check_parity, export_onnx, export_run, model_metadata, session
 from figkd.engine import run
+from figkd.engine.rundir import RunDir
 from figkd.models import build_model, complexity
 
 # The deploy extra (pip install figkd[deploy]); CI installs it (make test), a plain .[dev] install skips these.
@@ -69,6 +70,7 @@ def test_export_writes_fp32_and_int8_models_with_their_preprocessing(student_run
         assert card.mean == pytest.approx(recipe.mean) and card.std == pytest.approx(recipe.std)
         assert card.classes == tuple(str(i) for i in range(10)) and card.num_classes == 10
         assert card.dataset == "digits_16" and card.source["weights"] == "best"
+        assert card.source["recorded_split"] == "test" and card.source["recorded_top1"] > 60.0
         dims = proto.graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, 16, 16]  # the batch axis is dynamic
     q = onnx.load(str(int8))
@@ -81,7 +83,7 @@ def test_export_checks_parity_and_prints_top1_side_by_side(exported):
     result, lines = exported
     parity = result["parity"]
     assert parity["max_abs_diff"] <= parity["tolerance"] and parity["images"] == 64
-    assert lines[0].startswith("exporting resnet8 of ") and "best weights (epoch 6" in lines[0]
+    assert lines[0].startswith("exporting resnet8 of ") and "best weights (epoch 6, recorded test top-1" in lines[0]
     assert any("max |logit difference|" in line for line in lines)
     top1 = result["top1"]
     assert list(top1) == ["pytorch", "onnx fp32", "onnx int8"]
@@ -138,6 +140,25 @@ def test_bench_of_an_onnx_file_from_the_command_line(student_run, exported, tmp_
 
 
 # ---------------------------------------------------------------------------------------- bad input
+def test_a_validation_runs_recorded_top1_is_called_val_and_its_metadata_says_so(tmp_path, capsys):
+    """A run with a validation split never read the test split: its recorded top-1 is a validation top-1 (it was
+    printed as "recorded test top-1"), in the export line and the ONNX metadata's source."""
+    out = tmp_path / "val-run"
+    cfg = RunConfig(dataset="digits_16", model="resnet8", epochs=1, steps_per_epoch=2, batch_size=64, device="cpu",
+                    progress="off", tensorboard=False, val_fraction=0.2, out=str(out))
+    [summary] = run(cfg, "train", log=lambda *a: None)
+    assert summary["eval_split"] == "val" and summary["best_top1"] is None
+    model = tmp_path / "val.onnx"
+    assert main(["export", str(out), "--out", str(model)]) == 0
+    printed = capsys.readouterr().out
+    assert f"best weights (epoch 1, recorded val top-1 {summary['val_best_top1']:.2f})" in printed, printed
+    assert "recorded test top-1" not in printed
+    card = ModelCard.from_metadata({p.key: p.value for p in onnx.load(str(model)).metadata_props})
+    assert card.source["recorded_split"] == "val" and card.source["recorded_top1"] == summary["val_best_top1"]
+    last = RunDir(out).weights_record("last")  # the last epoch's val/top1 (it looked for test/top1: none)
+    assert (last["split"], last["top1"]) == ("val", summary["val_last_top1"])
+
+
 def test_a_run_without_weights_is_one_line(student_run, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()

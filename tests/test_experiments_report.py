@@ -199,7 +199,7 @@ def test_tables_14_15_and_errors(runs, tmp_path, capsys, monkeypatch):
     assert main(["report", str(tmp_path / "nothing-here")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert main(["report", str(runs), "--table", "17"]) == 2
-    assert "valid tables are 1-16 and other" in capsys.readouterr().err
+    assert "valid tables are 1-16, other and val" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
@@ -276,3 +276,27 @@ def test_a_run_of_a_model_not_registered_here(tmp_path, capsys):
     assert main(["report", str(tmp_path / "unknown")]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "mine/s0" in line and "'mynet' is not registered in this process" in line and "FIGKD_PLUGINS" in line
+
+
+def test_a_finished_validation_run_is_finished_and_its_top1_is_labelled_validation(tmp_path, capsys):
+    """A run with a validation split (1 epoch of resnet8 on digits_16) never read the test split: its summary's
+    test top-1 is null. It was shown as "— +1 unfinished"; it is finished, and its validation top-1 is in a table
+    of its own, labelled as such - never beside, nor averaged with, the test top-1 of an ordinary run."""
+    from figkd.engine import run
+
+    val_dir = tmp_path / "val-run"
+    cfg = RunConfig(dataset="digits_16", model="resnet8", epochs=1, steps_per_epoch=2, batch_size=64, device="cpu",
+                    progress="off", tensorboard=False, val_fraction=0.2, out=str(val_dir))
+    [summary] = run(cfg, "train", log=lambda *a: None)
+    _run(tmp_path, "test-run", 50.0, dataset="digits_16", model="resnet8", objective="vanilla", epochs=1)
+    assert main(["report", str(tmp_path)]) == 0
+    md = capsys.readouterr().out
+    assert "unfinished" not in md
+    others, validation = md.split("### Runs with a validation split (validation top-1: these runs never read the "
+                                  "test split)")
+    assert "| digits_16 | resnet8 alone: vanilla (1 epochs) | 50.00 (n=1) |" in others
+    assert "| val top-1 (last) | test top-1 (test_at_end) |" in validation
+    assert (f"| digits_16 | resnet8 alone: vanilla (1 epochs, val_fraction 0.2) | {summary['val_last_top1']:.2f} "
+            "(n=1) | — |") in validation
+    assert "never read the test split" in validation.split("\n\n")[-1]  # the note under the table
+    assert main(["report", str(tmp_path), "--table", "other"]) == 0 and "validation" not in capsys.readouterr().out

@@ -363,7 +363,7 @@ def test_class_names_input_size_and_weights_record(tmp_path):
     assert last["which"] == "last" and last["epoch"] == 2 and last["path"].name == "epoch_0002.safetensors"
     CheckpointManager(run.path).save_best(1, nn.Linear(2, 2), 42.5)
     assert {k: v for k, v in run.weights_record("best").items() if k != "path"} == {
-        "which": "best", "epoch": 1, "top1": 42.5}
+        "which": "best", "epoch": 1, "top1": 42.5, "split": "test"}
     (run / "classes.json").write_text('{"0": "zero"}')
     with pytest.raises(RunFileError, match="classes.json is not a JSON list of class names"):
         run.classes()

@@ -92,6 +92,28 @@ def test_param_syntax_sets_config_keys_and_term_options():
             parse_space([bad], base)
 
 
+def test_every_choice_and_end_of_a_term_option_is_built_before_any_trial(tmp_path):
+    """A choice or range end the term itself refuses when built (KD's temperature 0) is one line naming the
+    --param and the value, exit 2, nothing run - it was found by the trial that drew it; a term built from the
+    models (FitNet) is left to its trial."""
+    base = RunConfig(dataset="digits_16", student="resnet8", teacher="resnet8", teacher_ckpt="t", objective="kd")
+    assert parse_param("objective.kd.temperature=float:1:8:step=3").extremes() == [1.0, 7.0]
+    for spec, value in (("categorical:4,0", "0"), ("float:0:4:step=4", "0.0"), ("int:-3:1:step=2", "-3")):
+        with pytest.raises(ConfigError, match=rf"^--param objective.kd.temperature={spec}: the value {value} is "
+                                              r"refused \(objective term 'kd': KDLoss: temperature must be > 0"):
+            parse_space([f"objective.kd.temperature={spec}"], base)
+    assert parse_space(["objective.kd.temperature=categorical:1,4"], base)[0].choices == (1, 4)
+    fitnet = base.replace(objective=[{"term": "ce"}, {"term": "fitnet", "weight": 100}])
+    assert parse_space(["objective.fitnet.weight=float:50:200"], fitnet)
+    config = _write(tmp_path / "c.yaml", {**TRIAL, "model": None, "student": "resnet8", "teacher": "resnet8",
+                                          "teacher_ckpt": str(tmp_path / "t.pt"), "objective": "kd"})
+    code, _, err = _main("tune", str(config), "--param", "objective.kd.temperature=categorical:0,4", "--sampler",
+                           "grid", "--study", str(tmp_path / "s"))
+    assert code == 2 and err.count("\n") == 1 and "--param objective.kd.temperature=categorical:0,4: the value 0 " \
+        "is refused (objective term 'kd'" in err, err
+    assert not (tmp_path / "s").exists()
+
+
 # ------------------------------------------------------------------------------------------------ the split
 def test_validation_split_is_stratified_deterministic_and_disjoint():
     train = build_dataset("digits_16", None, train=True)
@@ -249,6 +271,30 @@ def test_running_the_command_again_repeats_nothing_and_another_space_is_refused(
         assert code == 0 and len(_trials(study)) == before and "nothing to run" in out, out + err
         code, out, err = _main(*[c.replace("0.02:0.2", "0.01:0.2") for c in command])
     assert code == 2 and err.count("\n") == 1 and "was made with another search (--param: lr=float:0.02:0.2:log" in err
+
+
+def test_a_report_of_equal_trials_has_no_importances_and_says_why(tmp_path):
+    """Three complete trials with the same value (a tiny budget's 10.07 each): fANOVA's total variance is zero
+    (Optuna raised "Encountered zero total variance in all trees" from the report): the report is written
+    without importances, saying why in one line; one complete trial, the same."""
+    from figkd.tune.results import write_report
+    from figkd.tune.study import Definition, StudyFolder
+
+    definition = Definition("train", dict(TRIAL), ("lr=float:0.01:0.1",))
+    lr = optuna.distributions.FloatDistribution(0.01, 0.1)
+    for values, says in (([10.07] * 3, "all 3 complete trials scored the same (val top-1 10.07), so parameter "
+                                       "importances are undefined"),
+                         ([10.07], "need at least 2 complete trials; the study has 1")):
+        study = optuna.create_study(direction="maximize", study_name="s")
+        for i, value in enumerate(values):
+            study.add_trial(optuna.trial.create_trial(params={"lr": 0.01 * (i + 1)}, distributions={"lr": lr},
+                                                      value=value))
+        folder = StudyFolder(tmp_path / f"s{len(values)}")
+        text = write_report(folder, study, definition)
+        assert text.count(says) == 1 and "parameter importances (fANOVA" not in text, text
+        assert not (folder.report_dir / "importances.json").exists()
+        assert not (folder.report_dir / "importances.png").exists()
+        assert (folder.report_dir / "best.yaml").is_file() and (folder.report_dir / "history.png").is_file()
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

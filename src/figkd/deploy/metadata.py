@@ -16,7 +16,8 @@ and mappings as JSON), readable with ``onnx.load(path).metadata_props`` or
 ``figkd.data_root``        where it was read from (what ``figkd eval FILE.onnx`` uses by default)
 ``figkd.precision``        ``fp32`` or ``int8``
 ``figkd.quantization``     for int8: format, weight/activation types, per-channel, calibration (JSON)
-``figkd.source``           the run directory, which weights (best/last), their epoch (JSON)
+``figkd.source``           the run directory, which weights (best/last), their epoch, their recorded top-1
+                           and its split (``recorded_top1``, ``recorded_split``: test or val) (JSON)
 =========================  ===========================================================================
 """
 

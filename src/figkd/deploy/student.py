@@ -32,13 +32,14 @@ class RunStudent:
     run_dir: RunDir
     model: nn.Module
     card: ModelCard
-    weights: dict[str, Any]  # RunDir.weights_record: which, path, epoch, top1 (recorded)
+    weights: dict[str, Any]  # RunDir.weights_record: which, path, epoch, top1 (recorded), split (of top1)
 
     def describe_weights(self) -> str:
-        """``best weights (epoch 2, recorded test top-1 81.25) from <path>``."""
+        """``best weights (epoch 2, recorded test top-1 81.25) from <path>``; ``recorded val top-1`` for a run
+        that evaluated on a validation split (it never read the test split)."""
         w = self.weights
         facts = [f"epoch {w['epoch']}" if w["epoch"] is not None else None,
-                 f"recorded test top-1 {w['top1']:.2f}" if w["top1"] is not None else None]
+                 f"recorded {w['split']} top-1 {w['top1']:.2f}" if w["top1"] is not None else None]
         facts = [f for f in facts if f]
         return f"{w['which']} weights{' (' + ', '.join(facts) + ')' if facts else ''} from {w['path']}"
 
@@ -68,7 +69,7 @@ def load_student(path: str | os.PathLike, which: str = "best") -> RunStudent:
     mean, std = tuple(norm.mean if norm else recipe.mean), tuple(norm.std if norm else recipe.std)
     set_input_normalization(model, mean, std)  # as in training: a Hugging Face model converts to its own convention
     source = {"run_dir": str(run_dir.path.resolve()), "weights": which, "epoch": weights["epoch"],
-              "recorded_top1": weights["top1"]}
+              "recorded_top1": weights["top1"], "recorded_split": weights["split"]}
     card = ModelCard(architecture=architecture, input_size=input_size,
                      mean=mean, std=std,
                      num_classes=len(classes), classes=tuple(classes), dataset=dataset, data_root=data_root,

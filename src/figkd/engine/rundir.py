@@ -528,11 +528,26 @@ class RunDir:
         except FileNotFoundError as exc:
             raise ConfigError(f"{self.path}: {exc} (has the run finished an epoch?)") from None
 
+    @property
+    def eval_split(self) -> str:
+        """The split the run evaluated on after each epoch: ``"val"`` (a validation split held out of the
+        training split, ``val_fraction`` > 0: the test split is not read, unless ``test_at_end``) or
+        ``"test"``. The summary's ``eval_split`` once finished, else the recorded configuration's."""
+        summary = self.summary()
+        if summary is not None and summary.get("eval_split") in ("val", "test"):
+            return summary["eval_split"]
+        fraction = self.config().get("val_fraction")
+        return "val" if isinstance(fraction, int | float) and fraction > 0 else "test"
+
     def weights_record(self, which: str = "best") -> dict[str, Any]:
-        """What is known of the ``best`` or ``last`` weights: ``{"which", "path", "epoch", "top1"}`` - the
-        file (:meth:`weights`), the epoch that wrote it and the test top-1 (percent) recorded for it (None when
-        the run files do not say). ConfigError when the weights are absent."""
+        """What is known of the ``best`` or ``last`` weights: ``{"which", "path", "epoch", "top1", "split"}`` -
+        the file (:meth:`weights`), the epoch that wrote it, the top-1 (percent) recorded for it (None when the
+        run files do not say) and the split that top-1 was measured on (:attr:`eval_split`: ``"val"`` for a run
+        with a validation split, whose best weights are the best on validation; ``"test"`` otherwise, and for
+        the last weights of a validation run evaluated on the test split by ``test_at_end``). ConfigError when
+        the weights are absent."""
         path = self.weights(which)
+        split = self.eval_split
         if which == "best":
             pointer = self.checkpoints.dir / "best.json"
             rec = read_json(pointer) if pointer.is_file() else {}
@@ -540,9 +555,12 @@ class RunDir:
             epoch, top1 = rec.get("epoch"), rec.get("top1")
         else:
             epoch = self.last_epoch()
-            top1 = next((m.get("test/top1") for m in self.metrics() if m.get("epoch") == epoch), None)
+            top1 = next((m.get(f"{split}/top1") for m in self.metrics() if m.get("epoch") == epoch), None)
+            summary = self.summary() or {}
+            if split == "val" and summary.get("last_top1") is not None and summary.get("epochs_trained") == epoch:
+                split, top1 = "test", summary["last_top1"]  # test_at_end: the final weights on the test split
         return {"which": which, "path": path, "epoch": epoch if isinstance(epoch, int) else None,
-                "top1": float(top1) if isinstance(top1, int | float) else None}
+                "top1": float(top1) if isinstance(top1, int | float) else None, "split": split}
 
     def normalization(self):
         """The normalisation the run was trained with (`figkd.data.normalization.Normalization`), None when

@@ -21,7 +21,8 @@ Exit status: 0 when every run finished, 1 when some failed (listed at the end), 
 REPORT_EPILOG = """\
 Tables: 1-9 (methods x teacher-student pairs), 10-13 and 16 (ablations: settings x pairs), 14 (from the
 overhead.json of figkd analyze overhead), 15 (parameters and MACs, as figkd models --table15), other
-(runs of no paper table). Default: every table with runs, then other.
+(runs of no paper table), val (runs with a validation split, e.g. figkd tune's trials: their validation
+top-1, kept apart from every test number). Default: every table with runs, then other, then val.
 """
 
 
@@ -61,7 +62,7 @@ def add_parsers(subparsers) -> None:
                               description=REPORT_DOC,
                               epilog=REPORT_EPILOG, formatter_class=fmt)
     p.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched for run directories")
-    p.add_argument("--table", nargs="+", default=None, metavar="N", help="1-16 or other (default: all with runs)")
+    p.add_argument("--table", nargs="+", default=None, metavar="N", help="1-16, other or val (default: all with runs)")
     p.add_argument("--format", dest="fmt", choices=("md", "csv", "latex"), default="md")
     p.add_argument("--metric", choices=("last", "best"), default="last",
                    help="top-1 of the last epoch (default) or of the best epoch")

@@ -20,7 +20,10 @@ value where a primary source states it (CSV: the ``paper_note`` column).
 Layouts: Tables 1-9 (rows = teacher, student, then the methods grouped Features / Logits / Ours,
 columns = teacher-student pairs, and Avg.), the ablations 10-13 and 16 (rows = settings), Table 14
 (the ``overhead.json`` written by ``figkd analyze overhead`` under the folder), Table 15 (parameters
-and MACs of ``figkd models``), and ``other``: every group in no paper table (one row per group).
+and MACs of ``figkd models``), ``other``: every group in no paper table (one row per group), and ``val``:
+the runs with a validation split (``val_fraction``, ``figkd tune``'s trials), which never read the test split:
+their validation top-1, labelled as such, in a table of their own - never in a paper cell or ``other``, never
+averaged with test numbers, and finished when their summary exists (:func:`validation_table`).
 The Avg. column averages the column means that exist (``k/n`` when some are missing); its
 difference is the mean of the per-pair differences.
 """
@@ -33,6 +36,7 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,12 +102,13 @@ def _recipe(r: RunRecord) -> dict[str, Any]:
 
 
 def _fill(cell: Cell, runs: list[RunRecord], metric: str, expected: str | None,
-          recipe: dict[str, Any] | None = None, *, compare_recipe: bool = True) -> None:
+          recipe: dict[str, Any] | None = None, *, compare_recipe: bool = True,
+          value_of: Callable[[RunRecord], float | None] | None = None) -> None:
     """Add ``runs`` to ``cell``; flag recipes that differ from ``recipe`` (the paper's when None) unless
     ``compare_recipe`` is False (runs of no paper table), objectives other than ``expected``, repeated
-    seeds."""
+    seeds. ``value_of``: a run's number (default: its test top-1 at ``metric``; None: unfinished)."""
     for r in runs:
-        value = r.top1(metric)
+        value = r.top1(metric) if value_of is None else value_of(r)
         if value is None:
             cell.unfinished += 1
             continue
@@ -374,39 +379,80 @@ def render(tables: list[Table], fmt: str, metric: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ other tables
-def other_table(runs: list[RunRecord], metric: str) -> Table:
-    """Every group of runs in no paper table as one row, without paper numbers. A group is (dataset,
-    teacher, student, method) and, within it, one recipe (:data:`~figkd.experiments.paper.RECIPE_FIELDS`):
-    runs of different lengths or schedules are never averaged together. Each row names its epochs and
-    the other recipe fields that set it apart from the rows of the same (dataset, teacher, student,
-    method). A row whose runs distil from different teacher checkpoints (one per seed, or a mix) is
-    flagged with their number."""
+def _groups(runs: list[RunRecord], extra: tuple[str, ...] = ()) -> list[tuple[str, str, list[RunRecord]]]:
+    """``(dataset, row label, runs)`` of each group of ``runs``: (dataset, teacher, student, method) and, within
+    it, one recipe (:data:`~figkd.experiments.paper.RECIPE_FIELDS`, and the config fields ``extra``): runs of
+    different lengths or schedules are never averaged together. Each label names the epochs, the ``extra``
+    fields, and the other recipe fields that set the row apart from the rows of the same (dataset, teacher,
+    student, method)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
-        recipe = json.dumps(_recipe(r), sort_keys=True)
+        recipe = json.dumps({**_recipe(r), **{f: r.cfg.get(f) for f in extra}}, sort_keys=True)
         groups.setdefault((r.dataset, r.teacher or MISSING, r.student, r.method, recipe), []).append(r)
     siblings: dict[tuple, list[tuple]] = {}
     for key in groups:
         siblings.setdefault(key[:4], []).append(key)
-    rows, cells = [], []
+    out = []
     for key, members in sorted(groups.items()):
         dataset, teacher, student, method, recipe = key
         role = "alone" if teacher == MISSING else f"from {teacher}"
-        label = f"{student} {role}: {method} ({json.loads(recipe)['epochs']} epochs"
+        mine = json.loads(recipe)
+        label = f"{student} {role}: {method} ({mine['epochs']} epochs" + "".join(f", {f} {mine[f]}" for f in extra)
         others = [k for k in siblings[key[:4]] if k != key]
         if others:
-            mine = json.loads(recipe)
             differ = [f for f in RECIPE_FIELDS if f != "epochs" and any(json.loads(k[4])[f] != mine[f] for k in others)]
             label += "".join(f", {f} {mine[f]}" for f in differ)
-        rows.append((dataset, label + ")"))
+        out.append((dataset, label + ")", members))
+    return out
+
+
+def _teacher_checkpoints(cell: Cell, members: list[RunRecord]) -> None:
+    checkpoints = {str(r.cfg.get("teacher_ckpt")) for r in members if r.cfg.get("teacher_ckpt")}
+    if len(checkpoints) > 1:
+        cell.flags.append(f"its runs distil from {len(checkpoints)} different teacher checkpoints")
+
+
+def other_table(runs: list[RunRecord], metric: str) -> Table:
+    """Every group of runs in no paper table as one row (:func:`_groups`), without paper numbers. A row whose
+    runs distil from different teacher checkpoints (one per seed, or a mix) is flagged with their number."""
+    rows, cells = [], []
+    for dataset, label, members in _groups(runs):
+        rows.append((dataset, label))
         cell = Cell()
         _fill(cell, members, metric, None, compare_recipe=False)  # not paper cells: no paper recipe
-        checkpoints = {str(r.cfg.get("teacher_ckpt")) for r in members if r.cfg.get("teacher_ckpt")}
-        if len(checkpoints) > 1:
-            cell.flags.append(f"its runs distil from {len(checkpoints)} different teacher checkpoints")
+        _teacher_checkpoints(cell, members)
         cells.append([cell])
     which = "last epoch" if metric == "last" else "best epoch"
     return Table("Runs of no paper table", [f"top-1 ({metric})"], rows, cells, avg=False,
+                 header=f"top-1 (%), {which}: mean ± std over seeds (n when < 3); {MISSING} missing")
+
+
+#: The note under the table of validation runs.
+VALIDATION_NOTE = ("val top-1: on the validation split each run held out of its training split (val_fraction); "
+                   "these runs trained on the rest of the training split and never read the test split, so their "
+                   "numbers are not the test top-1 of the tables above and are never averaged with them. "
+                   "test top-1 (test_at_end): the final weights evaluated once on the test split, where a run asked "
+                   "for it (test_at_end: true).")
+
+
+def validation_table(runs: list[RunRecord], metric: str) -> Table:
+    """The runs with a validation split (:attr:`RunRecord.eval_split` ``"val"``: ``figkd tune``'s trials,
+    ``val_fraction`` > 0), grouped as :func:`other_table` does and by ``val_fraction``, kept out of every other
+    table: their validation top-1 at ``metric`` (a finished run is finished, not ``unfinished``: its summary
+    holds ``val_last_top1``/``val_best_top1``) and the test top-1 of the final weights where ``test_at_end``
+    measured it (``--metric last`` only)."""
+    rows, cells = [], []
+    for dataset, label, members in _groups(runs, ("val_fraction",)):
+        rows.append((dataset, label))
+        val, test = Cell(), Cell()
+        _fill(val, members, metric, None, compare_recipe=False, value_of=lambda r: r.val_top1(metric))
+        _teacher_checkpoints(val, members)
+        measured = [r for r in members if r.top1("last") is not None] if metric == "last" else []
+        _fill(test, measured, metric, None, compare_recipe=False, value_of=lambda r: r.top1("last"))
+        cells.append([val, test])
+    which = "last epoch" if metric == "last" else "best epoch"
+    return Table("Runs with a validation split (validation top-1: these runs never read the test split)",
+                 [f"val top-1 ({metric})", "test top-1 (test_at_end)"], rows, cells, avg=False, notes=[VALIDATION_NOTE],
                  header=f"top-1 (%), {which}: mean ± std over seeds (n when < 3); {MISSING} missing")
 
 
@@ -459,8 +505,9 @@ def report(runs_dir: str | Path, tables: list[str] | None = None, fmt: str = "md
            paper_dir: str | Path | None = None) -> str:
     """The report of ``runs_dir`` as text (see the module docstring).
 
-    ``tables``: ``"1"``..``"16"`` or ``"other"``; None: every paper table with at least one of our runs,
-    Table 14 when an ``overhead.json`` exists, then ``other`` when some runs belong to no paper table.
+    ``tables``: ``"1"``..``"16"``, ``"other"`` or ``"val"``; None: every paper table with at least one of our
+    runs, Table 14 when an ``overhead.json`` exists, then ``other`` when some runs belong to no paper table, then
+    ``val`` when some runs have a validation split.
     Raises :class:`ConfigError` for an unknown table, format or metric, a missing folder, or a folder
     without runs (unless only Table 15 is asked for).
     """
@@ -468,16 +515,18 @@ def report(runs_dir: str | Path, tables: list[str] | None = None, fmt: str = "md
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if metric not in METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    valid = [str(n) for n in range(1, 17)] + ["other"]
+    valid = [str(n) for n in range(1, 17)] + ["other", "val"]
     for t in tables or []:
         if t not in valid:
-            raise ConfigError(f"--table {t!r}: valid tables are 1-16 and other")
+            raise ConfigError(f"--table {t!r}: valid tables are 1-16, other and val")
     root = Path(runs_dir)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder of run directories")
     runs = collect_runs(root)
     if not runs and (tables is None or set(tables) - {"14", "15"}):
         raise ConfigError(f"no run directories under {root} (a run directory holds config.yaml and summary.json)")
+    validation = [r for r in runs if r.eval_split == "val"]  # their own table: never mixed with test numbers
+    runs = [r for r in runs if r.eval_split != "val"]
     out: list[Table] = []
     used: set[int] = set()
     for number in range(1, 17):
@@ -494,4 +543,6 @@ def report(runs_dir: str | Path, tables: list[str] | None = None, fmt: str = "md
     rest = [r for i, r in enumerate(runs) if i not in used]
     if rest and (tables is None or "other" in tables):
         out.append(other_table(rest, metric))
+    if validation and (tables is None or "val" in tables):
+        out.append(validation_table(validation, metric))
     return render(out, fmt, metric)

@@ -77,12 +77,26 @@ class RunRecord:
 
     def top1(self, metric: str = "last") -> float | None:
         """Test top-1 (%) of the last evaluated epoch (``last``) or the best one (``best``); None while
-        unfinished."""
+        unfinished, and for a validation run (:attr:`eval_split` ``"val"``) but its ``test_at_end`` (``last``)."""
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
         if self.summary is None:
             return None
         value = self.summary.get(f"{metric}_top1")
+        return None if value is None else float(value)
+
+    @property
+    def eval_split(self) -> str:
+        """``"val"`` for a run that evaluated on a validation split held out of its training split (it never
+        read the test split, unless ``test_at_end``), else ``"test"`` (`RunDir.eval_split`)."""
+        return self.dir.eval_split
+
+    def val_top1(self, metric: str = "last") -> float | None:
+        """Validation top-1 (%) of the last epoch (``last``) or the best one (``best``) of a run with a
+        validation split; None while unfinished or for a run without one."""
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        value = (self.summary or {}).get(f"val_{metric}_top1")
         return None if value is None else float(value)
 
     def epochs_done(self) -> int:

@@ -6,7 +6,8 @@ defined with `register_term`, which also declares the method's objective presets
 package exports, for every registered term, its module and its pure function (``__all__`` is derived
 from the registrations); the terms are listed at the end of this docstring.
 
-Objectives: `build_objective(spec, context=...)`, `list_terms()`, `list_presets()`, `preset_spec()`,
+Objectives: `build_objective(spec, context=...)`, `check_options(spec)` (option values, without models or
+data), `list_terms()`, `list_presets()`, `preset_spec()`,
 `term_spec()`, `term_defaults()`; what an objective resolves to, its report label and its run-directory
 name: `describe()` (`figkd.losses.description`). The input vocabulary is `figkd.losses.inputs`, the build
 context `BuildContext`.
@@ -18,10 +19,10 @@ outside the package is one module named in ``FIGKD_PLUGINS`` (`figkd.plugins`).
 
 from . import registry as _registry
 from ._common import full_precision
-from .context import BuildContext, FeatureShapes, probe_features
+from .context import BuildContext, FeatureShapes, MissingContextError, probe_features
 from .description import Description, describe
 from .inputs import VOCABULARY, Needs
-from .objective import Objective, build_objective
+from .objective import Objective, build_objective, check_options
 from .registry import TermSpec, list_presets, list_terms, preset_spec, register_term, term_defaults, term_spec
 from .standardize import standardize_logits
 
@@ -53,8 +54,9 @@ from .dml import DMLLoss, dml_loss
 # isort: on
 
 __all__ = sorted({
-    "BuildContext", "Description", "FeatureShapes", "Needs", "Objective", "TermSpec", "VOCABULARY",
-    "build_objective", "describe", "full_precision", "list_presets", "list_terms", "preset_spec", "probe_features",
+    "BuildContext", "Description", "FeatureShapes", "MissingContextError", "Needs", "Objective", "TermSpec",
+    "VOCABULARY", "build_objective", "check_options", "describe", "full_precision", "list_presets", "list_terms",
+    "preset_spec", "probe_features",
     "register_term",
     "standardize_logits", "term_defaults", "term_spec",
     *_registry.public_names(),  # each registered term's module and pure function

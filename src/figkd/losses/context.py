@@ -85,6 +85,11 @@ def probe_features(model: nn.Module, input_size: tuple[int, int]) -> FeatureShap
     )
 
 
+class MissingContextError(ValueError):
+    """A term needs a fact its build context lacks (:meth:`BuildContext.require`): nothing is wrong with the
+    term's options (`figkd.losses.check_options` skips such a term)."""
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What a term may read when it is built. Every field may be None outside the engine (a term
@@ -131,10 +136,11 @@ class BuildContext:
                    teacher_module=teacher, seed=seed)
 
     def require(self, term: str, *fields: str) -> Any:
-        """The values of ``fields``; ValueError naming the term and the missing fields if any is None."""
+        """The values of ``fields``; MissingContextError (a ValueError) naming the term and the missing fields
+        if any is None."""
         missing = [f for f in fields if getattr(self, f) is None]
         if missing:
-            raise ValueError(
+            raise MissingContextError(
                 f"term {term!r} is built from the {' and '.join(missing)} of its build context: build it "
                 "through the engine (figkd distill), or pass build_objective(..., context="
                 "BuildContext.from_models(student, teacher, input_size=(H, W), train_size=N))")

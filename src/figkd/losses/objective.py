@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from ._distributed import gather_batch, world_size
-from .context import BuildContext
+from .context import BuildContext, MissingContextError
 from .description import Description, describe
 from .inputs import NOT_PER_SAMPLE, VOCABULARY, Needs
 from .registry import term_spec
@@ -164,6 +164,24 @@ def _check_features(term: str, context: BuildContext) -> None:
         if why:
             raise ValueError(f"{term} cannot distil with the {side} {shapes.name}: it needs the {side}'s "
                              f"{_ENTRY_WORDS[entry]} ({name}), and {why}")
+
+
+def check_options(spec: str | Sequence[Mapping[str, Any]]) -> None:
+    """Check an objective's option values without models or data: `describe` (terms, options, weights,
+    warm-ups), then each term built on an empty `BuildContext`, so that the term's own checks run (KD's
+    ``temperature`` > 0, ...) - ValueError ``objective term 'kd': KDLoss: temperature must be > 0``, as
+    `build_objective` says it. A term built from the models or the training set (FitNet, CRD, OFD, ...:
+    `MissingContextError`) is not judged here; the engine's build checks it. The global torch RNG is left
+    as it was (a term may draw its initial parameters)."""
+    description = describe(spec)
+    with torch.random.fork_rng(devices=[]):
+        for term in description.terms:
+            try:
+                term_spec(term.term).build(BuildContext(), **copy.deepcopy(term.options))
+            except MissingContextError:
+                continue
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"objective term {term.term!r}: {err}") from None
 
 
 def build_objective(spec: str | Sequence[Mapping[str, Any]], *, num_classes: int | None = None,

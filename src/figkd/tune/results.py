@@ -8,7 +8,9 @@
 - ``best.yaml``: the best trial's configuration as a ready config file for the *full* training split
   (``val_fraction: 0``, no ``out``): ``figkd distill --config STUDY/report/best.yaml``;
 - ``importances.json``: the parameter importances over the complete trials
-  (``optuna.importance.get_param_importances`` with fANOVA, seeded);
+  (``optuna.importance.get_param_importances`` with fANOVA, seeded); with fewer than two complete trials, or
+  when every complete trial scored the same (fANOVA then has no variance to share out), the importances are
+  undefined: no ``importances.json`` or ``importances.png``, and ``report.md`` says why in one line;
 - figures as PNG, drawn by ``optuna.visualization.matplotlib``: ``history.png`` (optimisation history),
   ``importances.png``, ``slice.png`` (the objective against each of the two most important parameters),
   ``contour.png`` (the two most important parameters together, when there are two), ``intermediate.png``
@@ -43,7 +45,7 @@ from ..errors import ConfigError
 from .space import apply_params
 from .study import Definition, StudyFolder, counted_trials
 
-__all__ = ["best_config", "final", "importances", "write_report"]
+__all__ = ["best_config", "final", "importances", "no_importances", "write_report"]
 
 STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
 
@@ -71,17 +73,34 @@ def _evaluator():
 
 
 def importances(study) -> dict[str, float]:
-    """The importance of each parameter (fANOVA, normalised to sum 1) over the complete trials; empty with
-    fewer than two."""
-    if len(_complete(study)) < 2:
-        return {}
+    """The importance of each parameter (fANOVA, normalised to sum 1) over the complete trials; empty when they
+    are undefined (:func:`no_importances` says why)."""
+    return _importances(study)[0]
+
+
+def no_importances(study) -> str | None:
+    """Why the parameter importances of ``study`` are undefined (one sentence), or None when they are defined:
+    fewer than two complete trials; every complete trial scored the same (fANOVA's total variance is zero: Optuna
+    raises ``RuntimeError: Encountered zero total variance in all trees``); or fANOVA refused the trials (its
+    error quoted)."""
+    return _importances(study)[1]
+
+
+def _importances(study) -> tuple[dict[str, float], str | None]:
+    complete = _complete(study)
+    if len(complete) < 2:
+        return {}, (f"parameter importances need at least 2 complete trials; the study has {len(complete)}, so "
+                    "they are not computed")
+    if len({t.value for t in complete}) == 1:
+        return {}, (f"all {len(complete)} complete trials scored the same (val top-1 {complete[0].value:.2f}), so "
+                    "parameter importances are undefined and not computed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             values = optuna.importance.get_param_importances(study, evaluator=_evaluator())
-        except (ValueError, RuntimeError):  # e.g. every complete trial has the same value
-            return {}
-    return {k: float(v) for k, v in values.items()}
+        except (ValueError, RuntimeError) as error:
+            return {}, f"fANOVA could not compute parameter importances over these trials ({error})"
+    return {k: float(v) for k, v in values.items()}, None
 
 
 def _save(path: Path, axes) -> None:
@@ -94,7 +113,8 @@ def _save(path: Path, axes) -> None:
 
 
 def figures(study, folder: StudyFolder, order: list[str]) -> list[Path]:
-    """The PNGs of the module docstring (those the study has enough trials for); returns their paths."""
+    """The PNGs of the module docstring (those the study has enough trials for; ``importances.png`` only when
+    ``order``, the parameters by importance, is not empty); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,6 +134,9 @@ def figures(study, folder: StudyFolder, order: list[str]) -> list[Path]:
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for the matplotlib backend
         for name, draw, needed in plots:
             if len(complete) < needed or (name == "contour.png" and len(params) < 2) or not params:
+                continue
+            if name == "importances.png" and not order:
+                (out / name).unlink(missing_ok=True)  # one an earlier report drew is no longer true
                 continue
             _save(out / name, draw())
             written.append(out / name)
@@ -166,7 +189,10 @@ def write_report(folder: StudyFolder, study, definition: Definition, *, top: int
         lines += ["", f"best trial {best.number}: {_row_params(best)}; its configuration: {out / 'best.yaml'}"]
     else:
         lines.append("no complete trial yet")
-    values = importances(study)
+    values, why = _importances(study)
+    if why:
+        (out / "importances.json").unlink(missing_ok=True)  # one an earlier report wrote is no longer true
+        lines += ["", why + "."]
     if values:
         atomic_write_text(out / "importances.json", json.dumps({"evaluator": "fANOVA (optuna "
                                                                 "FanovaImportanceEvaluator, seed 0)",

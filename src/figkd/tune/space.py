@@ -14,7 +14,8 @@ Examples: ``objective.figkd.weight=float:0.5:8:log``, ``objective.kd.temperature
 ``objective.figkd.criterion=categorical:mse,kl``, ``lr=float:0.01:0.2:log``, ``objective=categorical:kd,figkd``.
 
 A parameter is checked against the configuration before any trial runs (:func:`parse_space`): an unknown
-key, term or option, a malformed spec, or a value the configuration refuses (each bound, each choice) is a
+key, term or option, a malformed spec, or a value the configuration refuses (each end of a range, each choice;
+an objective option's value as the term itself checks it when built, `figkd.losses.check_options`) is a
 one-line ConfigError. The fields ``figkd tune`` sets itself (``out``, the validation split's
 ``val_fraction``/``val_seed``, ``test_at_end``) cannot be searched.
 """
@@ -92,8 +93,14 @@ class Param:
                           "(give it a step=S, or make it categorical)")
 
     def extremes(self) -> list[Any]:
-        """The values checked against the configuration before the search: both bounds, or every choice."""
-        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+        """The values checked against the configuration before the search: every choice, or both ends of the
+        range (of a step range: LOW and its last step, the largest LOW + k*S <= HIGH, as Optuna draws it)."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.step is not None:
+            values = self.grid()
+            return [values[0], values[-1]] if len(values) > 1 else values
+        return [self.low, self.high]
 
 
 def _text(value: Any) -> str:
@@ -256,7 +263,21 @@ def parse_space(texts: Sequence[str], base: RunConfig) -> list[Param]:
     for p in params:
         for value in p.extremes():
             try:
-                apply_params(base, {p.key: value})
+                _check_value(base, p.key, value)
             except ConfigError as error:
                 raise ConfigError(f"--param {p.spec}: the value {value!r} is refused ({error})") from None
     return params
+
+
+def _check_value(base: RunConfig, key: str, value: Any) -> None:
+    """ConfigError when the configuration refuses ``key`` = ``value``: the config's own checks
+    (:func:`apply_params`) and, for the objective or one of its options, each term's check of its option values
+    (`figkd.losses.check_options`: the terms built without models or data - cheap, nothing loaded)."""
+    from ..losses import check_options
+
+    cfg = apply_params(base, {key: value})
+    if cfg.objective is not None and (key == "objective" or key.startswith("objective.")):
+        try:
+            check_options(cfg.objective)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
